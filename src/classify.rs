@@ -1,0 +1,179 @@
+//! Why a scan failed: the one table that turns terraform's error texts into an
+//! [`ErrorReason`] (interface §3, facts in terraform.md).
+
+use crate::plan::stream::Diagnostic;
+use crate::report::{ErrorReason, ScanError};
+
+/// Which command was running when the scan failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Init,
+    Plan,
+    Show,
+}
+
+/// Texts that a held lock shows; the lock summary alone may wrap a network error instead.
+const HELD_LOCK: &[&str] = &[
+    "Lock Info:",
+    "PreconditionFailed",
+    "StatusCode: 412",
+    "ConditionalCheckFailed",
+];
+
+/// The rules, most specific first. Each matches a lower-cased substring of summary+detail.
+const RULES: &[(ErrorReason, &[&str])] = &[
+    (
+        ErrorReason::Auth,
+        &[
+            "invalidaccesskeyid",
+            "signaturedoesnotmatch",
+            "authentication failure",
+            "401 no ticket",
+            "no such token",
+            "permission check failed",
+            "are not sufficient",
+            "401 unauthorized",
+            "403 forbidden",
+            "accessdenied",
+            "invalidtoken",
+            "expiredtoken",
+        ],
+    ),
+    (
+        ErrorReason::StateBackend,
+        &[
+            "error loading state",
+            "failed to get existing workspaces",
+            "nosuchbucket",
+            "failed to save state",
+            "failed to persist state",
+            "error refreshing state",
+            "failed to load state",
+            "unable to list objects in s3 bucket",
+        ],
+    ),
+    (
+        ErrorReason::Connectivity,
+        &[
+            "connection refused",
+            "no such host",
+            "i/o timeout",
+            "context deadline exceeded",
+            "x509:",
+            "tls: failed to verify",
+            "tls: handshake failure",
+            " 596 ",
+            "status 596",
+            "network is unreachable",
+            "connection reset by peer",
+            "no route to host",
+        ],
+    ),
+    (
+        ErrorReason::Init,
+        &[
+            "backend initialization required",
+            "required plugins are not installed",
+            "inconsistent dependency lock file",
+            "failed to query available provider packages",
+            "failed to install provider",
+            "could not load plugin",
+            "provider registry",
+            "module not installed",
+            "please run \"terraform init\"",
+            "please run \"tofu init\"",
+        ],
+    ),
+    (
+        ErrorReason::Config,
+        &[
+            "unsupported argument",
+            "unsupported block type",
+            "reference to undeclared",
+            "invalid reference",
+            "no value for required variable",
+            "missing required argument",
+            "argument or block definition required",
+            "invalid expression",
+            "unclosed configuration block",
+            "invalid block definition",
+            "duplicate resource",
+            "invalid value for input variable",
+            "failed to read variables file",
+            "failed to read file",
+            "value for undeclared variable",
+            "no configuration files",
+            "invalid character",
+            "missing newline after argument",
+            "unsupported attribute",
+            "invalid function argument",
+            "call to unknown function",
+            "invalid for_each argument",
+            "invalid count argument",
+        ],
+    ),
+];
+
+/// The reason of a failed command, from its error diagnostics (stream first, then the
+/// `Error:` blocks of stderr). `None` of either: terraform gave no reason at all.
+pub fn classify(diagnostics: &[Diagnostic], phase: Phase) -> ScanError {
+    let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    let texts: Vec<String> = errors
+        .iter()
+        .map(|d| format!("{}\n{}", d.summary, d.detail).to_lowercase())
+        .collect();
+
+    for (d, text) in errors.iter().zip(&texts) {
+        if text.contains("error acquiring the state lock")
+            && HELD_LOCK.iter().any(|t| text.contains(&t.to_lowercase()))
+        {
+            return error_of(ErrorReason::StateLock, d);
+        }
+    }
+    for (reason, needles) in RULES {
+        for (d, text) in errors.iter().zip(&texts) {
+            if needles.iter().any(|n| text.contains(n)) {
+                return error_of(*reason, d);
+            }
+        }
+    }
+    let fallback = match phase {
+        Phase::Init => ErrorReason::Init,
+        Phase::Plan | Phase::Show => ErrorReason::Terraform,
+    };
+    match errors.first() {
+        Some(d) => error_of(fallback, d),
+        None => ScanError {
+            reason: fallback,
+            summary: format!(
+                "terraform {} failed without an error message",
+                phase.command()
+            ),
+            detail: String::new(),
+        },
+    }
+}
+
+impl Phase {
+    pub fn command(self) -> &'static str {
+        match self {
+            Phase::Init => "init",
+            Phase::Plan => "plan",
+            Phase::Show => "show",
+        }
+    }
+}
+
+fn error_of(reason: ErrorReason, d: &Diagnostic) -> ScanError {
+    let summary = match &d.address {
+        Some(address) if !d.summary.contains(address.as_str()) => {
+            format!("{address}: {}", d.summary)
+        }
+        _ => d.summary.clone(),
+    };
+    ScanError {
+        reason,
+        summary,
+        detail: d.detail.clone(),
+    }
+}

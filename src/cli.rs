@@ -1,0 +1,238 @@
+//! The command line (interface §5): flags parsed raw by clap, then dispatched. Exit codes:
+//! `0` conform, `2` drift, `1` error; usage errors 64 (EX_USAGE), unreadable input 66
+//! (EX_NOINPUT), bad configuration 78 (EX_CONFIG); never 2 for anything but drift.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, DEFAULT_PATH};
+use crate::output::render_text;
+use crate::plan::{ExplainOptions, understand_plan};
+use crate::report::{Report, Status};
+
+pub const EX_USAGE: u8 = 64;
+pub const EX_NOINPUT: u8 = 66;
+pub const EX_CONFIG: u8 = 78;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tfdrift-exporter",
+    version,
+    about = "Prometheus exporter that runs terraform/tofu plan on a schedule and reports drift"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address the exporter listens on (overrides web.listen_address).
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    listen_address: Option<String>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(
+        long = "log.level",
+        global = true,
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    log_level: String,
+    /// Log format.
+    #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Logfmt)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Scan now, once, and print the report(s).
+    Scan {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Environments to scan (all when none is named).
+        envs: Vec<String>,
+    },
+    /// Read the output of `terraform show -json` and print the report.
+    Explain {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Apply this environment's settings (needs --config).
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        /// The plan JSON file, or - for standard input.
+        plan_json: String,
+    },
+    /// Validate the configuration and print each environment's effective settings.
+    CheckConfig,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Err(message) = init_logging(&cli.log_level, cli.log_format) {
+        eprintln!("tfdrift-exporter: --log.level: {message}");
+        return ExitCode::from(EX_USAGE);
+    }
+    let config_path = cli.config.clone();
+    let code = match cli.command {
+        Some(Command::Explain {
+            format,
+            env,
+            plan_json,
+        }) => explain(config_path.as_deref(), env.as_deref(), &plan_json, format),
+        Some(Command::Scan { format, envs }) => scan(
+            &config_path.unwrap_or_else(|| DEFAULT_PATH.into()),
+            &envs,
+            format,
+        ),
+        Some(Command::CheckConfig) => {
+            check_config(&config_path.unwrap_or_else(|| DEFAULT_PATH.into()))
+        }
+        None => {
+            eprintln!(
+                "tfdrift-exporter: the long-running exporter is not part of this build yet; use `tfdrift-exporter scan` (see --help)"
+            );
+            EX_USAGE
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn init_logging(level: &str, format: LogFormat) -> Result<(), String> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| format!("{level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Logfmt => builder.with_ansi(false).init(),
+    }
+    Ok(())
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
+    eprintln!("tfdrift-exporter: {message}");
+    code
+}
+
+fn load(path: &Path) -> Result<Config, u8> {
+    Config::load(path).map_err(|e| fail(EX_CONFIG, e))
+}
+
+fn print_reports(reports: &[Report], format: Format, as_array: bool) {
+    match format {
+        Format::Json => {
+            let json = if as_array {
+                serde_json::to_string_pretty(reports)
+            } else {
+                serde_json::to_string_pretty(&reports[0])
+            };
+            println!("{}", json.unwrap_or_default());
+        }
+        Format::Text => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", render_text(reports, colour));
+        }
+    }
+}
+
+fn explain(config: Option<&Path>, env: Option<&str>, input: &str, format: Format) -> u8 {
+    let mut options = ExplainOptions::default();
+    match (config, env) {
+        (Some(path), Some(name)) => {
+            let config = match load(path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match config.environments.get(name) {
+                Some(e) => options.refresh_only = e.refresh_only,
+                None => {
+                    return fail(
+                        EX_CONFIG,
+                        format!("{}: no environment {name:?}", path.display()),
+                    );
+                }
+            }
+        }
+        (None, Some(_)) => return fail(EX_USAGE, "--env needs --config"),
+        _ => {}
+    }
+    let bytes = if input == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map(|_| buf)
+    } else {
+        std::fs::read(input)
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => return fail(EX_NOINPUT, format!("cannot read {input}: {e}")),
+    };
+    match understand_plan(&bytes, options) {
+        Ok(outcome) => {
+            let report = Report::from_outcome(outcome);
+            let code = report.status.exit_code();
+            print_reports(&[report], format, false);
+            code
+        }
+        Err(e) => fail(1, format!("{input}: {e}")),
+    }
+}
+
+fn scan(path: &Path, names: &[String], format: Format) -> u8 {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let envs = match config.select(names) {
+        Ok(envs) => envs,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
+    };
+    let mut reports = Vec::new();
+    let mut worst = Status::Conform;
+    for env in envs {
+        let report = runtime.block_on(crate::scan::scan_and_store(env, &config.storage.path));
+        worst = worst.worst(report.status);
+        reports.push(report);
+    }
+    print_reports(&reports, format, true);
+    worst.exit_code()
+}
+
+fn check_config(path: &Path) -> u8 {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    print!("{}", config.describe(chrono::Local::now()));
+    0
+}

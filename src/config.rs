@@ -1,0 +1,715 @@
+//! Configuration: the TOML file plus `TFDRIFT_<SECTION>__<KEY>` environment overrides
+//! (interface §4), read raw first and then validated into [`Config`], with `[defaults]`
+//! merged into every environment. Every error names the file, the key and what was expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Deserializer};
+
+use crate::schedule::Schedule;
+
+/// Where the configuration is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/tfdrift-exporter/config.toml";
+/// Prefix of the environment variables that override keys of the file.
+pub const ENV_PREFIX: &str = "TFDRIFT_";
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the configuration file: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{}: key {key:?}: {message}", file.display())]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// A duration written the humantime way (`90s`, `6h`, `1d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim())
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a duration like \"90s\", \"6h\" or \"1d\" ({e})"
+                ))
+            })
+    }
+}
+
+/// When `init` runs before a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitMode {
+    /// First scan, or the lock file / backend settings changed since the last good init.
+    Auto,
+    Always,
+    Never,
+}
+
+impl fmt::Display for InitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InitMode::Auto => "auto",
+            InitMode::Always => "always",
+            InitMode::Never => "never",
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    web: RawWeb,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    defaults: RawEnvironment,
+    #[serde(default)]
+    scheduler: RawScheduler,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    proxmox: Option<RawProxmox>,
+    #[serde(default)]
+    environments: BTreeMap<String, RawEnvironment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen_address: Option<String>,
+    config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    path: Option<PathBuf>,
+    retention: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    max_concurrent_scans: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    max_resource_series: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxmox {
+    api_url: String,
+    token_id: String,
+    token_secret_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
+    interval: Option<HumanDuration>,
+}
+
+/// One `[environments.NAME]` table, or `[defaults]`: every key optional here.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvironment {
+    dir: Option<PathBuf>,
+    binary: Option<String>,
+    interval: Option<HumanDuration>,
+    cron: Option<String>,
+    jitter: Option<HumanDuration>,
+    timeout: Option<HumanDuration>,
+    kill_grace: Option<HumanDuration>,
+    lock_timeout: Option<HumanDuration>,
+    init: Option<InitMode>,
+    refresh_only: Option<bool>,
+    parallelism: Option<u32>,
+    run_on_start: Option<bool>,
+    var_files: Option<Vec<PathBuf>>,
+    backend_config: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    env_files: Option<Vec<PathBuf>>,
+    ignore: Option<Vec<RawIgnoreRule>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIgnoreRule {
+    address: String,
+    attribute: Option<String>,
+    reason: String,
+    expires: Option<NaiveDate>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; relative paths inside it are taken from its directory.
+    pub file: PathBuf,
+    pub web: Web,
+    pub storage: Storage,
+    pub max_concurrent_scans: usize,
+    pub max_resource_series: usize,
+    pub proxmox: Option<Proxmox>,
+    pub environments: BTreeMap<String, Environment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Web {
+    pub listen_address: SocketAddr,
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub path: PathBuf,
+    pub retention: Duration,
+}
+
+/// Settings of the optional unmanaged-guest check.
+#[derive(Debug, Clone)]
+pub struct Proxmox {
+    pub api_url: String,
+    pub token_id: String,
+    pub token_secret_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    pub interval: Option<Duration>,
+}
+
+/// An ignore rule (applied by the report; see `report::ignore`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoreRule {
+    /// Glob on the resource address.
+    pub address: String,
+    /// Glob on the attribute path; `None` hides the whole resource.
+    pub attribute: Option<String>,
+    pub reason: String,
+    pub expires: Option<NaiveDate>,
+}
+
+/// One environment with `[defaults]` and the built-in defaults merged in.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    /// Absolute (relative paths are taken from the configuration file's directory).
+    pub dir: PathBuf,
+    pub binary: String,
+    pub schedule: Schedule,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+    pub lock_timeout: Duration,
+    pub init: InitMode,
+    pub refresh_only: bool,
+    pub parallelism: u32,
+    pub run_on_start: bool,
+    /// Passed to `plan -var-file=` as written (relative to `dir`, as terraform reads them).
+    pub var_files: Vec<PathBuf>,
+    /// Passed to `init -backend-config=` as written.
+    pub backend_config: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// KEY=VALUE files read at each scan; their values are treated as secrets.
+    pub env_files: Vec<PathBuf>,
+    pub ignore: Vec<IgnoreRule>,
+}
+
+impl Config {
+    /// Reads `path` plus the `TFDRIFT_` environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    fn load_with_env(path: &Path, env: Env) -> Result<Config, ConfigError> {
+        // figment ignores a missing file; a missing configuration must stop start-up.
+        std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let raw: RawConfig = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(one_line(e)))?;
+        validate(path, raw)
+    }
+
+    /// Parses configuration text (tests, and `check-config` of generated files).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse(format!("{}: {}", path.display(), one_line(e))))?;
+        validate(path, raw)
+    }
+
+    /// The environments named on the command line (all when none is named).
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Environment>, ConfigError> {
+        if names.is_empty() {
+            return Ok(self.environments.values().collect());
+        }
+        names
+            .iter()
+            .map(|name| {
+                self.environments
+                    .get(name)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        file: self.file.clone(),
+                        key: format!("environments.{name}"),
+                        message: format!(
+                            "no such environment (configured: {})",
+                            self.environments
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    })
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// The effective settings of every environment and its next three runs, for
+    /// `check-config`.
+    pub fn describe(&self, now: chrono::DateTime<chrono::Local>) -> String {
+        use std::fmt::Write;
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let mut out = String::new();
+        let _ = writeln!(out, "configuration: {} (valid)", self.file.display());
+        let _ = writeln!(out, "listen address: {}", self.web.listen_address);
+        let _ = writeln!(
+            out,
+            "storage: {} (retention {})",
+            self.storage.path.display(),
+            d(self.storage.retention)
+        );
+        let _ = writeln!(out, "max concurrent scans: {}", self.max_concurrent_scans);
+        if let Some(p) = &self.proxmox {
+            let _ = writeln!(out, "proxmox: {} as {}", p.api_url, p.token_id);
+        }
+        for env in self.environments.values() {
+            let _ = writeln!(out, "\nenvironment {}", env.name);
+            let dir_note = if env.dir.is_dir() {
+                ""
+            } else {
+                "  (WARNING: not a directory)"
+            };
+            let _ = writeln!(out, "  dir:          {}{dir_note}", env.dir.display());
+            let _ = writeln!(out, "  binary:       {}", env.binary);
+            let _ = writeln!(
+                out,
+                "  schedule:     {} (jitter up to {}, run on start: {})",
+                env.schedule.describe(),
+                d(env.jitter),
+                env.run_on_start
+            );
+            let _ = writeln!(
+                out,
+                "  timeout:      {} (kill grace {}, lock timeout {})",
+                d(env.timeout),
+                d(env.kill_grace),
+                d(env.lock_timeout)
+            );
+            let _ = writeln!(out, "  init:         {}", env.init);
+            let _ = writeln!(out, "  refresh only: {}", env.refresh_only);
+            let _ = writeln!(out, "  parallelism:  {}", env.parallelism);
+            let list = |items: Vec<String>| {
+                if items.is_empty() {
+                    "-".to_owned()
+                } else {
+                    items.join(", ")
+                }
+            };
+            let _ = writeln!(
+                out,
+                "  var files:    {}",
+                list(
+                    env.var_files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect()
+                )
+            );
+            let _ = writeln!(out, "  backend conf: {}", list(env.backend_config.clone()));
+            let _ = writeln!(
+                out,
+                "  env:          {}",
+                list(env.env.keys().cloned().collect())
+            );
+            let _ = writeln!(
+                out,
+                "  env files:    {}",
+                list(
+                    env.env_files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect()
+                )
+            );
+            for rule in &env.ignore {
+                let _ = writeln!(
+                    out,
+                    "  ignore:       {} {} ({}{})",
+                    rule.address,
+                    rule.attribute.as_deref().unwrap_or("(whole resource)"),
+                    rule.reason,
+                    rule.expires
+                        .map(|e| format!(", expires {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            let runs: Vec<String> = env
+                .schedule
+                .upcoming(now, 3)
+                .iter()
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+                .collect();
+            let first = if env.run_on_start {
+                "at start, then "
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  next runs:    {first}{}", runs.join(", "));
+        }
+        out
+    }
+}
+
+/// figment reports one error per line; the CLI shows one line.
+fn one_line(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| e.to_string().replace('\n', " "))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let absolute = |p: &Path| {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        }
+    };
+
+    let listen = raw.web.listen_address.as_deref().unwrap_or("0.0.0.0:9847");
+    let listen_address = listen.parse().map_err(|_| {
+        invalid(
+            "web.listen_address",
+            format!("{listen:?} is not an address like \"0.0.0.0:9847\""),
+        )
+    })?;
+
+    if raw.defaults.dir.is_some() {
+        return Err(invalid(
+            "defaults.dir",
+            "dir is per environment; set it under [environments.NAME]".into(),
+        ));
+    }
+    if raw.environments.is_empty() {
+        return Err(invalid(
+            "environments",
+            "no environment is configured; add an [environments.NAME] table with a dir".into(),
+        ));
+    }
+    let mut environments = BTreeMap::new();
+    for (name, env) in &raw.environments {
+        let environment = merge_environment(name, env, &raw.defaults, &absolute)
+            .map_err(|(key, message)| invalid(&key, message))?;
+        environments.insert(name.clone(), environment);
+    }
+
+    let max_concurrent_scans = raw.scheduler.max_concurrent_scans.unwrap_or(1);
+    if max_concurrent_scans == 0 {
+        return Err(invalid(
+            "scheduler.max_concurrent_scans",
+            "must be at least 1".into(),
+        ));
+    }
+    let proxmox = raw.proxmox.map(|p| Proxmox {
+        api_url: p.api_url,
+        token_id: p.token_id,
+        token_secret_file: p.token_secret_file.map(|f| absolute(&f)),
+        ca_file: p.ca_file.map(|f| absolute(&f)),
+        insecure: p.insecure,
+        interval: p.interval.map(|d| d.0),
+    });
+    Ok(Config {
+        file: file.to_owned(),
+        web: Web {
+            listen_address,
+            config_file: raw.web.config_file.map(|f| absolute(&f)),
+        },
+        storage: Storage {
+            path: absolute(
+                &raw.storage
+                    .path
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/tfdrift-exporter")),
+            ),
+            retention: raw
+                .storage
+                .retention
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(90 * 86_400)),
+        },
+        max_concurrent_scans,
+        max_resource_series: raw.metrics.max_resource_series.unwrap_or(100),
+        proxmox,
+        environments,
+    })
+}
+
+/// True for names that are safe in paths, URLs and metric labels.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn merge_environment(
+    name: &str,
+    env: &RawEnvironment,
+    defaults: &RawEnvironment,
+    absolute: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Environment, (String, String)> {
+    let key = |k: &str| format!("environments.{name}.{k}");
+    if !valid_name(name) {
+        return Err((
+            format!("environments.{name}"),
+            "environment names may use only letters, digits, '-' and '_' (at most 64)".into(),
+        ));
+    }
+    let dir = env.dir.as_deref().ok_or_else(|| {
+        (
+            key("dir"),
+            "missing: the directory holding the environment's Terraform code".to_owned(),
+        )
+    })?;
+
+    let schedule = match (
+        env.interval.is_some() || env.cron.is_some(),
+        defaults.interval.is_some() || defaults.cron.is_some(),
+    ) {
+        (true, _) => schedule_of(env, &key("interval"))?,
+        (false, true) => schedule_of(defaults, "defaults.interval")?,
+        (false, false) => Schedule::Interval(Duration::from_secs(86_400)),
+    };
+
+    let pick = |own: Option<HumanDuration>, default: Option<HumanDuration>, builtin: u64| {
+        own.or(default)
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(builtin))
+    };
+    let timeout = pick(env.timeout, defaults.timeout, 300);
+    if timeout.is_zero() {
+        return Err((key("timeout"), "must be longer than 0s".into()));
+    }
+    let parallelism = env.parallelism.or(defaults.parallelism).unwrap_or(10);
+    if parallelism == 0 {
+        return Err((key("parallelism"), "must be at least 1".into()));
+    }
+    let binary = env
+        .binary
+        .clone()
+        .or_else(|| defaults.binary.clone())
+        .unwrap_or_else(|| "terraform".into());
+    if binary.trim().is_empty() {
+        return Err((
+            key("binary"),
+            "must name terraform, tofu or an absolute path".into(),
+        ));
+    }
+
+    let mut vars = defaults.env.clone().unwrap_or_default();
+    vars.extend(env.env.clone().unwrap_or_default());
+    for reserved in ["TF_DATA_DIR", "TF_IN_AUTOMATION", "TF_INPUT"] {
+        if vars.contains_key(reserved) {
+            return Err((
+                key("env"),
+                format!("{reserved} is set by the exporter and cannot be overridden"),
+            ));
+        }
+    }
+
+    let mut ignore = Vec::new();
+    for (i, rule) in defaults
+        .ignore
+        .iter()
+        .flatten()
+        .chain(env.ignore.iter().flatten())
+        .enumerate()
+    {
+        if rule.reason.trim().is_empty() || rule.address.trim().is_empty() {
+            return Err((
+                key(&format!("ignore[{i}]")),
+                "address and reason must not be empty".into(),
+            ));
+        }
+        ignore.push(IgnoreRule {
+            address: rule.address.clone(),
+            attribute: rule.attribute.clone(),
+            reason: rule.reason.clone(),
+            expires: rule.expires,
+        });
+    }
+
+    Ok(Environment {
+        name: name.to_owned(),
+        dir: absolute(dir),
+        binary,
+        schedule,
+        jitter: pick(env.jitter, defaults.jitter, 300),
+        timeout,
+        kill_grace: pick(env.kill_grace, defaults.kill_grace, 30),
+        lock_timeout: pick(env.lock_timeout, defaults.lock_timeout, 60),
+        init: env.init.or(defaults.init).unwrap_or(InitMode::Auto),
+        refresh_only: env.refresh_only.or(defaults.refresh_only).unwrap_or(false),
+        parallelism,
+        run_on_start: env.run_on_start.or(defaults.run_on_start).unwrap_or(true),
+        var_files: env
+            .var_files
+            .clone()
+            .or_else(|| defaults.var_files.clone())
+            .unwrap_or_default(),
+        backend_config: env
+            .backend_config
+            .clone()
+            .or_else(|| defaults.backend_config.clone())
+            .unwrap_or_default(),
+        env: vars,
+        env_files: defaults
+            .env_files
+            .iter()
+            .flatten()
+            .chain(env.env_files.iter().flatten())
+            .map(|f| absolute(f))
+            .collect(),
+        ignore,
+    })
+}
+
+fn schedule_of(raw: &RawEnvironment, key: &str) -> Result<Schedule, (String, String)> {
+    let cron_key = key.replace(".interval", ".cron");
+    match (&raw.interval, &raw.cron) {
+        (Some(_), Some(_)) => Err((
+            key.to_owned(),
+            "set either interval or cron, not both".into(),
+        )),
+        (Some(d), None) if d.0 < Duration::from_secs(1) => {
+            Err((key.to_owned(), "must be at least 1s".into()))
+        }
+        (Some(d), None) => Ok(Schedule::Interval(d.0)),
+        (None, Some(expr)) => Schedule::cron(expr).map_err(|e| (cron_key, e)),
+        (None, None) => unreachable!("schedule_of is only called when one is set"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(Path::new("/etc/t/config.toml"), text)
+    }
+
+    #[test]
+    fn defaults_merge_into_each_environment() {
+        let c = load(
+            r#"
+            [defaults]
+            timeout = "2m"
+            env = { A = "1" }
+            [environments.prod]
+            dir = "envs/prod"
+            interval = "6h"
+            env = { B = "2" }
+            [environments.lab]
+            dir = "/srv/lab"
+            cron = "0 3 * * *"
+            timeout = "10m"
+            "#,
+        )
+        .unwrap();
+        let prod = &c.environments["prod"];
+        assert_eq!(prod.dir, PathBuf::from("/etc/t/envs/prod"));
+        assert_eq!(prod.timeout, Duration::from_secs(120));
+        assert_eq!(
+            prod.schedule,
+            Schedule::Interval(Duration::from_secs(6 * 3600))
+        );
+        assert_eq!(prod.env.len(), 2);
+        let lab = &c.environments["lab"];
+        assert_eq!(lab.timeout, Duration::from_secs(600));
+        assert!(matches!(lab.schedule, Schedule::Cron { .. }));
+        assert_eq!(lab.kill_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_was_expected() {
+        let e = load("[environments.prod]\ndir = \"x\"\ninterval = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("environments.prod.interval") && e.contains("duration"),
+            "{e}"
+        );
+        let e = load("[environments.prod]\ndir = \"x\"\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field") && e.contains("colour"), "{e}");
+        let e = load("[environments.prod]\ndir = \"x\"\ninterval = \"1h\"\ncron = \"* * * * *\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("either interval or cron"), "{e}");
+        let e = load("[environments.prod]\ndir = \"x\"\ncron = \"99 * * * *\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("environments.prod.cron"), "{e}");
+        let e = load("[environments.prod]\ninterval = \"1h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("environments.prod.dir"), "{e}");
+        let e = load("[environments.\"pr od\"]\ndir = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("letters, digits"), "{e}");
+    }
+}

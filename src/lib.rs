@@ -1,0 +1,21 @@
+//! tfdrift-exporter: runs `terraform plan` (or `tofu plan`), read-only, for each configured
+//! environment, tells whether the real infrastructure still matches the code, and reports
+//! what differs.
+//!
+//! The story, one module per step: [`config`] comes in, [`schedule`] says when, [`runner`]
+//! drives terraform, [`plan`] understands its output, [`classify`] names why a scan failed,
+//! [`report`] is what comes out, [`store`] keeps it, [`output`] shows it to people, and
+//! [`scan`] ties one scan together. [`cli`] is the command line.
+
+#![forbid(unsafe_code)]
+
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod output;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod scan;
+pub mod schedule;
+pub mod store;

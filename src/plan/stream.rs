@@ -1,0 +1,173 @@
+//! The `plan -json` stream: one JSON object per line. It gives the tool and its version
+//! (first line) and the diagnostics; attribute values only come from `show -json`.
+
+use serde::Deserialize;
+
+/// One `diagnostic` of the stream (or one `Error:` block of plain stderr).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Diagnostic {
+    #[serde(default)]
+    pub severity: String,
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn is_error(&self) -> bool {
+        self.severity == "error"
+    }
+}
+
+/// What the exporter keeps of a stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// `terraform` or `tofu`, from the `version` line.
+    pub tool: Option<String>,
+    pub version: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// The stream says terraform was interrupted (SIGINT/SIGTERM).
+    pub interrupted: bool,
+    /// Lines that were not JSON messages, kept (bounded) for classification.
+    pub stray: String,
+}
+
+/// Upper bound of stray text kept from a stream: enough for any error message, and a
+/// misbehaving binary cannot fill memory.
+pub const MAX_STRAY: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+struct Line {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(rename = "@message", default)]
+    message: String,
+    #[serde(default)]
+    terraform: Option<String>,
+    #[serde(default)]
+    tofu: Option<String>,
+    #[serde(default)]
+    diagnostic: Option<Diagnostic>,
+}
+
+impl StreamSummary {
+    /// Takes one line of the stream.
+    pub fn push_line(&mut self, line: &str) {
+        let line = line.trim();
+        if line.is_empty() {
+            return;
+        }
+        match serde_json::from_str::<Line>(line) {
+            Ok(msg) => self.push_message(msg),
+            Err(_) => push_bounded(&mut self.stray, line),
+        }
+    }
+
+    fn push_message(&mut self, msg: Line) {
+        match msg.kind.as_str() {
+            "version" => {
+                if let Some(v) = msg.terraform {
+                    self.tool = Some("terraform".to_owned());
+                    self.version = Some(v);
+                } else if let Some(v) = msg.tofu {
+                    self.tool = Some("tofu".to_owned());
+                    self.version = Some(v);
+                }
+            }
+            "diagnostic" => {
+                if let Some(d) = msg.diagnostic {
+                    self.diagnostics.push(d);
+                }
+            }
+            "log" if msg.message.contains("Interrupt received") => self.interrupted = true,
+            _ => {}
+        }
+    }
+
+    /// Reads a whole recorded stream.
+    pub fn parse(text: &str) -> StreamSummary {
+        let mut summary = StreamSummary::default();
+        text.lines().for_each(|l| summary.push_line(l));
+        summary
+    }
+
+    /// The error diagnostics, in order.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
+
+/// Appends a line to a bounded buffer; past the bound the rest is dropped.
+pub fn push_bounded(buffer: &mut String, line: &str) {
+    if buffer.len() >= MAX_STRAY {
+        return;
+    }
+    let room = MAX_STRAY - buffer.len();
+    let mut end = line.len().min(room);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    buffer.push_str(&line[..end]);
+    buffer.push('\n');
+}
+
+/// Splits plain (`-no-color`) terraform output into its `Error: ...` blocks, for commands
+/// run without `-json` (init) and for crashes that never reached the stream.
+pub fn errors_from_text(text: &str) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let mut current: Option<Diagnostic> = None;
+    for raw in text.lines() {
+        // Human output frames diagnostics with box characters.
+        let line = raw.trim_start_matches(['│', '╷', '╵', ' ']).trim_end();
+        if let Some(summary) = line.strip_prefix("Error: ") {
+            out.extend(current.take());
+            current = Some(Diagnostic {
+                severity: "error".to_owned(),
+                summary: summary.to_owned(),
+                detail: String::new(),
+                address: None,
+            });
+        } else if line.starts_with("Warning: ") {
+            out.extend(current.take());
+        } else if let Some(d) = current.as_mut()
+            && (!d.detail.is_empty() || !line.is_empty())
+        {
+            d.detail.push_str(line);
+            d.detail.push('\n');
+        }
+    }
+    out.extend(current);
+    for d in &mut out {
+        d.detail = d.detail.trim().to_owned();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_errors_are_split_from_warnings() {
+        let text = "╷\n│ Warning: Unable to open CLI configuration file\n│\n│ The CLI configuration file at \"/x\" does not exist.\n╵\n╷\n│ Error: Failed to get existing workspaces: dial tcp: connection refused\n│\n│ more\n╵\n";
+        let errors = errors_from_text(text);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].summary,
+            "Failed to get existing workspaces: dial tcp: connection refused"
+        );
+        assert_eq!(errors[0].detail, "more");
+    }
+
+    #[test]
+    fn garbage_lines_are_kept_bounded() {
+        let mut s = StreamSummary::default();
+        for _ in 0..10_000 {
+            s.push_line(&"x".repeat(100));
+        }
+        assert!(s.stray.len() <= MAX_STRAY + 101);
+    }
+}

@@ -1,0 +1,330 @@
+//! The report of one scan: what `scan`, `explain`, the history and `/detail` all share
+//! (interface §7). Everything here is already redacted: a `Report` may be printed, stored
+//! and served as it is.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The outcome of a scan. The numbers are the `tfdrift_status` gauge values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Conform,
+    Drift,
+    Error,
+}
+
+impl Status {
+    /// Exit code of `scan`/`explain`, like `terraform plan -detailed-exitcode`.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Conform => 0,
+            Status::Drift => 2,
+            Status::Error => 1,
+        }
+    }
+
+    /// Severity order used to pick the worst status over several environments.
+    fn rank(self) -> u8 {
+        match self {
+            Status::Conform => 0,
+            Status::Drift => 1,
+            Status::Error => 2,
+        }
+    }
+
+    /// The worse of two statuses (error > drift > conform).
+    pub fn worst(self, other: Status) -> Status {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Conform => "conform",
+            Status::Drift => "drift",
+            Status::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a scan could not produce a plan (interface §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorReason {
+    Auth,
+    Connectivity,
+    StateBackend,
+    StateLock,
+    Timeout,
+    Init,
+    Config,
+    Terraform,
+}
+
+impl ErrorReason {
+    /// Every reason, in the order the metrics list them.
+    pub const ALL: [ErrorReason; 8] = [
+        ErrorReason::Auth,
+        ErrorReason::Connectivity,
+        ErrorReason::StateBackend,
+        ErrorReason::StateLock,
+        ErrorReason::Timeout,
+        ErrorReason::Init,
+        ErrorReason::Config,
+        ErrorReason::Terraform,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::Auth => "auth",
+            ErrorReason::Connectivity => "connectivity",
+            ErrorReason::StateBackend => "state_backend",
+            ErrorReason::StateLock => "state_lock",
+            ErrorReason::Timeout => "timeout",
+            ErrorReason::Init => "init",
+            ErrorReason::Config => "config",
+            ErrorReason::Terraform => "terraform",
+        }
+    }
+}
+
+impl fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a plan would do to one resource instance. The first four are counted as drift;
+/// the others are listed for information only (interface §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Replace,
+    /// Only the address changes (`moved` block).
+    Move,
+    /// Only an import into state, no change to the object.
+    Import,
+    /// The object leaves the state but is not destroyed (`removed` with `destroy = false`).
+    Forget,
+}
+
+impl Action {
+    /// The actions that make a scan `drift`, in the order the summary lists them.
+    pub const COUNTED: [Action; 4] = [
+        Action::Create,
+        Action::Update,
+        Action::Delete,
+        Action::Replace,
+    ];
+
+    pub fn is_counted(self) -> bool {
+        Action::COUNTED.contains(&self)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Replace => "replace",
+            Action::Move => "move",
+            Action::Import => "import",
+            Action::Forget => "forget",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One differing attribute of an `update` or `replace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributeChange {
+    /// `disk[0].size`, `tags.env`, `labels["app.io/name"]`.
+    pub path: String,
+    /// What the plan saw in the real infrastructure.
+    pub actual: Value,
+    /// What the code declares.
+    pub expected: Value,
+}
+
+/// One changed resource instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub address: String,
+    pub module: Option<String>,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub name: String,
+    /// `count` index (number) or `for_each` key (string).
+    pub index: Option<Value>,
+    pub action: Action,
+    /// True when the change comes from a modification made outside Terraform.
+    pub outside_terraform: bool,
+    /// Terraform's `action_reason`, or the deposed object's key.
+    pub reason: Option<String>,
+    pub attributes: Vec<AttributeChange>,
+    /// Only on entries of `Report::ignored`: the reason of the rule that hid the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored_by: Option<String>,
+}
+
+/// Counts of the changes that remain after ignore rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: u64,
+    pub update: u64,
+    pub delete: u64,
+    pub replace: u64,
+    pub outside_terraform: u64,
+    pub ignored: u64,
+}
+
+impl Summary {
+    /// Count the changes of a report.
+    pub fn of(changes: &[Change], ignored: &[Change]) -> Summary {
+        let mut summary = Summary {
+            ignored: ignored.len() as u64,
+            ..Summary::default()
+        };
+        for change in changes {
+            let slot = match change.action {
+                Action::Create => &mut summary.create,
+                Action::Update => &mut summary.update,
+                Action::Delete => &mut summary.delete,
+                Action::Replace => &mut summary.replace,
+                Action::Move | Action::Import | Action::Forget => continue,
+            };
+            *slot += 1;
+            if change.outside_terraform {
+                summary.outside_terraform += 1;
+            }
+        }
+        summary
+    }
+
+    /// The count of one counted action.
+    pub fn count(&self, action: Action) -> u64 {
+        match action {
+            Action::Create => self.create,
+            Action::Update => self.update,
+            Action::Delete => self.delete,
+            Action::Replace => self.replace,
+            Action::Move | Action::Import | Action::Forget => 0,
+        }
+    }
+
+    /// Resources that make the scan `drift`.
+    pub fn counted(&self) -> u64 {
+        self.create + self.update + self.delete + self.replace
+    }
+}
+
+/// Why a scan failed, with Terraform's words (secrets scrubbed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanError {
+    pub reason: ErrorReason,
+    pub summary: String,
+    pub detail: String,
+}
+
+/// The tool that produced the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// `terraform`, `tofu`, or the configured path; unknown for `explain`.
+    pub binary: Option<String>,
+    pub version: Option<String>,
+}
+
+/// The report of one scan (interface §7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub id: Option<String>,
+    pub environment: Option<String>,
+    pub status: Status,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub tool: Option<Tool>,
+    pub summary: Summary,
+    pub changes: Vec<Change>,
+    pub ignored: Vec<Change>,
+    pub error: Option<ScanError>,
+}
+
+/// What understanding a plan yields, before it is placed in a scan's report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOutcome {
+    pub changes: Vec<Change>,
+    pub ignored: Vec<Change>,
+    /// Set when the plan itself says it errored (`errored: true`).
+    pub error: Option<ScanError>,
+    /// `terraform_version` of the plan document, when present.
+    pub tool_version: Option<String>,
+}
+
+impl Report {
+    /// A report built from an understood plan; status follows from the changes.
+    pub fn from_outcome(outcome: PlanOutcome) -> Report {
+        let summary = Summary::of(&outcome.changes, &outcome.ignored);
+        let status = if outcome.error.is_some() {
+            Status::Error
+        } else if summary.counted() > 0 {
+            Status::Drift
+        } else {
+            Status::Conform
+        };
+        Report {
+            id: None,
+            environment: None,
+            status,
+            started_at: None,
+            finished_at: None,
+            duration_seconds: None,
+            tool: outcome.tool_version.map(|version| Tool {
+                binary: None,
+                version: Some(version),
+            }),
+            summary,
+            changes: outcome.changes,
+            ignored: outcome.ignored,
+            error: outcome.error,
+        }
+    }
+
+    /// A report of a scan that produced no plan.
+    pub fn failed(error: ScanError) -> Report {
+        Report {
+            id: None,
+            environment: None,
+            status: Status::Error,
+            started_at: None,
+            finished_at: None,
+            duration_seconds: None,
+            tool: None,
+            summary: Summary::default(),
+            changes: Vec::new(),
+            ignored: Vec::new(),
+            error: Some(error),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! One scan of one environment: init when needed, plan, show when the plan has changes,
+//! understand the result and make the report. Never anything that writes infrastructure.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::classify::{Phase, classify};
+use crate::config::{Environment, InitMode};
+use crate::plan::redact::{Redactor, SecretCollector};
+use crate::plan::show::understand_plan_with;
+use crate::plan::stream::{StreamSummary, errors_from_text};
+use crate::plan::{ExplainOptions, PlanError};
+use crate::report::{ErrorReason, PlanOutcome, Report, ScanError, Tool};
+use crate::runner::{Invocation, Output, PlanArgs, RunError, StdoutMode, TfCommand, run};
+use crate::store::EnvStore;
+
+/// Scans `env` under its scan lock (a CLI scan and the exporter never scan one environment
+/// at once), stores the report in the history and returns it. A storage failure is logged;
+/// the report is still returned.
+pub async fn scan_and_store(env: &Environment, storage: &Path) -> Report {
+    let store = match EnvStore::open(storage, &env.name) {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::error!(environment = %env.name, error = %e, "cannot open the environment's storage");
+            None
+        }
+    };
+    let lock = match &store {
+        Some(store) => {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.lock()).await {
+                Ok(Ok(lock)) => Some(lock),
+                Ok(Err(e)) => {
+                    tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; scanning without it");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; scanning without it");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    tracing::info!(environment = %env.name, dir = %env.dir.display(), "scan started");
+    let mut report = scan(env, storage).await;
+    if let Some(store) = &store {
+        let id = store.new_id(&env.name, &report);
+        report.id = Some(id);
+        if let Err(e) = store.save(&report) {
+            tracing::error!(environment = %env.name, error = %e, "cannot store the report");
+        }
+    }
+    drop(lock);
+    let s = &report.summary;
+    tracing::info!(
+        environment = %env.name,
+        status = %report.status,
+        reason = report.error.as_ref().map(|e| e.reason.as_str()).unwrap_or(""),
+        duration_seconds = report.duration_seconds.unwrap_or_default(),
+        create = s.create,
+        update = s.update,
+        delete = s.delete,
+        replace = s.replace,
+        outside_terraform = s.outside_terraform,
+        "scan finished"
+    );
+    report
+}
+
+/// Scans `env` now and returns its report (not stored yet; see [`EnvStore::save`]).
+pub async fn scan(env: &Environment, storage: &Path) -> Report {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let mut scan = Scan {
+        env,
+        tool: Tool {
+            binary: Some(env.binary.clone()),
+            version: None,
+        },
+        secrets: Redactor::default(),
+    };
+    let mut report = match scan.run(storage, clock + env.timeout).await {
+        Ok(outcome) => Report::from_outcome(outcome),
+        Err(error) => Report::failed(error),
+    };
+    if let Some(error) = report.error.as_mut() {
+        error.summary = scan.secrets.redact_text(&error.summary);
+        error.detail = scan.secrets.redact_text(&error.detail);
+    }
+    if scan.tool.version.is_none() {
+        scan.tool.version = report.tool.as_ref().and_then(|t| t.version.clone());
+    }
+    report.environment = Some(env.name.clone());
+    report.tool = Some(scan.tool);
+    report.started_at = Some(started_at);
+    report.finished_at = Some(Utc::now());
+    report.duration_seconds = Some((clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+    report
+}
+
+/// Variables added to terraform's environment.
+type EnvVars = Vec<(String, String)>;
+
+struct Scan<'a> {
+    env: &'a Environment,
+    tool: Tool,
+    /// Values of `env_files`: scrubbed from every error text.
+    secrets: Redactor,
+}
+
+fn config_error(summary: String) -> ScanError {
+    ScanError {
+        reason: ErrorReason::Config,
+        summary,
+        detail: String::new(),
+    }
+}
+
+impl Scan<'_> {
+    async fn run(&mut self, storage: &Path, deadline: Instant) -> Result<PlanOutcome, ScanError> {
+        let env = self.env;
+        if !env.dir.is_dir() {
+            return Err(config_error(format!(
+                "environments.{}.dir: {} is not a directory",
+                env.name,
+                env.dir.display()
+            )));
+        }
+        let (vars, secret_values) = self.environment_variables()?;
+        let collector = || {
+            let mut c = SecretCollector::default();
+            secret_values.iter().for_each(|v| c.add(v));
+            c
+        };
+        self.secrets = collector().finish();
+
+        let store = EnvStore::open(storage, &env.name)
+            .map_err(|e| config_error(format!("storage.path: {e}")))?;
+        let mut vars = vars;
+        vars.push(("TF_IN_AUTOMATION".into(), "1".into()));
+        vars.push(("TF_INPUT".into(), "0".into()));
+        vars.push(("CHECKPOINT_DISABLE".into(), "1".into()));
+        vars.push((
+            "TF_DATA_DIR".into(),
+            store.tf_data_dir().display().to_string(),
+        ));
+        let inv = Invocation {
+            binary: &env.binary,
+            dir: &env.dir,
+            env: &vars,
+            deadline,
+            kill_grace: env.kill_grace,
+        };
+
+        let fingerprint = init_fingerprint(env);
+        let mut initialised = false;
+        let needs_init = match env.init {
+            InitMode::Always => true,
+            InitMode::Never => false,
+            InitMode::Auto => store.init_fingerprint().as_deref() != Some(fingerprint.as_str()),
+        };
+        if needs_init {
+            self.init(&inv, &store, &fingerprint).await?;
+            initialised = true;
+        }
+
+        let plan_dir = store
+            .plan_dir()
+            .map_err(|e| config_error(format!("storage.path: {e}")))?;
+        let plan_file = plan_dir.path().join("plan.tfplan");
+        let plan_cmd = TfCommand::plan(&PlanArgs {
+            lock_timeout: env.lock_timeout,
+            plan_file: &plan_file,
+            refresh_only: env.refresh_only,
+            parallelism: env.parallelism,
+            var_files: &env.var_files,
+        });
+        let mut plan = self
+            .run_step(&plan_cmd, &inv, StdoutMode::Stream, Phase::Plan)
+            .await?;
+        if plan.code() == Some(1) && !initialised && env.init == InitMode::Auto {
+            // The backend block or providers changed in a way the fingerprint cannot see.
+            let error = self.failure(&plan, Phase::Plan);
+            if error.reason == ErrorReason::Init {
+                tracing::info!(environment = %env.name, "plan asks for init: running init once and planning again");
+                self.init(&inv, &store, &fingerprint).await?;
+                plan = self
+                    .run_step(&plan_cmd, &inv, StdoutMode::Stream, Phase::Plan)
+                    .await?;
+            }
+        }
+        if let Some(version) = plan.stream.version.clone() {
+            self.tool.version = Some(version);
+        }
+        match plan.code() {
+            Some(0) => Ok(PlanOutcome {
+                changes: Vec::new(),
+                ignored: Vec::new(),
+                error: None,
+                tool_version: None,
+            }),
+            Some(2) => {
+                let show = self
+                    .run_step(
+                        &TfCommand::show(&plan_file),
+                        &inv,
+                        StdoutMode::Document,
+                        Phase::Show,
+                    )
+                    .await?;
+                if show.code() != Some(0) {
+                    return Err(self.failure(&show, Phase::Show));
+                }
+                understand_plan_with(
+                    &show.document,
+                    ExplainOptions {
+                        refresh_only: env.refresh_only,
+                    },
+                    collector(),
+                )
+                .map_err(|e: PlanError| ScanError {
+                    reason: ErrorReason::Terraform,
+                    summary: format!("cannot understand the output of show -json: {e}"),
+                    detail: String::new(),
+                })
+            }
+            _ => Err(self.failure(&plan, Phase::Plan)),
+        }
+        // plan_dir (and the plan file with its secrets) is removed here.
+    }
+
+    async fn init(
+        &mut self,
+        inv: &Invocation<'_>,
+        store: &EnvStore,
+        fingerprint: &str,
+    ) -> Result<(), ScanError> {
+        let _ = store.set_init_fingerprint(None);
+        let output = self
+            .run_step(
+                &TfCommand::init(&self.env.backend_config),
+                inv,
+                StdoutMode::Text,
+                Phase::Init,
+            )
+            .await?;
+        if output.code() != Some(0) {
+            return Err(self.failure(&output, Phase::Init));
+        }
+        if let Err(e) = store.set_init_fingerprint(Some(fingerprint)) {
+            tracing::warn!(environment = %self.env.name, error = %e, "cannot record the init fingerprint: init will run again next scan");
+        }
+        Ok(())
+    }
+
+    /// Runs one step; a deadline passed or a binary that cannot run ends the scan.
+    async fn run_step(
+        &self,
+        cmd: &TfCommand,
+        inv: &Invocation<'_>,
+        mode: StdoutMode,
+        phase: Phase,
+    ) -> Result<Output, ScanError> {
+        tracing::debug!(environment = %self.env.name, command = ?cmd.argv(), "running");
+        let output = run(cmd, inv, mode).await.map_err(|e| match e {
+            RunError::NotFound { .. } | RunError::Spawn { .. } => {
+                config_error(format!("environments.{}.binary: {e}", self.env.name))
+            }
+            RunError::Io { .. } => ScanError {
+                reason: ErrorReason::Terraform,
+                summary: e.to_string(),
+                detail: String::new(),
+            },
+        })?;
+        if output.timed_out {
+            let last = self.failure(&output, phase);
+            return Err(ScanError {
+                reason: ErrorReason::Timeout,
+                summary: format!(
+                    "scan exceeded its timeout of {} during {}; terraform was interrupted",
+                    humantime::format_duration(self.env.timeout),
+                    phase.command()
+                ),
+                detail: if last.summary.contains("without an error message") {
+                    String::new()
+                } else {
+                    format!("{}\n{}", last.summary, last.detail)
+                        .trim()
+                        .to_owned()
+                },
+            });
+        }
+        Ok(output)
+    }
+
+    /// The error of a failed step, from its diagnostics, else from its text output.
+    fn failure(&self, output: &Output, phase: Phase) -> ScanError {
+        let mut diagnostics: Vec<_> = output.stream.errors().cloned().collect();
+        if diagnostics.is_empty() {
+            diagnostics = errors_from_text(&output.text);
+            diagnostics.extend(errors_from_text(&output.stream.stray));
+        }
+        let mut error = classify(&diagnostics, phase);
+        if diagnostics.is_empty() {
+            let how = match output.status {
+                Some(s) if s.code().is_some() => {
+                    format!("exited with code {}", s.code().unwrap_or_default())
+                }
+                Some(s) => format!(
+                    "was killed by signal {}",
+                    std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or_default()
+                ),
+                None => "ended in an unknown way".to_owned(),
+            };
+            error.summary = format!(
+                "terraform {} {how} without an error message",
+                phase.command()
+            );
+            error.detail = tail(&output.text, 2000);
+        }
+        error
+    }
+
+    /// `env` plus the KEY=VALUE lines of `env_files` (whose values are secrets).
+    fn environment_variables(&self) -> Result<(EnvVars, Vec<String>), ScanError> {
+        let mut vars: Vec<(String, String)> = self
+            .env
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut secrets = Vec::new();
+        for file in &self.env.env_files {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                config_error(format!(
+                    "environments.{}.env_files: {}: {e}",
+                    self.env.name,
+                    file.display()
+                ))
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let line = line.strip_prefix("export ").unwrap_or(line);
+                let Some((key, value)) = line.split_once('=') else {
+                    return Err(config_error(format!(
+                        "environments.{}.env_files: {}:{}: expected KEY=VALUE",
+                        self.env.name,
+                        file.display(),
+                        n + 1
+                    )));
+                };
+                let value = value.trim().trim_matches('"').to_owned();
+                secrets.push(value.clone());
+                vars.push((key.trim().to_owned(), value));
+            }
+        }
+        Ok((vars, secrets))
+    }
+}
+
+/// What a successful init depends on: when it changes, init runs again.
+fn init_fingerprint(env: &Environment) -> String {
+    let mut h = Sha256::new();
+    h.update(env.binary.as_bytes());
+    h.update([0]);
+    for arg in &env.backend_config {
+        h.update(arg.as_bytes());
+        h.update([0]);
+        // A -backend-config may name a file (relative to dir); its content matters too.
+        if let Ok(content) = std::fs::read(env.dir.join(arg)) {
+            h.update(&content);
+        }
+        h.update([0]);
+    }
+    if let Ok(lock) = std::fs::read(env.dir.join(".terraform.lock.hcl")) {
+        h.update(&lock);
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn tail(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+/// How long the whole scan may take at most, counting the interrupt sequence.
+pub fn worst_case(env: &Environment) -> Duration {
+    env.timeout + env.kill_grace + Duration::from_secs(2)
+}
+
+/// Reads a recorded `plan -json` stream and classifies it (used by tests and tools).
+pub fn classify_stream(text: &str) -> Option<ScanError> {
+    let stream = StreamSummary::parse(text);
+    let diagnostics: Vec<_> = stream.errors().cloned().collect();
+    (!diagnostics.is_empty()).then(|| classify(&diagnostics, Phase::Plan))
+}
