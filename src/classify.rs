@@ -1,7 +1,7 @@
 //! Why a scan failed: the one table that turns terraform's error texts into an
 //! [`ErrorReason`] (interface §3, facts in terraform.md).
 
-use crate::plan::stream::Diagnostic;
+use crate::plan::stream::{Diagnostic, StreamSummary, errors_from_text};
 use crate::report::{ErrorReason, ScanError};
 
 /// Which command was running when the scan failed.
@@ -50,6 +50,9 @@ const RULES: &[(ErrorReason, &[&str])] = &[
             "error refreshing state",
             "failed to load state",
             "unable to list objects in s3 bucket",
+            // Reached only without Lock Info: the lock store itself failed.
+            "error acquiring the state lock",
+            "error releasing the state lock",
         ],
     ),
     (
@@ -176,4 +179,15 @@ fn error_of(reason: ErrorReason, d: &Diagnostic) -> ScanError {
         summary,
         detail: d.detail.clone(),
     }
+}
+
+/// Classifies recorded output of a failed plan: a `-json` stream, or plain text when it
+/// holds no diagnostic. `None` when it shows no error at all.
+pub fn classify_recorded(text: &str) -> Option<ScanError> {
+    let stream = StreamSummary::parse(text);
+    let mut diagnostics: Vec<Diagnostic> = stream.errors().cloned().collect();
+    if diagnostics.is_empty() {
+        diagnostics = errors_from_text(text);
+    }
+    (!diagnostics.is_empty()).then(|| classify(&diagnostics, Phase::Plan))
 }

@@ -261,7 +261,9 @@ pub struct Report {
     pub id: Option<String>,
     pub environment: Option<String>,
     pub status: Status,
+    #[serde(with = "rfc3339_seconds")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_seconds")]
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<f64>,
     pub tool: Option<Tool>,
@@ -326,5 +328,23 @@ impl Report {
             ignored: Vec::new(),
             error: Some(error),
         }
+    }
+}
+
+/// Times are written to the second (`2026-11-25T03:15:02Z`), as in the interface; the
+/// duration carries the precision.
+mod rfc3339_seconds {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<DateTime<Utc>>::deserialize(d)
     }
 }

@@ -12,7 +12,7 @@ use crate::classify::{Phase, classify};
 use crate::config::{Environment, InitMode};
 use crate::plan::redact::{Redactor, SecretCollector};
 use crate::plan::show::understand_plan_with;
-use crate::plan::stream::{StreamSummary, errors_from_text};
+use crate::plan::stream::errors_from_text;
 use crate::plan::{ExplainOptions, PlanError};
 use crate::report::{ErrorReason, PlanOutcome, Report, ScanError, Tool};
 use crate::runner::{Invocation, Output, PlanArgs, RunError, StdoutMode, TfCommand, run};
@@ -401,11 +401,4 @@ fn tail(text: &str, max: usize) -> String {
 /// How long the whole scan may take at most, counting the interrupt sequence.
 pub fn worst_case(env: &Environment) -> Duration {
     env.timeout + env.kill_grace + Duration::from_secs(2)
-}
-
-/// Reads a recorded `plan -json` stream and classifies it (used by tests and tools).
-pub fn classify_stream(text: &str) -> Option<ScanError> {
-    let stream = StreamSummary::parse(text);
-    let diagnostics: Vec<_> = stream.errors().cloned().collect();
-    (!diagnostics.is_empty()).then(|| classify(&diagnostics, Phase::Plan))
 }

@@ -1,0 +1,139 @@
+//! `check-config` and configuration errors as a user meets them.
+
+use crate::support::{bin, output_of, run};
+
+fn write_config(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("prod")).unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
+#[test]
+fn check_config_prints_effective_settings_and_next_three_runs() {
+    let (_dir, path) = write_config(
+        r#"
+[defaults]
+timeout = "2m"
+jitter = "1m"
+[environments.prod]
+dir = "prod"
+cron = "0 3 * * *"
+var_files = ["prod.tfvars"]
+[environments.lab]
+dir = "lab"
+interval = "6h"
+refresh_only = true
+[[environments.lab.ignore]]
+address = "proxmox_vm_qemu.*"
+attribute = "tags"
+reason = "provider reorders tags"
+expires = "2027-03-01"
+"#,
+    );
+    let (code, out, err) = run(&["check-config", "--config", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("environment prod") && out.contains("environment lab"),
+        "{out}"
+    );
+    assert!(out.contains("cron \"0 3 * * *\""), "{out}");
+    assert!(out.contains("every 6h"), "{out}");
+    assert!(out.contains("timeout:      2m"), "{out}");
+    assert!(out.contains("refresh only: true"), "{out}");
+    assert!(out.contains("prod.tfvars"), "{out}");
+    assert!(out.contains("provider reorders tags"), "{out}");
+    assert!(
+        out.contains("not a directory"),
+        "lab's missing dir is flagged: {out}"
+    );
+    let prod_runs = out
+        .lines()
+        .skip_while(|l| !l.contains("environment prod"))
+        .find(|l| l.contains("next runs"))
+        .unwrap();
+    assert_eq!(prod_runs.matches("03:00:00").count(), 3, "{prod_runs}");
+}
+
+#[test]
+fn configuration_errors_are_one_line_naming_file_key_and_expectation() {
+    let cases = [
+        (
+            "[environments.prod]\ndir = \"prod\"\ntimeout = \"forever\"\n",
+            "environments.prod.timeout",
+            "duration",
+        ),
+        (
+            "[environments.prod]\ndir = \"prod\"\nparallelism = \"ten\"\n",
+            "environments.prod.parallelism",
+            "u32",
+        ),
+        (
+            "[environments.prod]\ndir = \"prod\"\nbogus = 1\n",
+            "bogus",
+            "unknown field",
+        ),
+        (
+            "[web]\nlisten_address = \"nine\"\n[environments.prod]\ndir = \"prod\"\n",
+            "web.listen_address",
+            "address",
+        ),
+        (
+            "[environments.prod]\ndir = \"prod\"\ninit = \"sometimes\"\n",
+            "environments.prod.init",
+            "auto",
+        ),
+        ("[environments.prod\n", "config.toml", "TOML"),
+        ("", "environments", "no environment"),
+    ];
+    for (text, key, expected) in cases {
+        let (_dir, path) = write_config(text);
+        let (code, out, err) = run(&["check-config", "--config", &path]);
+        assert_eq!(code, 78, "EX_CONFIG for {text:?}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains("config.toml"), "names the file: {err}");
+        assert!(err.contains(key), "names {key}: {err}");
+        assert!(err.contains(expected), "says {expected}: {err}");
+    }
+    let (code, _, err) = run(&["check-config", "--config", "/nonexistent/config.toml"]);
+    assert_eq!(code, 78);
+    assert!(err.contains("/nonexistent/config.toml"), "{err}");
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let (_dir, path) = write_config("[environments.prod]\ndir = \"prod\"\ninterval = \"6h\"\n");
+    let out = bin()
+        .args(["check-config", "--config", &path])
+        .env("TFDRIFT_ENVIRONMENTS__PROD__INTERVAL", "15m")
+        .env("TFDRIFT_DEFAULTS__PARALLELISM", "3")
+        .output()
+        .unwrap();
+    let (code, out, err) = output_of(out);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("every 15m"), "{out}");
+    assert!(out.contains("parallelism:  3"), "{out}");
+
+    let bad = bin()
+        .args(["check-config", "--config", &path])
+        .env("TFDRIFT_DEFAULTS__TIMEOUT", "later")
+        .output()
+        .unwrap();
+    let (code, _, err) = output_of(bad);
+    assert_eq!(code, 78);
+    assert!(
+        err.to_lowercase().contains("defaults.timeout") && err.contains("TFDRIFT_"),
+        "{err}"
+    );
+}
+
+#[test]
+fn scanning_an_unknown_environment_is_a_usage_error() {
+    let (_dir, path) = write_config("[environments.prod]\ndir = \"prod\"\n");
+    let (code, _, err) = run(&["scan", "--config", &path, "staging"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("staging") && err.contains("prod"), "{err}");
+}

@@ -1,0 +1,15 @@
+//! One integration-test binary: the modules below share its helpers and one link.
+
+#[path = "suite/support.rs"]
+mod support;
+
+#[path = "suite/bad_input.rs"]
+mod bad_input;
+#[path = "suite/classify_streams.rs"]
+mod classify_streams;
+#[path = "suite/cli_config.rs"]
+mod cli_config;
+#[path = "suite/explain_fixtures.rs"]
+mod explain_fixtures;
+#[path = "suite/real_terraform.rs"]
+mod real_terraform;
