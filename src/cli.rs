@@ -2,7 +2,7 @@
 //! `0` conform, `2` drift, `1` error; usage errors 64 (EX_USAGE), unreadable input 66
 //! (EX_NOINPUT), bad configuration 78 (EX_CONFIG); never 2 for anything but drift.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -142,21 +142,25 @@ fn load(path: &Path) -> Result<Config, u8> {
     Config::load(path).map_err(|e| fail(EX_CONFIG, e))
 }
 
+/// Writes reports to standard output, streamed (a report can be tens of MB).
 fn print_reports(reports: &[Report], format: Format, as_array: bool) {
-    match format {
+    let stdout = std::io::stdout();
+    let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let written = match format {
+        Format::Json if as_array => {
+            serde_json::to_writer_pretty(&mut out, reports).map_err(std::io::Error::from)
+        }
         Format::Json => {
-            let json = if as_array {
-                serde_json::to_string_pretty(reports)
-            } else {
-                serde_json::to_string_pretty(&reports[0])
-            };
-            println!("{}", json.unwrap_or_default());
+            serde_json::to_writer_pretty(&mut out, &reports[0]).map_err(std::io::Error::from)
         }
-        Format::Text => {
-            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            print!("{}", render_text(reports, colour));
-        }
-    }
+        Format::Text => out.write_all(render_text(reports, colour).as_bytes()),
+    };
+    let end: &[u8] = if format == Format::Json { b"\n" } else { b"" };
+    // A closed pipe (`| head`) is not an error worth a message.
+    let _ = written
+        .and_then(|_| out.write_all(end))
+        .and_then(|_| out.flush());
 }
 
 fn explain(config: Option<&Path>, env: Option<&str>, input: &str, format: Format) -> u8 {
@@ -180,21 +184,21 @@ fn explain(config: Option<&Path>, env: Option<&str>, input: &str, format: Format
         (None, Some(_)) => return fail(EX_USAGE, "--env needs --config"),
         _ => {}
     }
-    let bytes = if input == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).map(|_| buf)
+    let understood = if input == "-" {
+        understand_plan(std::io::stdin().lock(), options)
     } else {
-        std::fs::read(input)
+        match std::fs::File::open(input) {
+            Ok(file) => understand_plan(file, options),
+            Err(e) => return fail(EX_NOINPUT, format!("cannot read {input}: {e}")),
+        }
     };
-    let bytes = match bytes {
-        Ok(b) => b,
-        Err(e) => return fail(EX_NOINPUT, format!("cannot read {input}: {e}")),
-    };
-    match understand_plan(&bytes, options) {
+    match understood {
         Ok(outcome) => {
             let report = Report::from_outcome(outcome);
             let code = report.status.exit_code();
-            print_reports(&[report], format, false);
+            print_reports(std::slice::from_ref(&report), format, false);
+            // The process ends now: freeing a large report piece by piece would only cost time.
+            std::mem::forget(report);
             code
         }
         Err(e) => fail(1, format!("{input}: {e}")),

@@ -217,7 +217,7 @@ impl Scan<'_> {
                     return Err(self.failure(&show, Phase::Show));
                 }
                 understand_plan_with(
-                    &show.document,
+                    show.document.as_slice(),
                     ExplainOptions {
                         refresh_only: env.refresh_only,
                     },

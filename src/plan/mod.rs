@@ -5,6 +5,7 @@
 pub mod diff;
 pub mod redact;
 pub mod show;
+pub mod split;
 pub mod stream;
 
 pub use show::{ExplainOptions, PlanError, understand_plan};

@@ -1,22 +1,25 @@
 //! The `show -json PLANFILE` document (format versions 0.1 to 1.2, Terraform and OpenTofu)
 //! and how it becomes report changes.
 //!
-//! Only the keys the report needs are read; `variables` and `configuration` are looked at
-//! for one thing (which values are sensitive) and never leave this module, `prior_state` and
-//! `planned_values` are skipped unparsed. Values are kept as borrowed raw JSON and parsed one
-//! resource at a time, so a plan of tens of MB needs little more memory than its own text.
+//! The document is read as a stream ([`super::split`]): the change lists one resource at a
+//! time, `variables` and `configuration` only for which values are sensitive (they never
+//! leave this module), `prior_state` and `planned_values` skipped unparsed. So a plan of tens
+//! of MB needs little more memory than the report made from it. Redaction by sensitive
+//! strings runs last, once every secret of the plan is known, whatever the key order.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
 
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::diff::{Sides, diff};
-use super::redact::{Mask, Redactor, SecretCollector};
+use super::redact::{Mask, SecretCollector};
+use super::split::{Piece, SplitError, Want, split};
 use super::stream::Diagnostic;
 use crate::classify::{Phase, classify};
-use crate::report::{Action, Change, ErrorReason, PlanOutcome, ScanError};
+use crate::report::{Action, AttributeChange, Change, ErrorReason, PlanOutcome, ScanError};
 
 /// How to read a plan.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,7 +32,7 @@ pub struct ExplainOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("not a terraform plan JSON document: {0}")]
-    Syntax(#[from] serde_json::Error),
+    Malformed(String),
     #[error("not a terraform plan JSON document: it has no \"format_version\"")]
     NoFormatVersion,
     #[error("unsupported plan format_version {0:?} (this build reads 0.x and 1.x)")]
@@ -45,35 +48,15 @@ pub enum PlanError {
         field: &'static str,
         source: serde_json::Error,
     },
+    #[error("reading the plan: {0}")]
+    Io(std::io::Error),
 }
 
 #[derive(Deserialize)]
-struct Document<'a> {
-    format_version: Option<String>,
-    terraform_version: Option<String>,
-    #[serde(borrow, default)]
-    variables: Option<BTreeMap<String, Variable<'a>>>,
-    #[serde(borrow, default)]
-    resource_drift: Option<Vec<ResourceChange<'a>>>,
-    #[serde(borrow, default)]
-    resource_changes: Option<Vec<ResourceChange<'a>>>,
-    #[serde(borrow, default)]
-    output_changes: Option<BTreeMap<String, ChangeBody<'a>>>,
+struct Variable {
     #[serde(default)]
-    configuration: Option<Configuration>,
-    #[serde(default)]
-    errored: Option<bool>,
-    /// Only in `validate -json` output, which `explain` also accepts.
-    #[serde(default)]
-    diagnostics: Option<Vec<Diagnostic>>,
+    value: Option<Box<RawValue>>,
 }
-
-#[derive(Deserialize)]
-struct Variable<'a> {
-    #[serde(borrow, default)]
-    value: Option<&'a RawValue>,
-}
-
 #[derive(Deserialize)]
 struct Configuration {
     #[serde(default)]
@@ -238,7 +221,7 @@ impl ResourceChange<'_> {
         &self,
         action: Action,
         outside_terraform: bool,
-        attributes: Vec<crate::report::AttributeChange>,
+        attributes: Vec<AttributeChange>,
     ) -> Change {
         let reason = match (&self.action_reason, &self.deposed) {
             (Some(reason), _) => Some(reason.clone()),
@@ -262,92 +245,67 @@ impl ResourceChange<'_> {
 
 /// Reads a `show -json` plan document and lists its changes (interface §3 and §7), every
 /// sensitive value already redacted.
-pub fn understand_plan(json: &[u8], options: ExplainOptions) -> Result<PlanOutcome, PlanError> {
-    understand_plan_with(json, options, SecretCollector::default())
+pub fn understand_plan(
+    input: impl Read,
+    options: ExplainOptions,
+) -> Result<PlanOutcome, PlanError> {
+    understand_plan_with(input, options, SecretCollector::default())
+}
+
+/// What is gathered while the document streams by.
+#[derive(Default)]
+struct Gathered {
+    format_version: Option<String>,
+    terraform_version: Option<String>,
+    errored: Option<bool>,
+    diagnostics: Vec<Diagnostic>,
+    variables: BTreeMap<String, Variable>,
+    sensitive_variables: Vec<String>,
+    has_resource_changes: bool,
+    planned: Vec<Change>,
+    drift_entries: usize,
+    drifted: HashSet<String>,
+    /// The drift read as a refresh-only plan; used when the plan is one.
+    refresh_changes: Vec<Change>,
 }
 
 /// As [`understand_plan`], with secrets known beforehand (values of `env_files`).
 pub fn understand_plan_with(
-    json: &[u8],
+    input: impl Read,
     options: ExplainOptions,
     mut secrets: SecretCollector,
 ) -> Result<PlanOutcome, PlanError> {
-    let doc: Document<'_> = serde_json::from_slice(json)?;
-    match doc.format_version.as_deref() {
+    let mut g = Gathered::default();
+    let want = |key: &str| match key {
+        "resource_changes" | "resource_drift" => Want::Elements,
+        "format_version" | "terraform_version" | "errored" | "diagnostics" | "variables"
+        | "configuration" | "output_changes" => Want::Whole,
+        _ => Want::Skip,
+    };
+    let mut failure: Option<PlanError> = None;
+    let result = split(input, want, |piece| {
+        g.take(piece, &mut secrets).map_err(|e| {
+            let text = e.to_string();
+            failure = Some(e);
+            text
+        })
+    });
+    match result {
+        Ok(()) => {}
+        Err(SplitError::Piece(_)) => {
+            return Err(failure.unwrap_or(PlanError::Malformed("unreadable piece".into())));
+        }
+        Err(SplitError::Io(e)) => return Err(PlanError::Io(e)),
+        Err(e @ SplitError::Syntax { .. }) => return Err(PlanError::Malformed(e.to_string())),
+    }
+
+    match g.format_version.as_deref() {
         None => return Err(PlanError::NoFormatVersion),
         Some(v) if v.starts_with("0.") || v.starts_with("1.") => {}
         Some(v) => return Err(PlanError::UnsupportedVersion(v.to_owned())),
     }
-
-    let drift = doc.resource_drift.as_deref().unwrap_or_default();
-    let changes = doc.resource_changes.as_deref();
-    let refresh_only = options.refresh_only || (changes.is_none() && !drift.is_empty());
-
-    collect_plan_secrets(&doc, &mut secrets)?;
-    let redactor = secrets.finish();
-
-    let listed = if refresh_only {
-        refresh_only_changes(drift, &redactor)?
-    } else {
-        let drifted: HashSet<&str> = drift
-            .iter()
-            .filter(|d| !d.is_data())
-            .map(|d| d.address.as_str())
-            .collect();
-        planned_changes(changes.unwrap_or_default(), &drifted, &redactor)?
-    };
-
-    let diagnostics = doc.diagnostics.as_deref().unwrap_or_default();
-    let error = if diagnostics.iter().any(Diagnostic::is_error) {
-        let mut error = classify(diagnostics, Phase::Plan);
-        error.summary = redactor.redact_text(&error.summary);
-        error.detail = redactor.redact_text(&error.detail);
-        Some(error)
-    } else {
-        doc.errored.unwrap_or(false).then(|| ScanError {
-        reason: ErrorReason::Terraform,
-        summary: "the plan is marked errored: terraform could not finish it".to_owned(),
-        detail: "The plan document has \"errored\": true; the errors themselves are in the plan's diagnostics, not in this file.".to_owned(),
-        })
-    };
-    Ok(PlanOutcome {
-        changes: listed,
-        ignored: Vec::new(),
-        error,
-        tool_version: doc.terraform_version.clone(),
-    })
-}
-
-fn collect_plan_secrets(
-    doc: &Document<'_>,
-    secrets: &mut SecretCollector,
-) -> Result<(), PlanError> {
-    let all = doc
-        .resource_changes
-        .iter()
-        .flatten()
-        .chain(doc.resource_drift.iter().flatten());
-    for rc in all {
-        rc.change.collect_secrets(&rc.address, secrets)?;
-    }
-    for (name, output) in doc.output_changes.iter().flatten() {
-        output.change_secrets(name, secrets)?;
-    }
-    let declared = doc
-        .configuration
-        .as_ref()
-        .and_then(|c| c.root_module.as_ref())
-        .and_then(|m| m.variables.as_ref());
-    for (name, config) in declared.into_iter().flatten() {
-        if config.sensitive != Some(true) {
-            continue;
-        }
-        let value = doc
-            .variables
-            .as_ref()
-            .and_then(|vars| vars.get(name))
-            .and_then(|v| v.value);
-        if let Some(raw) = value {
+    for name in &g.sensitive_variables {
+        if let Some(raw) = g.variables.get(name).and_then(|v| v.value.as_ref()) {
             let value: Value =
                 serde_json::from_str(raw.get()).map_err(|source| PlanError::Value {
                     address: format!("var.{name}"),
@@ -357,81 +315,143 @@ fn collect_plan_secrets(
             secrets.collect_masked(&value, Mask::NONE, true);
         }
     }
-    Ok(())
-}
+    let redactor = secrets.finish();
 
-impl ChangeBody<'_> {
-    fn change_secrets(&self, name: &str, secrets: &mut SecretCollector) -> Result<(), PlanError> {
-        self.collect_secrets(&format!("output.{name}"), secrets)
-    }
-}
-
-fn planned_changes(
-    entries: &[ResourceChange<'_>],
-    drifted: &HashSet<&str>,
-    redactor: &Redactor,
-) -> Result<Vec<Change>, PlanError> {
-    let mut out = Vec::new();
-    for rc in entries.iter().filter(|rc| !rc.is_data()) {
-        let Some(action) = rc.action()? else { continue };
-        let attributes = if matches!(action, Action::Update | Action::Replace) {
-            let v = rc.change.values(&rc.address, true)?;
-            diff_attributes(
-                Sides {
-                    actual: v.before.as_ref(),
-                    expected: v.after.as_ref(),
-                    actual_sensitive: Mask(v.before_sensitive.as_ref()),
-                    expected_sensitive: Mask(v.after_sensitive.as_ref()),
-                    expected_unknown: Mask(v.after_unknown.as_ref()),
-                },
-                redactor,
-            )
-        } else {
-            Vec::new()
-        };
-        let outside = drifted.contains(rc.address.as_str());
-        out.push(rc.to_change(action, outside, attributes));
-    }
-    Ok(out)
-}
-
-/// A refresh-only plan: the changes are what refresh found (`after`) against the recorded
-/// state (`before`), all made outside Terraform.
-fn refresh_only_changes(
-    entries: &[ResourceChange<'_>],
-    redactor: &Redactor,
-) -> Result<Vec<Change>, PlanError> {
-    let mut out = Vec::new();
-    for rc in entries.iter().filter(|rc| !rc.is_data()) {
-        let Some(action) = rc.action()? else { continue };
-        let attributes = if matches!(action, Action::Update | Action::Replace) {
-            let v = rc.change.values(&rc.address, false)?;
-            diff_attributes(
-                Sides {
-                    actual: v.after.as_ref(),
-                    expected: v.before.as_ref(),
-                    actual_sensitive: Mask(v.after_sensitive.as_ref()),
-                    expected_sensitive: Mask(v.before_sensitive.as_ref()),
-                    expected_unknown: Mask::NONE,
-                },
-                redactor,
-            )
-        } else {
-            Vec::new()
-        };
-        out.push(rc.to_change(action, true, attributes));
-    }
-    Ok(out)
-}
-
-fn diff_attributes(sides: Sides<'_>, redactor: &Redactor) -> Vec<crate::report::AttributeChange> {
-    let mut attributes = diff(sides);
-    for attribute in &mut attributes {
+    let refresh_only = options.refresh_only || (!g.has_resource_changes && g.drift_entries > 0);
+    let mut changes = if refresh_only {
+        g.refresh_changes
+    } else {
+        let mut planned = g.planned;
+        for change in &mut planned {
+            change.outside_terraform = g.drifted.contains(&change.address);
+        }
+        planned
+    };
+    for attribute in changes.iter_mut().flat_map(|c| c.attributes.iter_mut()) {
         if redactor.finds(&attribute.path) {
             attribute.path = redactor.redact_text(&attribute.path);
         }
         redactor.redact_value(&mut attribute.actual);
         redactor.redact_value(&mut attribute.expected);
     }
-    attributes
+
+    let error = if g.diagnostics.iter().any(Diagnostic::is_error) {
+        let mut error = classify(&g.diagnostics, Phase::Plan);
+        error.summary = redactor.redact_text(&error.summary);
+        error.detail = redactor.redact_text(&error.detail);
+        Some(error)
+    } else {
+        g.errored.unwrap_or(false).then(|| ScanError {
+            reason: ErrorReason::Terraform,
+            summary: "the plan is marked errored: terraform could not finish it".to_owned(),
+            detail: "The plan document has \"errored\": true; the errors themselves are in the plan's diagnostics, not in this file.".to_owned(),
+        })
+    };
+    Ok(PlanOutcome {
+        changes,
+        ignored: Vec::new(),
+        error,
+        tool_version: g.terraform_version,
+    })
+}
+
+fn parse<'a, T: Deserialize<'a>>(what: &str, value: &'a [u8]) -> Result<T, PlanError> {
+    serde_json::from_slice(value).map_err(|e| PlanError::Malformed(format!("{what}: {e}")))
+}
+
+impl Gathered {
+    fn take(&mut self, piece: Piece<'_>, secrets: &mut SecretCollector) -> Result<(), PlanError> {
+        match piece {
+            Piece::Present { key } => {
+                if key == "resource_changes" {
+                    self.has_resource_changes = true;
+                }
+            }
+            Piece::Member { key, value } => match key {
+                "format_version" => self.format_version = parse(key, value)?,
+                "terraform_version" => self.terraform_version = parse(key, value)?,
+                "errored" => self.errored = parse(key, value)?,
+                "diagnostics" => {
+                    self.diagnostics =
+                        parse::<Option<Vec<Diagnostic>>>(key, value)?.unwrap_or_default()
+                }
+                "variables" => self.variables = parse::<Option<_>>(key, value)?.unwrap_or_default(),
+                "configuration" => {
+                    let config: Option<Configuration> = parse(key, value)?;
+                    let declared = config.and_then(|c| c.root_module).and_then(|m| m.variables);
+                    self.sensitive_variables = declared
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, v)| v.sensitive == Some(true))
+                        .map(|(name, _)| name)
+                        .collect();
+                }
+                "output_changes" => {
+                    let outputs: Option<BTreeMap<String, ChangeBody<'_>>> = parse(key, value)?;
+                    for (name, output) in outputs.iter().flatten() {
+                        output.collect_secrets(&format!("output.{name}"), secrets)?;
+                    }
+                }
+                _ => {}
+            },
+            Piece::Element { key, index, value } => {
+                let rc: ResourceChange<'_> = parse(&format!("{key}[{index}]"), value)?;
+                rc.change.collect_secrets(&rc.address, secrets)?;
+                if rc.is_data() {
+                    return Ok(());
+                }
+                if key == "resource_drift" {
+                    self.drift_entries += 1;
+                    self.drifted.insert(rc.address.clone());
+                    if let Some(change) = refresh_only_change(&rc)? {
+                        self.refresh_changes.push(change);
+                    }
+                } else if let Some(change) = planned_change(&rc)? {
+                    self.planned.push(change);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `resource_changes` entry: `before` is the real (refreshed) object, `after` the planned.
+fn planned_change(rc: &ResourceChange<'_>) -> Result<Option<Change>, PlanError> {
+    let Some(action) = rc.action()? else {
+        return Ok(None);
+    };
+    let attributes = if matches!(action, Action::Update | Action::Replace) {
+        let v = rc.change.values(&rc.address, true)?;
+        diff(Sides {
+            actual: v.before.as_ref(),
+            expected: v.after.as_ref(),
+            actual_sensitive: Mask(v.before_sensitive.as_ref()),
+            expected_sensitive: Mask(v.after_sensitive.as_ref()),
+            expected_unknown: Mask(v.after_unknown.as_ref()),
+        })
+    } else {
+        Vec::new()
+    };
+    Ok(Some(rc.to_change(action, false, attributes)))
+}
+
+/// A `resource_drift` entry read as a refresh-only change: what refresh found (`after`)
+/// against the recorded state (`before`), made outside Terraform.
+fn refresh_only_change(rc: &ResourceChange<'_>) -> Result<Option<Change>, PlanError> {
+    let Some(action) = rc.action()? else {
+        return Ok(None);
+    };
+    let attributes = if matches!(action, Action::Update | Action::Replace) {
+        let v = rc.change.values(&rc.address, false)?;
+        diff(Sides {
+            actual: v.after.as_ref(),
+            expected: v.before.as_ref(),
+            actual_sensitive: Mask(v.after_sensitive.as_ref()),
+            expected_sensitive: Mask(v.before_sensitive.as_ref()),
+            expected_unknown: Mask::NONE,
+        })
+    } else {
+        Vec::new()
+    };
+    Ok(Some(rc.to_change(action, true, attributes)))
 }

@@ -43,7 +43,7 @@ fn empty_truncated_and_mistyped_plans_are_one_line_errors() {
     assert_one_line_error(
         "wrong type",
         explain_file(br#"{"format_version":"1.2","resource_changes":"many"}"#),
-        "invalid type",
+        "expected '['",
     );
     assert_one_line_error(
         "unknown action",
