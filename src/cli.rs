@@ -165,6 +165,7 @@ fn print_reports(reports: &[Report], format: Format, as_array: bool) {
 
 fn explain(config: Option<&Path>, env: Option<&str>, input: &str, format: Format) -> u8 {
     let mut options = ExplainOptions::default();
+    let mut rules = Vec::new();
     match (config, env) {
         (Some(path), Some(name)) => {
             let config = match load(path) {
@@ -172,7 +173,10 @@ fn explain(config: Option<&Path>, env: Option<&str>, input: &str, format: Format
                 Err(code) => return code,
             };
             match config.environments.get(name) {
-                Some(e) => options.refresh_only = e.refresh_only,
+                Some(e) => {
+                    options.refresh_only = e.refresh_only;
+                    rules = e.ignore.clone();
+                }
                 None => {
                     return fail(
                         EX_CONFIG,
@@ -193,7 +197,8 @@ fn explain(config: Option<&Path>, env: Option<&str>, input: &str, format: Format
         }
     };
     match understood {
-        Ok(outcome) => {
+        Ok(mut outcome) => {
+            crate::ignore::apply(&mut outcome, &rules, chrono::Local::now().date_naive());
             let report = Report::from_outcome(outcome);
             let code = report.status.exit_code();
             print_reports(std::slice::from_ref(&report), format, false);

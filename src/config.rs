@@ -298,7 +298,7 @@ impl Config {
     /// `check-config`.
     pub fn describe(&self, now: chrono::DateTime<chrono::Local>) -> String {
         use std::fmt::Write;
-        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let d = crate::schedule::human;
         let mut out = String::new();
         let _ = writeln!(out, "configuration: {} (valid)", self.file.display());
         let _ = writeln!(out, "listen address: {}", self.web.listen_address);

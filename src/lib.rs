@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod ignore;
 pub mod output;
 pub mod plan;
 pub mod report;

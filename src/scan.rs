@@ -85,7 +85,18 @@ pub async fn scan(env: &Environment, storage: &Path) -> Report {
         secrets: Redactor::default(),
     };
     let mut report = match scan.run(storage, clock + env.timeout).await {
-        Ok(outcome) => Report::from_outcome(outcome),
+        Ok(mut outcome) => {
+            let today = chrono::Local::now().date_naive();
+            for rule in env
+                .ignore
+                .iter()
+                .filter(|r| !crate::ignore::in_force(r, today))
+            {
+                tracing::warn!(environment = %env.name, address = %rule.address, reason = %rule.reason, "ignore rule expired: it no longer applies");
+            }
+            crate::ignore::apply(&mut outcome, &env.ignore, today);
+            Report::from_outcome(outcome)
+        }
         Err(error) => Report::failed(error),
     };
     if let Some(error) = report.error.as_mut() {
@@ -283,7 +294,7 @@ impl Scan<'_> {
                 reason: ErrorReason::Timeout,
                 summary: format!(
                     "scan exceeded its timeout of {} during {}; terraform was interrupted",
-                    humantime::format_duration(self.env.timeout),
+                    crate::schedule::human(self.env.timeout),
                     phase.command()
                 ),
                 detail: if last.summary.contains("without an error message") {

@@ -65,8 +65,53 @@ impl Schedule {
     /// How the schedule is written in the configuration.
     pub fn describe(&self) -> String {
         match self {
-            Schedule::Interval(d) => format!("every {}", humantime::format_duration(*d)),
+            Schedule::Interval(d) => format!("every {}", human(*d)),
             Schedule::Cron { expr, .. } => format!("cron \"{expr}\""),
         }
+    }
+}
+
+/// A duration the way the configuration writes it: `90d`, `6h`, `1m30s`, `500ms` (humantime's
+/// own formatting counts months of 30.44 days, which nobody configures).
+pub fn human(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_owned();
+    }
+    if d.as_secs() == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_configured() {
+        assert_eq!(human(Duration::from_secs(90 * 86_400)), "90d");
+        assert_eq!(human(Duration::from_secs(90)), "1m30s");
+        assert_eq!(human(Duration::from_millis(500)), "500ms");
+        assert_eq!(human(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn cron_runs_are_listed_in_order() {
+        let s = Schedule::cron("0 3 * * *").unwrap();
+        let runs = s.upcoming(Local::now(), 3);
+        assert_eq!(runs.len(), 3);
+        assert!(
+            runs.windows(2)
+                .all(|w| w[1] - w[0] == chrono::Duration::days(1))
+        );
+        assert!(Schedule::cron("0 0 30 2 *").is_err(), "never fires");
     }
 }

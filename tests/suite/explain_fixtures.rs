@@ -700,3 +700,61 @@ fn text_output_is_an_aligned_table() {
         "no colour when not on a terminal"
     );
 }
+
+#[test]
+fn explain_with_an_environment_applies_its_ignore_rules() {
+    let Some(dir) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        r#"
+[environments.lab]
+dir = "."
+[[environments.lab.ignore]]
+address = "tfcoremock_simple_resource.*"
+attribute = "string"
+reason = "set by a cron job on purpose"
+[environments.old]
+dir = "."
+[[environments.old.ignore]]
+address = "tfcoremock_simple_resource.*"
+attribute = "string"
+reason = "expired exception"
+expires = "2020-01-01"
+"#,
+    )
+    .unwrap();
+    let plan = dir.join("eq-drift-simple/output.json");
+    let args = |env: &'static str| {
+        [
+            "explain",
+            "--format",
+            "json",
+            "--config",
+            config.to_str().unwrap(),
+            "--env",
+            env,
+            plan.to_str().unwrap(),
+        ]
+        .map(String::from)
+    };
+    let (code, stdout, stderr) = run(&args("lab").iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{stderr}");
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["status"], "conform");
+    assert_eq!(r["summary"]["ignored"], 1);
+    assert_eq!(
+        r["ignored"][0]["address"],
+        "tfcoremock_simple_resource.drift"
+    );
+    assert_eq!(
+        r["ignored"][0]["ignored_by"],
+        "set by a cron job on purpose"
+    );
+
+    let (code, stdout, _) = run(&args("old").iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 2, "an expired rule no longer hides the drift");
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["summary"]["ignored"], 0);
+}

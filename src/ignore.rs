@@ -1,0 +1,190 @@
+//! Ignore rules: provider false positives and accepted differences, hidden from the status
+//! but kept in the report's `ignored` list with the rule's reason.
+
+use chrono::NaiveDate;
+use serde_json::Value;
+
+use crate::config::IgnoreRule;
+use crate::plan::redact::KNOWN_AFTER_APPLY;
+use crate::report::{Change, PlanOutcome};
+
+/// `*` matches any run of characters (dots and brackets included), `?` any one character.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// True while the rule applies on `today`.
+pub fn in_force(rule: &IgnoreRule, today: NaiveDate) -> bool {
+    rule.expires.is_none_or(|expires| today < expires)
+}
+
+/// Applies the rules in force on `today` to an understood plan.
+pub fn apply(outcome: &mut PlanOutcome, rules: &[IgnoreRule], today: NaiveDate) {
+    let rules: Vec<&IgnoreRule> = rules.iter().filter(|r| in_force(r, today)).collect();
+    if rules.is_empty() {
+        return;
+    }
+    let mut kept = Vec::with_capacity(outcome.changes.len());
+    for mut change in std::mem::take(&mut outcome.changes) {
+        let matching: Vec<&IgnoreRule> = rules
+            .iter()
+            .copied()
+            .filter(|r| glob_matches(&r.address, &change.address))
+            .collect();
+        if let Some(rule) = matching.iter().find(|r| r.attribute.is_none()) {
+            outcome.ignored.push(ignored(change, &rule.reason));
+            continue;
+        }
+        if matching.is_empty() || change.attributes.is_empty() {
+            kept.push(change);
+            continue;
+        }
+        let mut reasons: Vec<&str> = Vec::new();
+        change.attributes.retain(|a| {
+            let rule = matching.iter().find(|r| {
+                r.attribute
+                    .as_deref()
+                    .is_some_and(|g| glob_matches(g, &a.path))
+            });
+            if let Some(rule) = rule
+                && !reasons.contains(&rule.reason.as_str())
+            {
+                reasons.push(&rule.reason);
+            }
+            rule.is_none()
+        });
+        // What remains only because of ignored causes ("known after apply") is no cause.
+        let has_cause = change
+            .attributes
+            .iter()
+            .any(|a| a.expected != Value::String(KNOWN_AFTER_APPLY.to_owned()));
+        if has_cause || reasons.is_empty() {
+            kept.push(change);
+        } else {
+            let reason = reasons.join("; ");
+            outcome.ignored.push(ignored(change, &reason));
+        }
+    }
+    outcome.changes = kept;
+}
+
+fn ignored(mut change: Change, reason: &str) -> Change {
+    change.ignored_by = Some(reason.to_owned());
+    change
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Action, AttributeChange};
+    use serde_json::json;
+
+    #[test]
+    fn globs_match_addresses_and_paths() {
+        assert!(glob_matches(
+            "proxmox_vm_qemu.*",
+            "proxmox_vm_qemu.web[\"a\"]"
+        ));
+        assert!(glob_matches(
+            "module.*.proxmox_vm_qemu.web",
+            "module.lab.proxmox_vm_qemu.web"
+        ));
+        assert!(glob_matches("disk[?].size", "disk[0].size"));
+        assert!(!glob_matches("proxmox_vm_qemu.*", "proxmox_lxc.ct"));
+        assert!(glob_matches("*", ""));
+        assert!(!glob_matches("tags", "tags.env"));
+    }
+
+    fn change(attrs: &[(&str, Value)]) -> Change {
+        Change {
+            address: "proxmox_vm_qemu.web".into(),
+            module: None,
+            resource_type: "proxmox_vm_qemu".into(),
+            name: "web".into(),
+            index: None,
+            action: Action::Update,
+            outside_terraform: true,
+            reason: None,
+            attributes: attrs
+                .iter()
+                .map(|(p, e)| AttributeChange {
+                    path: p.to_string(),
+                    actual: json!(1),
+                    expected: e.clone(),
+                })
+                .collect(),
+            ignored_by: None,
+        }
+    }
+
+    fn rule(attribute: Option<&str>, expires: Option<&str>) -> IgnoreRule {
+        IgnoreRule {
+            address: "proxmox_vm_qemu.*".into(),
+            attribute: attribute.map(String::from),
+            reason: "provider reorders tags".into(),
+            expires: expires.map(|e| e.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_change_whose_every_cause_is_ignored_moves_to_ignored() {
+        let today: NaiveDate = "2026-11-25".parse().unwrap();
+        let mut o = PlanOutcome {
+            changes: vec![change(&[
+                ("tags", json!(2)),
+                ("id", json!(KNOWN_AFTER_APPLY)),
+            ])],
+            ignored: vec![],
+            error: None,
+            tool_version: None,
+        };
+        apply(&mut o, &[rule(Some("tags"), None)], today);
+        assert!(o.changes.is_empty());
+        assert_eq!(
+            o.ignored[0].ignored_by.as_deref(),
+            Some("provider reorders tags")
+        );
+
+        let mut o = PlanOutcome {
+            changes: vec![change(&[("tags", json!(2)), ("memory", json!(2048))])],
+            ignored: vec![],
+            error: None,
+            tool_version: None,
+        };
+        apply(&mut o, &[rule(Some("tags"), None)], today);
+        assert_eq!(
+            o.changes[0].attributes.len(),
+            1,
+            "the ignored attribute is left out"
+        );
+        assert_eq!(o.changes[0].attributes[0].path, "memory");
+
+        let mut o = PlanOutcome {
+            changes: vec![change(&[("tags", json!(2))])],
+            ignored: vec![],
+            error: None,
+            tool_version: None,
+        };
+        apply(&mut o, &[rule(None, Some("2026-11-25"))], today);
+        assert_eq!(o.changes.len(), 1, "an expired rule stops applying");
+    }
+}
