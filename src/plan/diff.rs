@@ -2,6 +2,7 @@
 //! equal length index by index, and the whole value where the two sides do not line up.
 
 use std::collections::BTreeSet;
+use std::fmt::Write;
 
 use serde_json::Value;
 
@@ -83,11 +84,20 @@ fn walk(sides: Sides<'_>, inherited: bool, path: &mut String, out: &mut Vec<Attr
     }
     match (sides.actual, sides.expected) {
         (Some(Value::Object(a)), Some(Value::Object(e))) => {
-            let keys: BTreeSet<&String> = a
+            let unknown_only = sides
+                .expected_unknown
                 .keys()
-                .chain(e.keys())
-                .chain(sides.expected_unknown.keys())
-                .collect();
+                .any(|k| !a.contains_key(k) && !e.contains_key(k));
+            let keys: Vec<&String> = if unknown_only {
+                let all: BTreeSet<&String> = a
+                    .keys()
+                    .chain(e.keys())
+                    .chain(sides.expected_unknown.keys())
+                    .collect();
+                all.into_iter().collect()
+            } else {
+                merged(a.keys(), e.keys())
+            };
             for key in keys {
                 let len = path.len();
                 push_key(path, key);
@@ -98,7 +108,7 @@ fn walk(sides: Sides<'_>, inherited: bool, path: &mut String, out: &mut Vec<Attr
         (Some(Value::Array(a)), Some(Value::Array(e))) if a.len() == e.len() => {
             for i in 0..a.len() {
                 let len = path.len();
-                path.push_str(&format!("[{i}]"));
+                let _ = write!(path, "[{i}]");
                 walk(sides.index(i), sensitive, path, out);
                 path.truncate(len);
             }
@@ -126,6 +136,29 @@ fn walk(sides: Sides<'_>, inherited: bool, path: &mut String, out: &mut Vec<Attr
                 expected,
             });
         }
+    }
+}
+
+/// The union of two sorted key lists, in order (objects of a plan share most keys).
+fn merged<'k>(
+    a: impl Iterator<Item = &'k String>,
+    b: impl Iterator<Item = &'k String>,
+) -> Vec<&'k String> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut out = Vec::new();
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x == y => {
+                b.next();
+                a.next()
+            }
+            (Some(x), Some(y)) if x < y => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => return out,
+        };
+        out.extend(next);
     }
 }
 

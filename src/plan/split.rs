@@ -49,6 +49,26 @@ pub enum SplitError {
 
 const CHUNK: usize = 1 << 20;
 
+/// Bytes that end a number or literal.
+fn is_delimiter(b: u8) -> bool {
+    matches!(b, b',' | b'}' | b']' | b':' | b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// The index of the quote closing a string that starts at `from`, if it is within `buf`.
+fn string_end(buf: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let i = from + memchr::memchr2(b'"', b'\\', buf.get(from..)?)?;
+        if buf[i] == b'"' {
+            return Some(i);
+        }
+        // A backslash escapes the next byte, which must be in this chunk too.
+        from = i + 2;
+        if from > buf.len() {
+            return None;
+        }
+    }
+}
+
 struct Reader<R> {
     inner: R,
     buf: Vec<u8>,
@@ -144,12 +164,6 @@ impl<R: Read> Reader<R> {
         self.mark = self.pos;
     }
 
-    fn end_capture(&mut self) {
-        self.captured
-            .extend_from_slice(&self.buf[self.mark..self.pos]);
-        self.capturing = false;
-    }
-
     /// Skips a string whose opening quote is at `pos`.
     fn skip_string(&mut self) -> Result<(), SplitError> {
         self.pos += 1;
@@ -175,35 +189,78 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    /// Skips (or, while capturing, copies) one value of any depth.
+    /// Skips (or, while capturing, copies) one value of any depth. The common case runs in
+    /// a tight loop over the current chunk; strings and scalars cut by a chunk boundary take
+    /// the slow path through [`Self::skip_string`] and [`Self::skip_scalar`].
     fn skip_value(&mut self, what: &str) -> Result<(), SplitError> {
         let mut stack: Vec<u8> = Vec::new();
         loop {
-            let b = self.peek_token(what)?;
-            match b {
-                b'{' | b'[' => {
-                    stack.push(if b == b'{' { b'}' } else { b']' });
-                    self.pos += 1;
-                    continue;
-                }
-                b'}' | b']' => {
-                    if stack.pop() != Some(b) {
-                        return Err(self.error(format!("unbalanced '{}' in {what}", b as char)));
+            if self.pos == self.len && !self.fill()? {
+                return Err(self.eof(what));
+            }
+            let buf = &self.buf[..self.len];
+            let mut i = self.pos;
+            // What to do once the chunk borrow ends.
+            let mut slow: Option<u8> = None;
+            while i < buf.len() {
+                let b = buf[i];
+                match b {
+                    b' ' | b'\n' | b'\r' | b'\t' => {
+                        i += 1;
+                        continue;
                     }
-                    self.pos += 1;
+                    b'{' | b'[' => {
+                        stack.push(if b == b'{' { b'}' } else { b']' });
+                        i += 1;
+                        continue;
+                    }
+                    b'}' | b']' => {
+                        if stack.pop() != Some(b) {
+                            self.pos = i;
+                            return Err(self.error(format!("unbalanced '{}' in {what}", b as char)));
+                        }
+                        i += 1;
+                    }
+                    b',' | b':' if !stack.is_empty() => {
+                        i += 1;
+                        continue;
+                    }
+                    b'"' => match string_end(buf, i + 1) {
+                        Some(end) => i = end + 1,
+                        None => {
+                            slow = Some(b'"');
+                            break;
+                        }
+                    },
+                    b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                        let start = i;
+                        while i < buf.len() && !is_delimiter(buf[i]) {
+                            i += 1;
+                        }
+                        if i == buf.len() {
+                            i = start;
+                            slow = Some(b'0');
+                            break;
+                        }
+                    }
+                    other => {
+                        self.pos = i;
+                        return Err(self.error(format!(
+                            "expected a JSON value in {what}, found '{}'",
+                            other.escape_ascii()
+                        )));
+                    }
                 }
-                b',' | b':' if !stack.is_empty() => {
-                    self.pos += 1;
-                    continue;
+                if stack.is_empty() {
+                    self.pos = i;
+                    return Ok(());
                 }
-                b'"' => self.skip_string()?,
-                b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => self.skip_scalar()?,
-                other => {
-                    return Err(self.error(format!(
-                        "expected a JSON value in {what}, found '{}'",
-                        other.escape_ascii()
-                    )));
-                }
+            }
+            self.pos = i;
+            match slow {
+                Some(b'"') => self.skip_string()?,
+                Some(_) => self.skip_scalar()?,
+                None => continue,
             }
             if stack.is_empty() {
                 return Ok(());
@@ -213,7 +270,7 @@ impl<R: Read> Reader<R> {
 
     fn skip_scalar(&mut self) -> Result<(), SplitError> {
         while let Some(b) = self.peek()? {
-            if matches!(b, b',' | b'}' | b']' | b':' | b' ' | b'\n' | b'\r' | b'\t') {
+            if is_delimiter(b) {
                 break;
             }
             self.pos += 1;
@@ -226,8 +283,15 @@ impl<R: Read> Reader<R> {
         self.peek_token(what)?;
         self.start_capture();
         let result = self.skip_value(what);
-        self.end_capture();
-        result.map(|_| self.captured.as_slice())
+        self.capturing = false;
+        result?;
+        if self.captured.is_empty() {
+            // The value lies within one chunk (the usual case): no copy.
+            return Ok(&self.buf[self.mark..self.pos]);
+        }
+        self.captured
+            .extend_from_slice(&self.buf[self.mark..self.pos]);
+        Ok(self.captured.as_slice())
     }
 }
 
