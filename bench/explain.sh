@@ -40,3 +40,13 @@ report() { # name, file -> prints, sets median
 report "tfdrift-exporter explain" bench-data/explain.txt
 report "jq per-action counts" bench-data/jq.txt
 echo "explain is $(echo "$(cat bench-data/jq.txt.median) / $(cat bench-data/explain.txt.median)" | bc -l | cut -c1-4)x faster than jq ($runs runs each, alternating)"
+
+# Instruction counts do not depend on what else the machine is doing (valgrind's callgrind).
+if [ "${CALLGRIND:-0}" = 1 ]; then
+  instructions() {
+    { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null || true; } | sed -n "s/.*Collected : //p"
+  }
+  ie=$(instructions "${explain[@]}")
+  ij=$(instructions "${counts[@]}")
+  printf 'instructions: explain %d, jq %d: %.2fx fewer\n' "$ie" "$ij" "$(echo "$ij / $ie" | bc -l)"
+fi

@@ -2,7 +2,6 @@
 //! understand the result and make the report. Never anything that writes infrastructure.
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -394,6 +393,13 @@ fn init_fingerprint(env: &Environment) -> String {
     if let Ok(lock) = std::fs::read(env.dir.join(".terraform.lock.hcl")) {
         h.update(&lock);
     }
+    // Backends also read settings from the environment (AWS_ENDPOINT_URL_S3, ...).
+    for (key, value) in &env.env {
+        h.update(key.as_bytes());
+        h.update([0]);
+        h.update(value.as_bytes());
+        h.update([0]);
+    }
     format!("{:x}", h.finalize())
 }
 
@@ -407,9 +413,4 @@ fn tail(text: &str, max: usize) -> String {
         start += 1;
     }
     text[start..].to_owned()
-}
-
-/// How long the whole scan may take at most, counting the interrupt sequence.
-pub fn worst_case(env: &Environment) -> Duration {
-    env.timeout + env.kill_grace + Duration::from_secs(2)
 }

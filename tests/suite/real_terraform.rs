@@ -424,3 +424,64 @@ fn a_missing_dir_or_binary_is_config() {
         "{stdout}"
     );
 }
+
+#[test]
+fn two_scans_of_one_environment_never_run_at_once() {
+    if !have_terraform() {
+        return;
+    }
+    let w = applied_vm();
+    let log = w.root.path().join("runs.log");
+    let wrapper = w.root.path().join("slow-terraform");
+    // Records when each plan starts and ends; a slow plan makes any overlap visible.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = plan ] && echo \"start $(date +%s.%N)\" >> '{log}' && sleep 1\nterraform \"$@\"\nrc=$?\n[ \"$1\" = plan ] && echo \"end $(date +%s.%N)\" >> '{log}'\nexit $rc\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = w.config(&format!("binary = \"{}\"", wrapper.display()));
+    let scans: Vec<_> = (0..2)
+        .map(|_| {
+            crate::support::bin()
+                .args([
+                    "scan",
+                    "--format",
+                    "json",
+                    "--config",
+                    config.to_str().unwrap(),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for scan in scans {
+        let out = scan.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let events: Vec<(String, f64)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (kind, t) = l.split_once(' ').unwrap();
+            (kind.to_owned(), t.parse().unwrap())
+        })
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["start", "end", "start", "end"],
+        "the second scan waited for the first"
+    );
+    assert!(events[2].1 >= events[1].1);
+}
