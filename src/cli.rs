@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DEFAULT_PATH};
+use crate::logging::LogFormat;
 use crate::output::render_text;
 use crate::plan::{ExplainOptions, understand_plan};
 use crate::report::{Report, Status};
@@ -45,12 +47,6 @@ pub struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Logfmt,
-    Json,
-}
-
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Format {
     Text,
@@ -59,6 +55,8 @@ enum Format {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the exporter (the default when no command is given).
+    Serve,
     /// Scan now, once, and print the report(s).
     Scan {
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -90,7 +88,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(message) = init_logging(&cli.log_level, cli.log_format) {
+    if let Err(message) = crate::logging::init(&cli.log_level, cli.log_format) {
         eprintln!("tfdrift-exporter: --log.level: {message}");
         return ExitCode::from(EX_USAGE);
     }
@@ -109,28 +107,12 @@ pub fn main() -> ExitCode {
         Some(Command::CheckConfig) => {
             check_config(&config_path.unwrap_or_else(|| DEFAULT_PATH.into()))
         }
-        None => {
-            eprintln!(
-                "tfdrift-exporter: the long-running exporter is not part of this build yet; use `tfdrift-exporter scan` (see --help)"
-            );
-            EX_USAGE
-        }
+        Some(Command::Serve) | None => serve(
+            config_path.unwrap_or_else(|| DEFAULT_PATH.into()),
+            cli.listen_address,
+        ),
     };
     ExitCode::from(code)
-}
-
-fn init_logging(level: &str, format: LogFormat) -> Result<(), String> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| format!("{level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Logfmt => builder.with_ansi(false).init(),
-    }
-    Ok(())
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
@@ -228,13 +210,45 @@ fn scan(path: &Path, names: &[String], format: Format) -> u8 {
     };
     let mut reports = Vec::new();
     let mut worst = Status::Conform;
+    // terraform runs in its own process group, out of reach of the terminal's Ctrl-C: pass
+    // the interrupt on, so that it releases its state lock.
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_interrupt.cancel();
+        }
+    });
     for env in envs {
-        let report = runtime.block_on(crate::scan::scan_and_store(env, &config.storage.path));
-        worst = worst.worst(report.status);
-        reports.push(report);
+        match runtime.block_on(crate::scan::scan_and_store(
+            env,
+            &config.storage.path,
+            &cancel,
+        )) {
+            Some(stored) => {
+                worst = worst.worst(stored.report.status);
+                reports.push(stored.report);
+            }
+            None => return fail(130, "interrupted"),
+        }
     }
     print_reports(&reports, format, true);
     worst.exit_code()
+}
+
+fn serve(path: PathBuf, listen: Option<String>) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(crate::serve::run(path, listen, CancellationToken::new())) {
+        Ok(()) => 0,
+        Err(e @ crate::serve::ServeError::Config(_)) => fail(EX_CONFIG, e),
+        Err(e) => fail(1, e),
+    }
 }
 
 fn check_config(path: &Path) -> u8 {

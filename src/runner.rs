@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
 
 use crate::plan::stream::{StreamSummary, push_bounded};
 
@@ -150,6 +151,9 @@ pub struct Invocation<'a> {
     /// End of the whole scan.
     pub deadline: Instant,
     pub kill_grace: Duration,
+    /// Cancelled when the exporter shuts down or the environment is removed: terraform is
+    /// interrupted the same way as at the deadline.
+    pub cancel: &'a CancellationToken,
 }
 
 /// What to do with standard output.
@@ -169,6 +173,8 @@ pub struct Output {
     pub status: Option<ExitStatus>,
     /// The deadline passed and the process group was interrupted.
     pub timed_out: bool,
+    /// The run was cancelled and the process group was interrupted.
+    pub cancelled: bool,
     pub stream: StreamSummary,
     pub document: Vec<u8>,
     /// Bounded head of standard error (and of human standard output).
@@ -237,7 +243,7 @@ pub async fn run(
     let out_task = tokio::spawn(read_stdout(stdout, mode));
     let err_task = tokio::spawn(read_text(stderr));
 
-    let (status, timed_out) = wait_or_interrupt(&mut child, pgid, inv).await;
+    let (status, stop) = wait_or_interrupt(&mut child, pgid, inv).await;
     // Whatever terraform left behind in its group (provider plugins) goes too.
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGKILL);
@@ -255,7 +261,8 @@ pub async fn run(
     }
     Ok(Output {
         status,
-        timed_out,
+        timed_out: stop == Some(Stop::Deadline),
+        cancelled: stop == Some(Stop::Cancelled),
         stream,
         document,
         text,
@@ -280,35 +287,43 @@ async fn finish<T>(
     }
 }
 
+/// Why a run was interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Deadline,
+    Cancelled,
+}
+
 async fn wait_or_interrupt(
     child: &mut Child,
     pgid: Option<Pid>,
     inv: &Invocation<'_>,
-) -> (Option<ExitStatus>, bool) {
-    tokio::select! {
-        status = child.wait() => return (status.ok(), false),
-        _ = sleep_until(inv.deadline) => {}
-    }
+) -> (Option<ExitStatus>, Option<Stop>) {
+    let stop = tokio::select! {
+        status = child.wait() => return (status.ok(), None),
+        _ = sleep_until(inv.deadline) => Stop::Deadline,
+        _ = inv.cancel.cancelled() => Stop::Cancelled,
+    };
     let signal = |s: Signal| {
         if let Some(pgid) = pgid {
             let _ = killpg(pgid, s);
         }
     };
-    tracing::warn!(binary = inv.binary, dir = %inv.dir.display(), "scan deadline reached: interrupting terraform");
+    tracing::warn!(binary = inv.binary, dir = %inv.dir.display(), why = ?stop, "interrupting terraform");
     signal(Signal::SIGINT);
     if let Ok(status) = timeout(inv.kill_grace, child.wait()).await {
-        return (status.ok(), true);
+        return (status.ok(), Some(stop));
     }
     signal(Signal::SIGINT);
     if let Ok(status) = timeout(AFTER_SECOND_INTERRUPT, child.wait()).await {
-        return (status.ok(), true);
+        return (status.ok(), Some(stop));
     }
     tracing::warn!(
         binary = inv.binary,
         "terraform ignored two interrupts: killing its process group"
     );
     signal(Signal::SIGKILL);
-    (child.wait().await.ok(), true)
+    (child.wait().await.ok(), Some(stop))
 }
 
 async fn read_stdout(

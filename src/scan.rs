@@ -16,11 +16,16 @@ use crate::plan::{ExplainOptions, PlanError};
 use crate::report::{ErrorReason, PlanOutcome, Report, ScanError, Tool};
 use crate::runner::{Invocation, Output, PlanArgs, RunError, StdoutMode, TfCommand, run};
 use crate::store::EnvStore;
+use tokio_util::sync::CancellationToken;
 
 /// Scans `env` under its scan lock (a CLI scan and the exporter never scan one environment
 /// at once), stores the report in the history and returns it. A storage failure is logged;
 /// the report is still returned.
-pub async fn scan_and_store(env: &Environment, storage: &Path) -> Report {
+pub async fn scan_and_store(
+    env: &Environment,
+    storage: &Path,
+    cancel: &CancellationToken,
+) -> Option<Stored> {
     let store = match EnvStore::open(storage, &env.name) {
         Ok(store) => Some(store),
         Err(e) => {
@@ -46,12 +51,19 @@ pub async fn scan_and_store(env: &Environment, storage: &Path) -> Report {
         None => None,
     };
     tracing::info!(environment = %env.name, dir = %env.dir.display(), "scan started");
-    let mut report = scan(env, storage).await;
+    let Ok(mut report) = scan(env, storage, cancel).await else {
+        tracing::warn!(environment = %env.name, "scan cancelled: terraform was interrupted, nothing is stored");
+        return None;
+    };
+    let mut stored = false;
     if let Some(store) = &store {
         let id = store.new_id(&env.name, &report);
         report.id = Some(id);
-        if let Err(e) = store.save(&report) {
-            tracing::error!(environment = %env.name, error = %e, "cannot store the report");
+        match store.save(&report) {
+            Ok(_) => stored = true,
+            Err(e) => {
+                tracing::error!(environment = %env.name, error = %e, "cannot store the report; it is still shown")
+            }
         }
     }
     drop(lock);
@@ -68,11 +80,26 @@ pub async fn scan_and_store(env: &Environment, storage: &Path) -> Report {
         outside_terraform = s.outside_terraform,
         "scan finished"
     );
-    report
+    Some(Stored { report, stored })
 }
 
+/// A finished scan and whether its report reached the history.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub report: Report,
+    pub stored: bool,
+}
+
+/// A scan stopped by its cancellation token (shutdown, environment removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
+
 /// Scans `env` now and returns its report (not stored yet; see [`EnvStore::save`]).
-pub async fn scan(env: &Environment, storage: &Path) -> Report {
+pub async fn scan(
+    env: &Environment,
+    storage: &Path,
+    cancel: &CancellationToken,
+) -> Result<Report, Cancelled> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let mut scan = Scan {
@@ -82,6 +109,8 @@ pub async fn scan(env: &Environment, storage: &Path) -> Report {
             version: None,
         },
         secrets: Redactor::default(),
+        cancel,
+        cancelled: false,
     };
     let mut report = match scan.run(storage, clock + env.timeout).await {
         Ok(mut outcome) => {
@@ -98,6 +127,9 @@ pub async fn scan(env: &Environment, storage: &Path) -> Report {
         }
         Err(error) => Report::failed(error),
     };
+    if scan.cancelled {
+        return Err(Cancelled);
+    }
     if let Some(error) = report.error.as_mut() {
         error.summary = scan.secrets.redact_text(&error.summary);
         error.detail = scan.secrets.redact_text(&error.detail);
@@ -110,7 +142,7 @@ pub async fn scan(env: &Environment, storage: &Path) -> Report {
     report.started_at = Some(started_at);
     report.finished_at = Some(Utc::now());
     report.duration_seconds = Some((clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
-    report
+    Ok(report)
 }
 
 /// Variables added to terraform's environment.
@@ -121,6 +153,9 @@ struct Scan<'a> {
     tool: Tool,
     /// Values of `env_files`: scrubbed from every error text.
     secrets: Redactor,
+    cancel: &'a CancellationToken,
+    /// Set when a step was interrupted by `cancel`.
+    cancelled: bool,
 }
 
 fn config_error(summary: String) -> ScanError {
@@ -165,6 +200,7 @@ impl Scan<'_> {
             env: &vars,
             deadline,
             kill_grace: env.kill_grace,
+            cancel: self.cancel,
         };
 
         let fingerprint = init_fingerprint(env);
@@ -270,7 +306,7 @@ impl Scan<'_> {
 
     /// Runs one step; a deadline passed or a binary that cannot run ends the scan.
     async fn run_step(
-        &self,
+        &mut self,
         cmd: &TfCommand,
         inv: &Invocation<'_>,
         mode: StdoutMode,
@@ -287,6 +323,14 @@ impl Scan<'_> {
                 detail: String::new(),
             },
         })?;
+        if output.cancelled {
+            self.cancelled = true;
+            return Err(ScanError {
+                reason: ErrorReason::Terraform,
+                summary: "scan cancelled".to_owned(),
+                detail: String::new(),
+            });
+        }
         if output.timed_out {
             let last = self.failure(&output, phase);
             return Err(ScanError {

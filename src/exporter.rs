@@ -1,0 +1,172 @@
+//! The exporter's shared state: the running configuration, what is known of each
+//! environment (latest report, schedule), the metrics and the history. The HTTP layer reads
+//! it, the scheduler writes it; neither holds a lock across an await.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::history::{History, Restored};
+use crate::metrics::Metrics;
+use crate::report::{Report, Status};
+use crate::scan::Stored;
+
+/// What is known of one environment.
+#[derive(Debug, Clone, Default)]
+pub struct EnvView {
+    pub latest: Option<Arc<Report>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub next_scan: Option<DateTime<Utc>>,
+    /// A scan is running now.
+    pub running: bool,
+}
+
+/// Shared by the scheduler and the HTTP handlers.
+#[derive(Debug)]
+pub struct Exporter {
+    config: RwLock<Arc<Config>>,
+    envs: RwLock<BTreeMap<String, EnvView>>,
+    pub metrics: Metrics,
+    pub history: History,
+}
+
+impl Exporter {
+    /// The state at start: every configured environment restored from its latest stored
+    /// scan, before any new scan ends.
+    pub fn start(config: Config) -> Exporter {
+        let (history, mut restored) = History::load(&config.storage.path);
+        history.prune(config.storage.retention, Utc::now());
+        let metrics = Metrics::new();
+        let mut envs = BTreeMap::new();
+        for name in config.environments.keys() {
+            let Restored {
+                latest,
+                last_success,
+            } = restored.remove(name).unwrap_or_default();
+            if let Some(report) = &latest {
+                metrics.show_report(report, last_success, config.max_resource_series);
+                tracing::info!(environment = %name, status = %report.status, id = report.id.as_deref().unwrap_or(""), "restored the latest stored scan");
+            }
+            envs.insert(
+                name.clone(),
+                EnvView {
+                    latest: latest.map(Arc::new),
+                    last_success,
+                    ..EnvView::default()
+                },
+            );
+        }
+        Exporter {
+            config: RwLock::new(Arc::new(config)),
+            envs: RwLock::new(envs),
+            metrics,
+            history,
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every environment's view, in name order.
+    pub fn views(&self) -> BTreeMap<String, EnvView> {
+        self.envs.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn view(&self, name: &str) -> Option<EnvView> {
+        self.envs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut EnvView)) {
+        if let Some(view) = self
+            .envs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(name)
+        {
+            f(view);
+        }
+    }
+
+    /// Takes a new configuration: removed environments and their series disappear, new
+    /// ones appear (restored from the history when it has them).
+    pub fn set_config(&self, config: Config) {
+        {
+            let mut envs = self.envs.write().unwrap_or_else(|p| p.into_inner());
+            let removed: Vec<String> = envs
+                .keys()
+                .filter(|n| !config.environments.contains_key(*n))
+                .cloned()
+                .collect();
+            for name in removed {
+                envs.remove(&name);
+                self.metrics.forget(&name);
+                tracing::info!(environment = %name, "environment removed from the configuration");
+            }
+            for name in config.environments.keys() {
+                envs.entry(name.clone()).or_insert_with(|| {
+                    let latest = self
+                        .history
+                        .list(Some(name), DateTime::<Utc>::MIN_UTC)
+                        .first()
+                        .and_then(|s| s.id.as_deref().and_then(|id| self.history.read(name, id)));
+                    if let Some(report) = &latest {
+                        self.metrics
+                            .show_report(report, None, config.max_resource_series);
+                    }
+                    EnvView {
+                        latest: latest.map(Arc::new),
+                        ..EnvView::default()
+                    }
+                });
+            }
+        }
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    pub fn set_next_scan(&self, name: &str, next: Option<DateTime<Utc>>, interval_seconds: f64) {
+        self.update(name, |v| v.next_scan = next);
+        self.metrics.set_schedule(name, next, interval_seconds);
+    }
+
+    pub fn set_running(&self, name: &str, running: bool) {
+        self.update(name, |v| v.running = running);
+        self.metrics.set_in_progress(name, running);
+    }
+
+    /// Takes a finished scan: state, metrics, history index.
+    pub fn record(&self, stored: Stored) {
+        let Stored { report, stored } = stored;
+        let Some(name) = report.environment.clone() else {
+            return;
+        };
+        if stored {
+            self.history.record(&report);
+        } else {
+            self.metrics.count_storage_error(&name);
+        }
+        let max_series = self.config().max_resource_series;
+        let mut last_success = None;
+        self.update(&name, |v| {
+            if report.status != Status::Error {
+                v.last_success = report.finished_at;
+            }
+            last_success = v.last_success;
+        });
+        self.metrics.show_report(&report, last_success, max_series);
+        self.metrics.count_scan(&name, report.status);
+        let report = Arc::new(report);
+        self.update(&name, |v| v.latest = Some(report));
+        let config = self.config();
+        self.history.prune(config.storage.retention, Utc::now());
+    }
+}

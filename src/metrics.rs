@@ -1,0 +1,369 @@
+//! The Prometheus metrics of interface §8, set from reports and from the scheduler, and
+//! encoded as Prometheus text 0.0.4 or OpenMetrics. Scrapes only read atomics: they never
+//! wait for a scan.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::report::{Action, ErrorReason, Report, Status};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Env {
+    environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvAction {
+    environment: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvReason {
+    environment: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvStatus {
+    environment: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Resource {
+    environment: String,
+    address: String,
+    r#type: String,
+    action: String,
+    outside_terraform: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric family of the exporter.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    status: Family<Env, Gauge>,
+    changed: Family<EnvAction, Gauge>,
+    outside: Family<Env, Gauge>,
+    ignored: Family<Env, Gauge>,
+    resources: Family<Resource, Gauge>,
+    scan_error: Family<EnvReason, Gauge>,
+    duration: Family<Env, FloatGauge>,
+    last_scan: Family<Env, FloatGauge>,
+    last_success: Family<Env, FloatGauge>,
+    next_scan: Family<Env, FloatGauge>,
+    interval: Family<Env, FloatGauge>,
+    in_progress: Family<Env, Gauge>,
+    scans: Family<EnvStatus, Counter>,
+    storage_errors: Family<Env, Counter>,
+    /// The `tfdrift_resource_change_info` series of each environment, to replace them whole.
+    resource_series: Mutex<HashMap<String, Vec<Resource>>>,
+}
+
+/// Content types of the two encodings.
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn env(name: &str) -> Env {
+    Env {
+        environment: name.to_owned(),
+    }
+}
+
+fn unix(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tfdrift");
+        let m = Metrics {
+            registry: Registry::default(),
+            status: Family::default(),
+            changed: Family::default(),
+            outside: Family::default(),
+            ignored: Family::default(),
+            resources: Family::default(),
+            scan_error: Family::default(),
+            duration: Family::default(),
+            last_scan: Family::default(),
+            last_success: Family::default(),
+            next_scan: Family::default(),
+            interval: Family::default(),
+            in_progress: Family::default(),
+            scans: Family::default(),
+            storage_errors: Family::default(),
+            resource_series: Mutex::new(HashMap::new()),
+        };
+        let r = &mut registry;
+        r.register(
+            "status",
+            "Result of the last completed scan: 0 conform, 1 drift, 2 error",
+            m.status.clone(),
+        );
+        r.register(
+            "changed_resources",
+            "Resources the last plan would change, per action (after ignore rules)",
+            m.changed.clone(),
+        );
+        r.register(
+            "outside_changes",
+            "Resources changed outside Terraform (after ignore rules)",
+            m.outside.clone(),
+        );
+        r.register(
+            "ignored_changes",
+            "Changes suppressed by ignore rules",
+            m.ignored.clone(),
+        );
+        r.register(
+            "resource_change_info",
+            "One series per changed resource of the last plan (bounded per environment)",
+            m.resources.clone(),
+        );
+        r.register(
+            "scan_error",
+            "1 for the reason of the last scan when it failed, 0 for every other reason",
+            m.scan_error.clone(),
+        );
+        r.register(
+            "scan_duration_seconds",
+            "Duration of the last scan",
+            m.duration.clone(),
+        );
+        r.register(
+            "last_scan_timestamp_seconds",
+            "End of the last scan (unix time)",
+            m.last_scan.clone(),
+        );
+        r.register(
+            "last_success_timestamp_seconds",
+            "End of the last scan that did not error (unix time)",
+            m.last_success.clone(),
+        );
+        r.register(
+            "next_scan_timestamp_seconds",
+            "When the next scan is due (unix time)",
+            m.next_scan.clone(),
+        );
+        r.register(
+            "scan_interval_seconds",
+            "Configured interval (for cron: the longest gap between two runs)",
+            m.interval.clone(),
+        );
+        r.register(
+            "scan_in_progress",
+            "1 while a scan runs",
+            m.in_progress.clone(),
+        );
+        r.register("scans", "Completed scans by status", m.scans.clone());
+        r.register(
+            "storage_errors",
+            "Reports that could not be written to the history",
+            m.storage_errors.clone(),
+        );
+        let build: Family<Build, Gauge> = Family::default();
+        build
+            .get_or_create(&Build {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        r.register("build_info", "The exporter build", build);
+        Metrics { registry, ..m }
+    }
+
+    /// Sets the gauges of `report`'s environment from it.
+    pub fn show_report(
+        &self,
+        report: &Report,
+        last_success: Option<DateTime<Utc>>,
+        max_series: usize,
+    ) {
+        let Some(name) = report.environment.as_deref() else {
+            return;
+        };
+        let e = env(name);
+        let status = match report.status {
+            Status::Conform => 0,
+            Status::Drift => 1,
+            Status::Error => 2,
+        };
+        self.status.get_or_create(&e).set(status);
+        for action in Action::COUNTED {
+            let labels = EnvAction {
+                environment: name.to_owned(),
+                action: action.as_str().to_owned(),
+            };
+            self.changed
+                .get_or_create(&labels)
+                .set(report.summary.count(action) as i64);
+        }
+        self.outside
+            .get_or_create(&e)
+            .set(report.summary.outside_terraform as i64);
+        self.ignored
+            .get_or_create(&e)
+            .set(report.summary.ignored as i64);
+        let failed = report.error.as_ref().map(|err| err.reason);
+        for reason in ErrorReason::ALL {
+            let labels = EnvReason {
+                environment: name.to_owned(),
+                reason: reason.as_str().to_owned(),
+            };
+            self.scan_error
+                .get_or_create(&labels)
+                .set(i64::from(failed == Some(reason)));
+        }
+        if let Some(d) = report.duration_seconds {
+            self.duration.get_or_create(&e).set(d);
+        }
+        if let Some(t) = report.finished_at {
+            self.last_scan.get_or_create(&e).set(unix(t));
+        }
+        if let Some(t) = last_success {
+            self.last_success.get_or_create(&e).set(unix(t));
+        }
+
+        let series: Vec<Resource> = report
+            .changes
+            .iter()
+            .filter(|c| c.action.is_counted())
+            .take(max_series)
+            .map(|c| Resource {
+                environment: name.to_owned(),
+                address: c.address.clone(),
+                r#type: c.resource_type.clone(),
+                action: c.action.as_str().to_owned(),
+                outside_terraform: c.outside_terraform.to_string(),
+            })
+            .collect();
+        let mut known = self
+            .resource_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for old in known.remove(name).unwrap_or_default() {
+            self.resources.remove(&old);
+        }
+        for s in &series {
+            self.resources.get_or_create(s).set(1);
+        }
+        known.insert(name.to_owned(), series);
+    }
+
+    /// Counts a completed scan.
+    pub fn count_scan(&self, name: &str, status: Status) {
+        self.scans
+            .get_or_create(&EnvStatus {
+                environment: name.to_owned(),
+                status: status.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn count_storage_error(&self, name: &str) {
+        self.storage_errors.get_or_create(&env(name)).inc();
+    }
+
+    pub fn set_schedule(&self, name: &str, next: Option<DateTime<Utc>>, interval_seconds: f64) {
+        let e = env(name);
+        match next {
+            Some(t) => {
+                self.next_scan.get_or_create(&e).set(unix(t));
+            }
+            None => {
+                self.next_scan.remove(&e);
+            }
+        }
+        self.interval.get_or_create(&e).set(interval_seconds);
+    }
+
+    pub fn set_in_progress(&self, name: &str, running: bool) {
+        self.in_progress
+            .get_or_create(&env(name))
+            .set(i64::from(running));
+    }
+
+    /// Makes every series of a removed environment disappear.
+    pub fn forget(&self, name: &str) {
+        let e = env(name);
+        for family in [
+            &self.status,
+            &self.outside,
+            &self.ignored,
+            &self.in_progress,
+        ] {
+            family.remove(&e);
+        }
+        for family in [
+            &self.duration,
+            &self.last_scan,
+            &self.last_success,
+            &self.next_scan,
+            &self.interval,
+        ] {
+            family.remove(&e);
+        }
+        self.storage_errors.remove(&e);
+        for action in Action::COUNTED {
+            self.changed.remove(&EnvAction {
+                environment: name.to_owned(),
+                action: action.as_str().to_owned(),
+            });
+        }
+        for reason in ErrorReason::ALL {
+            self.scan_error.remove(&EnvReason {
+                environment: name.to_owned(),
+                reason: reason.as_str().to_owned(),
+            });
+        }
+        for status in [Status::Conform, Status::Drift, Status::Error] {
+            self.scans.remove(&EnvStatus {
+                environment: name.to_owned(),
+                status: status.as_str().to_owned(),
+            });
+        }
+        let mut known = self
+            .resource_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for old in known.remove(name).unwrap_or_default() {
+            self.resources.remove(&old);
+        }
+    }
+
+    /// The exposition, in OpenMetrics when `openmetrics`, else Prometheus text 0.0.4.
+    pub fn encode(&self, openmetrics: bool) -> String {
+        let mut out = String::new();
+        let result = if openmetrics {
+            prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        };
+        if result.is_err() {
+            tracing::error!("encoding the metrics failed");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,315 @@
+//! When each environment is scanned: one task per environment (so never two scans of one
+//! environment at once), a shared limit of concurrent scans, triggers that start a scan now
+//! or join the running one, and cancellation for reload and shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Local, Utc};
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Environment};
+use crate::exporter::Exporter;
+use crate::scan::Stored;
+use crate::schedule::Schedule;
+
+/// Runs one scan; the real one is [`crate::scan::scan_and_store`], tests give their own.
+pub trait Scanner: Send + Sync + 'static {
+    fn scan(
+        &self,
+        env: Environment,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>>;
+}
+
+/// Scans with terraform, storing reports under `storage`.
+#[derive(Debug, Clone)]
+pub struct TerraformScanner {
+    pub storage: std::path::PathBuf,
+}
+
+impl Scanner for TerraformScanner {
+    fn scan(
+        &self,
+        env: Environment,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
+        let storage = self.storage.clone();
+        Box::pin(async move { crate::scan::scan_and_store(&env, &storage, &cancel).await })
+    }
+}
+
+/// What a trigger did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triggered {
+    /// A scan starts now (or as soon as the concurrency limit allows).
+    Started,
+    /// A scan of the environment is already queued or running: the trigger joins it.
+    Joined,
+    UnknownEnvironment,
+}
+
+struct EnvTask {
+    settings: watch::Sender<Environment>,
+    trigger: Arc<Notify>,
+    /// Set from the moment a scan is decided until it ends.
+    busy: Arc<Mutex<bool>>,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// The per-environment tasks.
+pub struct Scheduler {
+    exporter: Arc<Exporter>,
+    scanner: Arc<dyn Scanner>,
+    limit: Arc<Semaphore>,
+    limit_size: usize,
+    tasks: Mutex<BTreeMap<String, EnvTask>>,
+    shutdown: CancellationToken,
+}
+
+/// The interval a schedule stands for: for cron, the longest gap between two of the next
+/// runs (what an alert on a missing scan must allow for).
+pub fn interval_of(schedule: &Schedule) -> Duration {
+    match schedule {
+        Schedule::Interval(d) => *d,
+        Schedule::Cron { .. } => {
+            let runs = schedule.upcoming(Local::now(), 400);
+            runs.windows(2)
+                .filter_map(|w| (w[1] - w[0]).to_std().ok())
+                .max()
+                .unwrap_or(Duration::from_secs(86_400))
+        }
+    }
+}
+
+/// A random delay in `[0, jitter]` that spreads scans.
+fn jitter_sample(jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
+}
+
+/// Delay before the first scan: at once with `run_on_start`, else one period after the last
+/// stored scan (or from now when there is none).
+pub fn first_delay(
+    env: &Environment,
+    last_finished: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Duration {
+    if env.run_on_start {
+        return Duration::ZERO;
+    }
+    match (&env.schedule, last_finished) {
+        (Schedule::Interval(i), Some(t)) => {
+            let due = chrono::Duration::from_std(*i)
+                .ok()
+                .and_then(|i| t.checked_add_signed(i));
+            due.and_then(|due| (due - now).to_std().ok())
+                .unwrap_or(Duration::ZERO)
+        }
+        _ => next_delay(env, now),
+    }
+}
+
+/// Delay before the next scheduled scan, counted from `now` (the end of the last scan).
+pub fn next_delay(env: &Environment, now: DateTime<Utc>) -> Duration {
+    let base = match &env.schedule {
+        Schedule::Interval(i) => *i,
+        Schedule::Cron { .. } => env
+            .schedule
+            .next_after(now.with_timezone(&Local))
+            .and_then(|t| (t.with_timezone(&Utc) - now).to_std().ok())
+            .unwrap_or(Duration::from_secs(86_400)),
+    };
+    base + jitter_sample(env.jitter)
+}
+
+impl Scheduler {
+    pub fn new(
+        exporter: Arc<Exporter>,
+        scanner: Arc<dyn Scanner>,
+        max_concurrent: usize,
+    ) -> Scheduler {
+        Scheduler {
+            exporter,
+            scanner,
+            limit: Arc::new(Semaphore::new(max_concurrent)),
+            limit_size: max_concurrent,
+            tasks: Mutex::new(BTreeMap::new()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Starts, updates or stops environment tasks to match `config`. An unchanged
+    /// environment keeps its timer; a changed one starts a new period; a removed one is
+    /// cancelled (its running scan interrupted).
+    pub fn apply(&self, config: &Config) {
+        if config.max_concurrent_scans != self.limit_size {
+            tracing::warn!(
+                running = self.limit_size,
+                configured = config.max_concurrent_scans,
+                "scheduler.max_concurrent_scans changes take effect at the next start"
+            );
+        }
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let removed: Vec<String> = tasks
+            .keys()
+            .filter(|n| !config.environments.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(task) = tasks.remove(&name) {
+                task.cancel.cancel();
+            }
+        }
+        for (name, env) in &config.environments {
+            match tasks.get(name) {
+                Some(task) => {
+                    let changed = {
+                        let current = task.settings.borrow();
+                        !same_settings(&current, env)
+                    };
+                    if changed {
+                        let _ = task.settings.send(env.clone());
+                    }
+                }
+                None => {
+                    let task = self.spawn(env.clone());
+                    tasks.insert(name.clone(), task);
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, env: Environment) -> EnvTask {
+        let (settings, rx) = watch::channel(env.clone());
+        let trigger = Arc::new(Notify::new());
+        let busy = Arc::new(Mutex::new(false));
+        let cancel = self.shutdown.child_token();
+        let handle = tokio::spawn(env_loop(Loop {
+            exporter: self.exporter.clone(),
+            scanner: self.scanner.clone(),
+            limit: self.limit.clone(),
+            name: env.name.clone(),
+            settings: rx,
+            trigger: trigger.clone(),
+            busy: busy.clone(),
+            cancel: cancel.clone(),
+        }));
+        EnvTask {
+            settings,
+            trigger,
+            busy,
+            cancel,
+            handle,
+        }
+    }
+
+    /// Asks for a scan of `name` now.
+    pub fn trigger(&self, name: &str) -> Triggered {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(task) = tasks.get(name) else {
+            return Triggered::UnknownEnvironment;
+        };
+        let mut busy = task.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if *busy {
+            return Triggered::Joined;
+        }
+        // Marked here, under the lock, so that a second trigger joins this one.
+        *busy = true;
+        task.trigger.notify_one();
+        Triggered::Started
+    }
+
+    /// Stops scheduling and interrupts running scans; waits until every task has ended
+    /// (each running terraform gets its interrupt sequence, bounded by its kill_grace).
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let handles: Vec<JoinHandle<()>> = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *tasks)
+                .into_values()
+                .map(|t| t.handle)
+                .collect()
+        };
+        for handle in handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// True when two settings would scan alike (so a reload keeps the timer).
+fn same_settings(a: &Environment, b: &Environment) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+struct Loop {
+    exporter: Arc<Exporter>,
+    scanner: Arc<dyn Scanner>,
+    limit: Arc<Semaphore>,
+    name: String,
+    settings: watch::Receiver<Environment>,
+    trigger: Arc<Notify>,
+    busy: Arc<Mutex<bool>>,
+    cancel: CancellationToken,
+}
+
+impl Loop {
+    fn set_busy(&self, value: bool) {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+}
+
+async fn env_loop(mut l: Loop) {
+    let first = l.settings.borrow().clone();
+    let last = l
+        .exporter
+        .view(&l.name)
+        .and_then(|v| v.latest.as_ref().and_then(|r| r.finished_at));
+    let mut delay = first_delay(&first, last, Utc::now());
+    loop {
+        let env = l.settings.borrow_and_update().clone();
+        let due = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d));
+        l.exporter
+            .set_next_scan(&l.name, due, interval_of(&env.schedule).as_secs_f64());
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => l.set_busy(true),
+            _ = l.trigger.notified() => {}
+            changed = l.settings.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let env = l.settings.borrow().clone();
+                delay = next_delay(&env, Utc::now());
+                tracing::info!(environment = %l.name, schedule = %env.schedule.describe(), "settings changed: new schedule");
+                continue;
+            }
+            _ = l.cancel.cancelled() => return,
+        }
+        let permit = tokio::select! {
+            permit = l.limit.clone().acquire_owned() => permit,
+            _ = l.cancel.cancelled() => return,
+        };
+        l.exporter.set_running(&l.name, true);
+        let result = l.scanner.scan(env.clone(), l.cancel.child_token()).await;
+        drop(permit);
+        l.exporter.set_running(&l.name, false);
+        l.set_busy(false);
+        match result {
+            Some(stored) => l.exporter.record(stored),
+            None if l.cancel.is_cancelled() => return,
+            None => {}
+        }
+        delay = next_delay(&env, Utc::now());
+    }
+}

@@ -1,0 +1,145 @@
+//! The long-running exporter: configuration validated before any port is bound, history
+//! restored, scheduler and HTTP started, reload on SIGHUP or `POST /-/reload`, graceful
+//! shutdown on SIGTERM/SIGINT (running terraform interrupted so that locks are released).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::exporter::Exporter;
+use crate::http::App;
+use crate::scheduler::{Scheduler, TerraformScanner};
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs until SIGTERM/SIGINT or `stop` is cancelled.
+pub async fn run(
+    config_path: PathBuf,
+    listen: Option<String>,
+    stop: CancellationToken,
+) -> Result<(), ServeError> {
+    let load = {
+        let listen = listen.clone();
+        move |path: &PathBuf| -> Result<Config, ConfigError> {
+            let mut config = Config::load(path)?;
+            if let Some(address) = &listen {
+                config.web.listen_address = address.parse().map_err(|_| ConfigError::Invalid {
+                    file: path.clone(),
+                    key: "--web.listen-address".into(),
+                    message: format!("{address:?} is not an address like \"0.0.0.0:9847\""),
+                })?;
+            }
+            Ok(config)
+        }
+    };
+    let config = load(&config_path)?;
+    let address = config.web.listen_address;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Listen {
+            address: address.to_string(),
+            source,
+        })?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+
+    let exporter = Arc::new(Exporter::start(config.clone()));
+    let scanner = Arc::new(TerraformScanner {
+        storage: config.storage.path.clone(),
+    });
+    let scheduler = Arc::new(Scheduler::new(
+        exporter.clone(),
+        scanner,
+        config.max_concurrent_scans,
+    ));
+    scheduler.apply(&config);
+
+    let reload = {
+        let exporter = exporter.clone();
+        let scheduler = scheduler.clone();
+        let path = config_path.clone();
+        move || -> Result<(), String> {
+            match load(&path) {
+                Ok(new) => {
+                    let old = exporter.config();
+                    if new.web.listen_address != old.web.listen_address
+                        || new.storage.path != old.storage.path
+                    {
+                        tracing::warn!(
+                            "web.listen_address and storage.path changes take effect at the next start"
+                        );
+                    }
+                    scheduler.apply(&new);
+                    exporter.set_config(new);
+                    tracing::info!(file = %path.display(), "configuration reloaded");
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed: the running configuration stays");
+                    Err(e.to_string())
+                }
+            }
+        }
+    };
+    let reload = Arc::new(reload);
+    let app = Arc::new(App {
+        exporter: exporter.clone(),
+        scheduler: scheduler.clone(),
+        reload: Box::new({
+            let reload = reload.clone();
+            move || reload()
+        }),
+    });
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(address = %local, config = %config_path.display(), environments = config.environments.len(), "listening");
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(crate::http::serve(listener, app, http_stop.clone()));
+
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => { let _ = reload(); }
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = stop.cancelled() => break,
+        }
+    }
+    // Stop scheduling and interrupt running scans; bounded by the longest kill_grace.
+    let grace = exporter
+        .config()
+        .environments
+        .values()
+        .map(|e| e.kill_grace)
+        .max()
+        .unwrap_or_default();
+    if tokio::time::timeout(grace + Duration::from_secs(4), scheduler.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("scans did not end in time; exiting anyway");
+    }
+    http_stop.cancel();
+    let _ = http.await;
+    tracing::info!("stopped");
+    Ok(())
+}
