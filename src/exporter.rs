@@ -134,13 +134,17 @@ impl Exporter {
     }
 
     pub fn set_next_scan(&self, name: &str, next: Option<DateTime<Utc>>, interval_seconds: f64) {
-        self.update(name, |v| v.next_scan = next);
-        self.metrics.set_schedule(name, next, interval_seconds);
+        self.update(name, |v| {
+            v.next_scan = next;
+            self.metrics.set_schedule(name, next, interval_seconds);
+        });
     }
 
     pub fn set_running(&self, name: &str, running: bool) {
-        self.update(name, |v| v.running = running);
-        self.metrics.set_in_progress(name, running);
+        self.update(name, |v| {
+            v.running = running;
+            self.metrics.set_in_progress(name, running);
+        });
     }
 
     /// Takes a finished scan: state, metrics, history index.
@@ -155,17 +159,16 @@ impl Exporter {
             self.metrics.count_storage_error(&name);
         }
         let max_series = self.config().max_resource_series;
-        let mut last_success = None;
+        let report = Arc::new(report);
         self.update(&name, |v| {
             if report.status != Status::Error {
                 v.last_success = report.finished_at;
             }
-            last_success = v.last_success;
+            self.metrics
+                .show_report(&report, v.last_success, max_series);
+            self.metrics.count_scan(&name, report.status);
+            v.latest = Some(report.clone());
         });
-        self.metrics.show_report(&report, last_success, max_series);
-        self.metrics.count_scan(&name, report.status);
-        let report = Arc::new(report);
-        self.update(&name, |v| v.latest = Some(report));
         let config = self.config();
         self.history.prune(config.storage.retention, Utc::now());
     }

@@ -340,12 +340,21 @@ mod tests {
         }
 
         fn calls(&self, env: &str) -> usize {
-            self.calls.lock().unwrap().iter().filter(|c| *c == env).count()
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| *c == env)
+                .count()
         }
     }
 
     impl Scanner for Arc<FakeScanner> {
-        fn scan(&self, env: Environment, _cancel: CancellationToken) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
+        fn scan(
+            &self,
+            env: Environment,
+            _cancel: CancellationToken,
+        ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
             let me = self.clone();
             Box::pin(async move {
                 let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -361,7 +370,10 @@ mod tests {
                 });
                 report.environment = Some(env.name.clone());
                 report.finished_at = Some(Utc::now());
-                Some(Stored { report, stored: false })
+                Some(Stored {
+                    report,
+                    stored: false,
+                })
             })
         }
     }
@@ -372,7 +384,11 @@ mod tests {
         let config = Config::from_toml(&dir.path().join("config.toml"), &text).unwrap();
         let exporter = Arc::new(Exporter::start(config.clone()));
         let fake = FakeScanner::new(scan);
-        let scheduler = Scheduler::new(exporter, Arc::new(fake.clone()), config.max_concurrent_scans);
+        let scheduler = Scheduler::new(
+            exporter,
+            Arc::new(fake.clone()),
+            config.max_concurrent_scans,
+        );
         scheduler.apply(&config);
         (dir, fake, scheduler)
     }
@@ -398,14 +414,21 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_interval_runs_at_start_then_once_per_interval() {
-        let (_dir, fake, scheduler) = setup("[environments.lab]\ndir = \".\"\ninterval = \"10m\"\njitter = \"0s\"\n", Duration::from_secs(5));
+        let (_dir, fake, scheduler) = setup(
+            "[environments.lab]\ndir = \".\"\ninterval = \"10m\"\njitter = \"0s\"\n",
+            Duration::from_secs(5),
+        );
         settle().await;
         advance(Duration::from_secs(6)).await;
         assert_eq!(fake.calls("lab"), 1, "run_on_start");
         advance(Duration::from_secs(9 * 60)).await;
         assert_eq!(fake.calls("lab"), 1, "not before the interval has passed");
         advance(Duration::from_secs(60 + 6)).await;
-        assert_eq!(fake.calls("lab"), 2, "one interval after the end of the first scan");
+        assert_eq!(
+            fake.calls("lab"),
+            2,
+            "one interval after the end of the first scan"
+        );
         scheduler.shutdown().await;
     }
 
@@ -415,7 +438,11 @@ mod tests {
                     [environments.a]\ndir = \".\"\n[environments.b]\ndir = \".\"\n[environments.c]\ndir = \".\"\n";
         let (_dir, fake, scheduler) = setup(toml, Duration::from_secs(10));
         advance(Duration::from_secs(35)).await;
-        assert_eq!(fake.calls("a") + fake.calls("b") + fake.calls("c"), 3, "all three ran, one after another");
+        assert_eq!(
+            fake.calls("a") + fake.calls("b") + fake.calls("c"),
+            3,
+            "all three ran, one after another"
+        );
         assert_eq!(fake.max_running.load(Ordering::SeqCst), 1);
         scheduler.shutdown().await;
 
@@ -437,7 +464,11 @@ mod tests {
         advance(Duration::from_secs(3)).await;
         assert_eq!(scheduler.trigger("lab"), Triggered::Joined, "still running");
         advance(Duration::from_secs(10)).await;
-        assert_eq!(fake.calls("lab"), 1, "the joined triggers started nothing more");
+        assert_eq!(
+            fake.calls("lab"),
+            1,
+            "the joined triggers started nothing more"
+        );
         assert_eq!(scheduler.trigger("lab"), Triggered::Started);
         advance(Duration::from_secs(11)).await;
         assert_eq!(fake.calls("lab"), 2);
@@ -457,23 +488,37 @@ mod tests {
         let env = env_of("[environments.lab]\ndir = \".\"\ninterval = \"1h\"\njitter = \"5m\"\n");
         let now = Utc::now();
         let delays: Vec<Duration> = (0..1000).map(|_| next_delay(&env, now)).collect();
-        assert!(delays.iter().all(|d| *d >= Duration::from_secs(3600) && *d <= Duration::from_secs(3900)));
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_secs(3600) && *d <= Duration::from_secs(3900))
+        );
         assert!(delays.iter().any(|d| *d != delays[0]), "the delay varies");
     }
 
     #[test]
     fn the_first_scan_follows_the_last_stored_one_without_run_on_start() {
-        let env = env_of("[environments.lab]\ndir = \".\"\ninterval = \"1h\"\njitter = \"0s\"\nrun_on_start = false\n");
+        let env = env_of(
+            "[environments.lab]\ndir = \".\"\ninterval = \"1h\"\njitter = \"0s\"\nrun_on_start = false\n",
+        );
         let now = Utc::now();
         let last = now - chrono::Duration::minutes(20);
-        assert_eq!(first_delay(&env, Some(last), now), Duration::from_secs(40 * 60));
-        assert_eq!(first_delay(&env, Some(now - chrono::Duration::hours(3)), now), Duration::ZERO, "overdue: now");
+        assert_eq!(
+            first_delay(&env, Some(last), now),
+            Duration::from_secs(40 * 60)
+        );
+        assert_eq!(
+            first_delay(&env, Some(now - chrono::Duration::hours(3)), now),
+            Duration::ZERO,
+            "overdue: now"
+        );
         assert_eq!(first_delay(&env, None, now), Duration::from_secs(3600));
     }
 
     #[test]
     fn cron_waits_for_its_next_occurrence() {
-        let env = env_of("[environments.lab]\ndir = \".\"\ncron = \"0 3 * * *\"\njitter = \"0s\"\n");
+        let env =
+            env_of("[environments.lab]\ndir = \".\"\ncron = \"0 3 * * *\"\njitter = \"0s\"\n");
         let now = Utc::now();
         let delay = next_delay(&env, now);
         assert!(delay <= Duration::from_secs(86_400));

@@ -45,16 +45,17 @@ pub struct ScanLock {
 }
 
 impl EnvStore {
-    /// Creates the environment's directories (0700) when they are missing.
+    /// Creates the environment's directory and `tf-data/` (0700) when they are missing;
+    /// `history/` is made when the first report is saved, so that a broken history never
+    /// stops a scan.
     pub fn open(storage: &Path, env: &str) -> Result<EnvStore, StoreError> {
         let root = storage.join("envs").join(env);
-        for dir in [root.join("tf-data"), root.join("history")] {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(at(&dir))?;
-        }
+        let tf_data = root.join("tf-data");
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tf_data)
+            .map_err(at(&tf_data))?;
         Ok(EnvStore { root })
     }
 
@@ -137,7 +138,13 @@ impl EnvStore {
     /// Stores a report; a crash at any moment leaves either the old or the new file whole.
     pub fn save(&self, report: &Report) -> Result<PathBuf, StoreError> {
         let id = report.id.as_deref().unwrap_or("unnamed");
-        let path = self.history_dir().join(format!("{id}.json"));
+        let dir = self.history_dir();
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(at(&dir))?;
+        let path = dir.join(format!("{id}.json"));
         let json =
             serde_json::to_vec_pretty(report).map_err(|e| at(&path)(std::io::Error::other(e)))?;
         write_atomic(&path, &json)?;

@@ -13,3 +13,5 @@ mod cli_config;
 mod explain_fixtures;
 #[path = "suite/real_terraform.rs"]
 mod real_terraform;
+#[path = "suite/server.rs"]
+mod server;

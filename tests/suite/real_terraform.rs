@@ -14,14 +14,14 @@ use serde_json::{Value, json};
 
 use crate::support::{Workspace, have_terraform, process_with_env, terraform};
 
-const VM: &str = r#"
+pub const VM: &str = r#"
 resource "terraform_data" "vm" {
   input = { name = "web", memory = 2048, cores = 2 }
 }
 "#;
 
 /// A workspace whose `terraform_data.vm` has been applied.
-fn applied_vm() -> Workspace {
+pub fn applied_vm() -> Workspace {
     let w = Workspace::new(VM);
     terraform(
         &w.ws(),
@@ -32,7 +32,7 @@ fn applied_vm() -> Workspace {
 
 /// Edits the local state the way a manual change in Proxmox shows up after refresh: the
 /// recorded object no longer has what the code says (memory raised to 3072).
-fn raise_memory_in_state(ws: &Path) {
+pub fn raise_memory_in_state(ws: &Path) {
     let path = ws.join("terraform.tfstate");
     let mut state: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let attrs = &mut state["resources"][0]["instances"][0]["attributes"];
@@ -275,7 +275,7 @@ fn a_lock_held_by_a_waiting_apply_is_state_lock() {
     );
 }
 
-const S3_BACKEND: &str = r#"
+pub const S3_BACKEND: &str = r#"
 terraform {
   backend "s3" {
     bucket                      = "tfstate"
@@ -317,13 +317,13 @@ fn an_s3_backend_on_a_closed_port_is_state_backend() {
 }
 
 /// Accepts connections on 127.0.0.1 and never answers; stops when dropped.
-struct SilentServer {
-    port: u16,
+pub struct SilentServer {
+    pub port: u16,
     stop: Arc<AtomicBool>,
 }
 
 impl SilentServer {
-    fn start() -> SilentServer {
+    pub fn start() -> SilentServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();

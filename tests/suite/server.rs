@@ -1,0 +1,619 @@
+//! The exporter as a long-running server, started as a process against real terraform
+//! workspaces, talked to over HTTP on 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::real_terraform::{S3_BACKEND, SilentServer, VM, raise_memory_in_state};
+use crate::support::{Workspace, bin, have_terraform, process_with_env, skip, terraform};
+
+/// A running exporter; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    address: String,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(config: &Path) -> Server {
+        Server::start_logged(config, "")
+    }
+
+    /// Starts and checks that the start-up logs (before "listening") contain `expected`.
+    fn start_logged(config: &Path, expected: &str) -> Server {
+        let mut child = bin()
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--web.listen-address",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, logs) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            address: String::new(),
+            logs,
+        };
+        if !expected.is_empty() {
+            server.wait_log(expected, Duration::from_secs(20));
+        }
+        let line = server.wait_log("msg=listening", Duration::from_secs(20));
+        let address = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("address="))
+            .unwrap()
+            .to_owned();
+        server.address = address;
+        server
+    }
+
+    /// Waits for a log line containing `needle`.
+    fn wait_log(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.logs.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?} within {limit:?}"),
+            }
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let accept = accept
+            .map(|a| format!("Accept: {a}\r\n"))
+            .unwrap_or_default();
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: {}\r\n{accept}Content-Length: 0\r\nConnection: close\r\n\r\n", self.address).unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        (status, content_type, body.to_owned())
+    }
+
+    fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, _, body) = self.request("GET", path, None);
+        (
+            status,
+            serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}")),
+        )
+    }
+
+    fn metrics(&self) -> String {
+        self.request("GET", "/metrics", None).2
+    }
+
+    /// Polls until `done` holds for /detail.
+    fn wait_detail(&self, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (_, detail) = self.get_json("/detail");
+            if done(&detail) {
+                return detail;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not reached within {limit:?}: {detail}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// SIGTERM and the time until the process exited.
+    fn terminate(mut self) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        self.signal("TERM");
+        let deadline = start + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), start.elapsed());
+            }
+            assert!(Instant::now() < deadline, "the exporter did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal("TERM");
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The value of the one series of `name` whose labels contain all of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric_name, label_text) = series.split_once('{').unwrap_or((series, ""));
+            if metric_name != name {
+                return None;
+            }
+            labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.parse().unwrap())
+        })
+}
+
+/// Three environments side by side: prod conform, lab drifting, mon with its S3 state
+/// backend on a closed port.
+struct Lab {
+    root: tempfile::TempDir,
+    prod: Workspace,
+    lab: Workspace,
+    mon: Workspace,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let prod = Workspace::new(VM);
+        let lab = Workspace::new(VM);
+        for w in [&prod, &lab] {
+            terraform(
+                &w.ws(),
+                &["apply", "-auto-approve", "-input=false", "-no-color"],
+            );
+        }
+        raise_memory_in_state(&lab.ws());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mon = Workspace::new(&S3_BACKEND.replace("PORT", &port.to_string()));
+        Lab {
+            root: tempfile::tempdir().unwrap(),
+            prod,
+            lab,
+            mon,
+        }
+    }
+
+    fn storage(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    fn config(&self, defaults: &str, extra: &str) -> PathBuf {
+        let path = self.root.path().join("config.toml");
+        let text = format!(
+            "[storage]\npath = \"{}\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\nkill_grace = \"2s\"\n{defaults}\n\
+             [environments.prod]\ndir = \"{}\"\n[environments.lab]\ndir = \"{}\"\n[environments.mon]\ndir = \"{}\"\n{extra}",
+            self.storage().display(),
+            self.prod.ws().display(),
+            self.lab.ws().display(),
+            self.mon.ws().display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn all_scanned(detail: &Value) -> bool {
+    ["prod", "lab", "mon"]
+        .iter()
+        .all(|e| !detail["environments"][e].is_null())
+}
+
+#[test]
+fn metrics_detail_history_and_restart() {
+    if !have_terraform() {
+        return;
+    }
+    let lab = Lab::new();
+    let config = lab.config("", "");
+    let server = Server::start(&config);
+    let detail = server.wait_detail(Duration::from_secs(90), all_scanned);
+    assert_eq!(detail["environments"]["prod"]["status"], "conform");
+    assert_eq!(detail["environments"]["lab"]["status"], "drift");
+    assert_eq!(
+        detail["environments"]["mon"]["error"]["reason"],
+        "state_backend"
+    );
+
+    // Every metric of §8 for the three outcomes.
+    let m = server.metrics();
+    let env = |e: &'static str| [("environment", e)];
+    assert_eq!(metric(&m, "tfdrift_status", &env("prod")), Some(0.0));
+    assert_eq!(metric(&m, "tfdrift_status", &env("lab")), Some(1.0));
+    assert_eq!(metric(&m, "tfdrift_status", &env("mon")), Some(2.0));
+    for action in ["create", "update", "delete", "replace"] {
+        let want = if action == "update" { 1.0 } else { 0.0 };
+        assert_eq!(
+            metric(
+                &m,
+                "tfdrift_changed_resources",
+                &[("environment", "lab"), ("action", action)]
+            ),
+            Some(want),
+            "{action}"
+        );
+        assert_eq!(
+            metric(
+                &m,
+                "tfdrift_changed_resources",
+                &[("environment", "prod"), ("action", action)]
+            ),
+            Some(0.0)
+        );
+    }
+    assert_eq!(
+        metric(&m, "tfdrift_outside_changes", &env("lab")),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&m, "tfdrift_ignored_changes", &env("lab")),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_resource_change_info",
+            &[
+                ("environment", "lab"),
+                ("address", "terraform_data.vm"),
+                ("type", "terraform_data"),
+                ("action", "update"),
+                ("outside_terraform", "false")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "tfdrift_resource_change_info", &env("prod")),
+        None
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_scan_error",
+            &[("environment", "mon"), ("reason", "state_backend")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_scan_error",
+            &[("environment", "mon"), ("reason", "auth")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_scan_error",
+            &[("environment", "prod"), ("reason", "state_backend")]
+        ),
+        Some(0.0)
+    );
+    let now = chrono::Utc::now().timestamp() as f64;
+    for e in ["prod", "lab", "mon"] {
+        let last = metric(&m, "tfdrift_last_scan_timestamp_seconds", &env(e)).unwrap();
+        assert!((now - last).abs() < 120.0, "{e}: {last}");
+        assert!(metric(&m, "tfdrift_scan_duration_seconds", &env(e)).unwrap() > 0.0);
+        assert!(metric(&m, "tfdrift_next_scan_timestamp_seconds", &env(e)).unwrap() > now + 3000.0);
+        assert_eq!(
+            metric(&m, "tfdrift_scan_interval_seconds", &env(e)),
+            Some(3600.0)
+        );
+        assert_eq!(metric(&m, "tfdrift_scan_in_progress", &env(e)), Some(0.0));
+    }
+    assert!(metric(&m, "tfdrift_last_success_timestamp_seconds", &env("prod")).is_some());
+    assert!(metric(&m, "tfdrift_last_success_timestamp_seconds", &env("lab")).is_some());
+    assert_eq!(
+        metric(&m, "tfdrift_last_success_timestamp_seconds", &env("mon")),
+        None,
+        "never succeeded"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_scans_total",
+            &[("environment", "lab"), ("status", "drift")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_scans_total",
+            &[("environment", "mon"), ("status", "error")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(metric(&m, "tfdrift_build_info", &[]), Some(1.0));
+
+    // Formats: text 0.0.4 by default, OpenMetrics when asked; promtool finds nothing.
+    let (_, content_type, _) = server.request("GET", "/metrics", None);
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let (_, content_type, body) = server.request(
+        "GET",
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    );
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"));
+    promtool_check(&m);
+
+    // /detail/<env>, /history and the stored reports.
+    let (status, prod) = server.get_json("/detail/prod");
+    assert_eq!(status, 200);
+    assert_eq!(prod, detail["environments"]["prod"]);
+    let (status, err) = server.get_json("/detail/nope");
+    assert_eq!(status, 404);
+    assert!(err["error"].as_str().unwrap().contains("nope"));
+    let (_, history) = server.get_json("/history?environment=lab&since=1h");
+    let scans = history["scans"].as_array().unwrap();
+    assert_eq!(scans.len(), 1);
+    assert!(scans[0].get("changes").is_none(), "summaries only");
+    let id = scans[0]["id"].as_str().unwrap();
+    let (status, stored) = server.get_json(&format!("/history/lab/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(stored, detail["environments"]["lab"]);
+    assert_eq!(server.get_json("/history?since=soon").0, 400);
+    assert_eq!(server.get_json("/history/lab/..%2F..%2Fetc").0, 404);
+    let (_, all) = server.get_json("/history");
+    assert_eq!(all["scans"].as_array().unwrap().len(), 3);
+
+    // The landing page names every environment and the changed attribute.
+    let (status, content_type, page) = server.request("GET", "/", None);
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"));
+    for needle in [
+        "prod",
+        "lab",
+        "mon",
+        "state_backend",
+        "input.memory",
+        "3072",
+        "/detail/lab",
+    ] {
+        assert!(page.contains(needle), "page shows {needle}");
+    }
+    assert_eq!(server.request("GET", "/-/healthy", None).0, 200);
+    assert_eq!(server.request("GET", "/-/ready", None).0, 200);
+    assert_eq!(server.request("GET", "/nothing", None).0, 404);
+
+    // Restart without run_on_start: the gauges and /detail come back from the history at
+    // once, before any scan.
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
+    // A partial file (as a crash mid-write of some other tool would leave) is skipped.
+    std::fs::write(
+        lab.storage()
+            .join("envs/lab/history/lab-29990101T000000Z.json"),
+        "{\"id\": \"lab-2999",
+    )
+    .unwrap();
+    let config = lab.config("run_on_start = false", "");
+    let mut server = Server::start_logged(&config, "skipping an unreadable stored report");
+    let (_, restored) = server.get_json("/detail");
+    assert_eq!(restored, detail, "restored from the latest stored scans");
+    let m = server.metrics();
+    assert_eq!(metric(&m, "tfdrift_status", &env("lab")), Some(1.0));
+    assert_eq!(metric(&m, "tfdrift_status", &env("mon")), Some(2.0));
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_scan_error",
+            &[("environment", "mon"), ("reason", "state_backend")]
+        ),
+        Some(1.0)
+    );
+}
+
+fn promtool_check(metrics: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        skip("promtool is not installed (Debian package prometheus)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
+}
+
+#[test]
+fn triggered_scans_and_reloads() {
+    if !have_terraform() {
+        return;
+    }
+    let lab = Lab::new();
+    let config = lab.config("run_on_start = false", "");
+    let mut server = Server::start(&config);
+    assert_eq!(server.request("POST", "/scan/nope", None).0, 404);
+    assert_eq!(server.request("GET", "/scan/prod", None).0, 405);
+    let (status, _, body) = server.request("POST", "/scan/prod", None);
+    assert_eq!(status, 202, "{body}");
+    server.wait_detail(Duration::from_secs(60), |d| {
+        d["environments"]["prod"]["status"] == "conform"
+    });
+    assert_eq!(
+        metric(
+            &server.metrics(),
+            "tfdrift_scans_total",
+            &[("environment", "prod"), ("status", "conform")]
+        ),
+        Some(1.0)
+    );
+
+    // A broken file: 400 with the message, the running configuration stays.
+    std::fs::write(&config, "[environments.prod\n").unwrap();
+    let (status, _, body) = server.request("POST", "/-/reload", None);
+    assert_eq!(status, 400);
+    assert!(body.contains("config.toml"), "{body}");
+    assert_eq!(
+        server.request("POST", "/scan/lab", None).0,
+        202,
+        "lab still configured"
+    );
+
+    // A good file: mon removed (its series go), extra added and scanned; by SIGHUP too.
+    let extra = format!(
+        "[environments.extra]\ndir = \"{}\"\nrun_on_start = true\n",
+        lab.prod.ws().display()
+    );
+    let text = format!(
+        "[storage]\npath = \"{}\"\n[defaults]\ninterval = \"1h\"\nrun_on_start = false\n[environments.prod]\ndir = \"{}\"\n[environments.lab]\ndir = \"{}\"\n{extra}",
+        lab.storage().display(),
+        lab.prod.ws().display(),
+        lab.lab.ws().display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    assert_eq!(server.request("POST", "/-/reload", None).0, 200);
+    let detail = server.wait_detail(Duration::from_secs(60), |d| {
+        d["environments"]["extra"]["status"] == "conform"
+    });
+    assert!(detail["environments"].get("mon").is_none());
+    assert!(
+        !server.metrics().contains("environment=\"mon\""),
+        "removed environments' series disappear"
+    );
+    assert_eq!(server.request("POST", "/scan/mon", None).0, 404);
+
+    std::fs::write(&config, text.replace(&extra, "")).unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metrics().contains("environment=\"extra\"") {
+        assert!(Instant::now() < deadline, "SIGHUP reload removes extra");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        server.get_json("/detail").1["environments"]
+            .get("extra")
+            .is_none()
+    );
+}
+
+#[test]
+fn sigterm_during_a_hung_scan_exits_in_time_and_leaves_no_terraform() {
+    if !have_terraform() {
+        return;
+    }
+    let hang = SilentServer::start();
+    let w = Workspace::new(&S3_BACKEND.replace("PORT", &hang.port.to_string()));
+    let config = w.config("timeout = \"5m\"");
+    let mut server = Server::start(&config);
+    server.wait_log("msg=\"scan started\"", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let storage = w.storage().display().to_string();
+    assert!(process_with_env(&storage).is_some(), "terraform is running");
+    let (code, elapsed) = server.terminate();
+    assert_eq!(code, Some(0));
+    // kill_grace is 2 s: SIGINT, 2 s, SIGINT, 2 s, SIGKILL; the bound is kill_grace + 5 s.
+    assert!(
+        elapsed < Duration::from_secs(2 + 5),
+        "exited in {elapsed:?}"
+    );
+    assert_eq!(
+        process_with_env(&storage),
+        None,
+        "no terraform process left"
+    );
+    drop(hang);
+}
+
+#[test]
+fn a_report_that_cannot_be_stored_is_still_shown_and_counted() {
+    if !have_terraform() {
+        return;
+    }
+    let w = crate::real_terraform::applied_vm();
+    let config = w.config("run_on_start = false");
+    let server = Server::start(&config);
+    // The history directory becomes a file: every write there fails (root ignores
+    // permission bits, so a read-only directory would not do).
+    let history = w.storage().join("envs/lab/history");
+    std::fs::create_dir_all(w.storage().join("envs/lab")).unwrap();
+    let _ = std::fs::remove_dir_all(&history);
+    std::fs::write(&history, "not a directory").unwrap();
+    assert_eq!(server.request("POST", "/scan/lab", None).0, 202);
+    let detail = server.wait_detail(Duration::from_secs(60), |d| {
+        d["environments"]["lab"]["status"] == "conform"
+    });
+    assert!(detail["environments"]["lab"]["id"].is_string());
+    let m = server.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_storage_errors_total",
+            &[("environment", "lab")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "tfdrift_status", &[("environment", "lab")]),
+        Some(0.0)
+    );
+    assert_eq!(server.request("GET", "/-/healthy", None).0, 200);
+}
