@@ -438,7 +438,7 @@ fn metrics_detail_history_and_restart() {
     )
     .unwrap();
     let config = lab.config("run_on_start = false", "");
-    let mut server = Server::start_logged(&config, "skipping an unreadable stored report");
+    let server = Server::start_logged(&config, "skipping an unreadable stored report");
     let (_, restored) = server.get_json("/detail");
     assert_eq!(restored, detail, "restored from the latest stored scans");
     let m = server.metrics();
@@ -490,7 +490,7 @@ fn triggered_scans_and_reloads() {
     }
     let lab = Lab::new();
     let config = lab.config("run_on_start = false", "");
-    let mut server = Server::start(&config);
+    let server = Server::start(&config);
     assert_eq!(server.request("POST", "/scan/nope", None).0, 404);
     assert_eq!(server.request("GET", "/scan/prod", None).0, 405);
     let (status, _, body) = server.request("POST", "/scan/prod", None);
