@@ -105,12 +105,16 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
                 .get(ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("application/openmetrics-text"));
-            let (body, content_type) = if openmetrics {
-                (app.exporter.metrics.encode(true), OPENMETRICS_FORMAT)
+            let content_type = if openmetrics {
+                OPENMETRICS_FORMAT
             } else {
-                (app.exporter.metrics.encode(false), TEXT_FORMAT)
+                TEXT_FORMAT
             };
-            respond(StatusCode::OK, content_type, body)
+            respond(
+                StatusCode::OK,
+                content_type,
+                app.exporter.metrics.exposition(openmetrics),
+            )
         }
         (["detail"], &Method::GET) => {
             #[derive(serde::Serialize)]

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -74,6 +76,10 @@ pub struct Metrics {
     storage_errors: Family<Env, Counter>,
     /// The `tfdrift_resource_change_info` series of each environment, to replace them whole.
     resource_series: Mutex<HashMap<String, Vec<Resource>>>,
+    /// Bumped by every change, so that scrapes between two changes share one encoding.
+    generation: AtomicU64,
+    /// The last encodings: (generation, body) for text 0.0.4 and for OpenMetrics.
+    cache: Mutex<[Option<(u64, Bytes)>; 2]>,
 }
 
 /// Content types of the two encodings.
@@ -110,6 +116,8 @@ impl Metrics {
             scans: Family::default(),
             storage_errors: Family::default(),
             resource_series: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            cache: Mutex::new([None, None]),
         };
         let r = &mut registry;
         r.register(
@@ -264,6 +272,8 @@ impl Metrics {
             self.resources.get_or_create(s).set(1);
         }
         known.insert(name.to_owned(), series);
+        // After the change: a scrape in between re-encodes again later.
+        self.touch();
     }
 
     /// Counts a completed scan.
@@ -274,10 +284,14 @@ impl Metrics {
                 status: status.as_str().to_owned(),
             })
             .inc();
+        // After the change: a scrape in between re-encodes again later.
+        self.touch();
     }
 
     pub fn count_storage_error(&self, name: &str) {
         self.storage_errors.get_or_create(&env(name)).inc();
+        // After the change: a scrape in between re-encodes again later.
+        self.touch();
     }
 
     pub fn set_schedule(&self, name: &str, next: Option<DateTime<Utc>>, interval_seconds: f64) {
@@ -291,12 +305,16 @@ impl Metrics {
             }
         }
         self.interval.get_or_create(&e).set(interval_seconds);
+        // After the change: a scrape in between re-encodes again later.
+        self.touch();
     }
 
     pub fn set_in_progress(&self, name: &str, running: bool) {
         self.in_progress
             .get_or_create(&env(name))
             .set(i64::from(running));
+        // After the change: a scrape in between re-encodes again later.
+        self.touch();
     }
 
     /// Makes every series of a removed environment disappear.
@@ -345,9 +363,32 @@ impl Metrics {
         for old in known.remove(name).unwrap_or_default() {
             self.resources.remove(&old);
         }
+        // After the change: a scrape in between re-encodes again later.
+        self.touch();
     }
 
-    /// The exposition, in OpenMetrics when `openmetrics`, else Prometheus text 0.0.4.
+    fn touch(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The exposition, in OpenMetrics when `openmetrics`, else Prometheus text 0.0.4;
+    /// encoded once per change of the metrics, however many scrapes come.
+    pub fn exposition(&self, openmetrics: bool) -> Bytes {
+        let slot = usize::from(openmetrics);
+        // Read before encoding: a change during the encoding makes the next scrape re-encode.
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some((cached, body)) = &self.cache.lock().unwrap_or_else(|p| p.into_inner())[slot]
+            && *cached == generation
+        {
+            return body.clone();
+        }
+        let body = Bytes::from(self.encode(openmetrics));
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())[slot] =
+            Some((generation, body.clone()));
+        body
+    }
+
+    /// The exposition, encoded now.
     pub fn encode(&self, openmetrics: bool) -> String {
         let mut out = String::new();
         let result = if openmetrics {
