@@ -189,3 +189,54 @@ impl History {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{PlanOutcome, Report};
+
+    fn report(env: &str, id: &str, finished: DateTime<Utc>) -> Report {
+        let mut r = Report::from_outcome(PlanOutcome {
+            changes: vec![],
+            ignored: vec![],
+            error: None,
+            tool_version: None,
+        });
+        r.id = Some(id.to_owned());
+        r.environment = Some(env.to_owned());
+        r.finished_at = Some(finished);
+        r
+    }
+
+    #[test]
+    fn old_reports_are_pruned_and_broken_ones_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = dir.path().join("envs/lab/history");
+        std::fs::create_dir_all(&history).unwrap();
+        let now = Utc::now();
+        let old = report("lab", "lab-old", now - chrono::Duration::days(100));
+        let new = report("lab", "lab-new", now - chrono::Duration::days(1));
+        for r in [&old, &new] {
+            let path = history.join(format!("{}.json", r.id.as_deref().unwrap()));
+            std::fs::write(path, serde_json::to_vec(r).unwrap()).unwrap();
+        }
+        std::fs::write(history.join("lab-broken.json"), b"{\"id\": ").unwrap();
+        let (h, restored) = History::load(dir.path());
+        assert_eq!(
+            restored["lab"].latest.as_ref().unwrap().id.as_deref(),
+            Some("lab-new")
+        );
+        assert_eq!(
+            h.list(None, DateTime::<Utc>::MIN_UTC).len(),
+            2,
+            "the broken file is skipped"
+        );
+        h.prune(Duration::from_secs(90 * 86_400), now);
+        assert!(!history.join("lab-old.json").exists());
+        assert!(history.join("lab-new.json").exists());
+        let listed = h.list(Some("lab"), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(listed.len(), 1);
+        assert!(h.read("lab", "lab-new").is_some());
+        assert!(h.read("lab", "../lab-new").is_none(), "no path traversal");
+    }
+}

@@ -24,7 +24,11 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Json => builder.json().with_target(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_target(false)
+            .try_init(),
         LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
     };
     result.map_err(|e| e.to_string())
