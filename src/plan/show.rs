@@ -403,10 +403,10 @@ impl Gathered {
                 if key == "resource_drift" {
                     self.drift_entries += 1;
                     self.drifted.insert(rc.address.clone());
-                    if let Some(change) = refresh_only_change(&rc)? {
+                    if let Some(change) = change_of(&rc, Source::Drift)? {
                         self.refresh_changes.push(change);
                     }
-                } else if let Some(change) = planned_change(&rc)? {
+                } else if let Some(change) = change_of(&rc, Source::Planned)? {
                     self.planned.push(change);
                 }
             }
@@ -415,43 +415,43 @@ impl Gathered {
     }
 }
 
-/// A `resource_changes` entry: `before` is the real (refreshed) object, `after` the planned.
-fn planned_change(rc: &ResourceChange<'_>) -> Result<Option<Change>, PlanError> {
+/// Which list an entry comes from, and so which side is reality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `resource_changes`: `before` is the real (refreshed) object, `after` the planned one.
+    Planned,
+    /// `resource_drift` read as a refresh-only plan: what refresh found (`after`) against the
+    /// recorded state (`before`), made outside Terraform.
+    Drift,
+}
+
+fn change_of(rc: &ResourceChange<'_>, source: Source) -> Result<Option<Change>, PlanError> {
     let Some(action) = rc.action()? else {
         return Ok(None);
     };
     let attributes = if matches!(action, Action::Update | Action::Replace) {
-        let v = rc.change.values(&rc.address, true)?;
+        let v = rc.change.values(&rc.address, source == Source::Planned)?;
+        let (before, after) = (
+            (v.before.as_ref(), Mask(v.before_sensitive.as_ref())),
+            (v.after.as_ref(), Mask(v.after_sensitive.as_ref())),
+        );
+        let ((actual, actual_sensitive), (expected, expected_sensitive)) = match source {
+            Source::Planned => (before, after),
+            Source::Drift => (after, before),
+        };
         diff(Sides {
-            actual: v.before.as_ref(),
-            expected: v.after.as_ref(),
-            actual_sensitive: Mask(v.before_sensitive.as_ref()),
-            expected_sensitive: Mask(v.after_sensitive.as_ref()),
+            actual,
+            expected,
+            actual_sensitive,
+            expected_sensitive,
             expected_unknown: Mask(v.after_unknown.as_ref()),
         })
     } else {
         Vec::new()
     };
-    Ok(Some(rc.to_change(action, false, attributes)))
-}
-
-/// A `resource_drift` entry read as a refresh-only change: what refresh found (`after`)
-/// against the recorded state (`before`), made outside Terraform.
-fn refresh_only_change(rc: &ResourceChange<'_>) -> Result<Option<Change>, PlanError> {
-    let Some(action) = rc.action()? else {
-        return Ok(None);
-    };
-    let attributes = if matches!(action, Action::Update | Action::Replace) {
-        let v = rc.change.values(&rc.address, false)?;
-        diff(Sides {
-            actual: v.after.as_ref(),
-            expected: v.before.as_ref(),
-            actual_sensitive: Mask(v.after_sensitive.as_ref()),
-            expected_sensitive: Mask(v.before_sensitive.as_ref()),
-            expected_unknown: Mask::NONE,
-        })
-    } else {
-        Vec::new()
-    };
-    Ok(Some(rc.to_change(action, true, attributes)))
+    Ok(Some(rc.to_change(
+        action,
+        source == Source::Drift,
+        attributes,
+    )))
 }

@@ -134,15 +134,13 @@ fn only_allow_listed_subcommands_ever_run() {
     let w = applied_vm();
     let log = w.root.path().join("argv.log");
     let wrapper = w.root.path().join("terraform-wrapper");
-    std::fs::write(
+    crate::support::script(
         &wrapper,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec terraform \"$@\"\n",
+        &format!(
+            "printf '%s\\n' \"$*\" >> '{}'\nexec terraform \"$@\"\n",
             log.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let config = w.config(&format!(
         "binary = \"{}\"\ninit = \"always\"\nvar_files = []\n",
         wrapper.display()
@@ -196,15 +194,13 @@ fn init_runs_only_when_needed() {
     let w = applied_vm();
     let log = w.root.path().join("argv.log");
     let wrapper = w.root.path().join("terraform-wrapper");
-    std::fs::write(
+    crate::support::script(
         &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$1\" >> '{}'\nexec terraform \"$@\"\n",
+        &format!(
+            "echo \"$1\" >> '{}'\nexec terraform \"$@\"\n",
             log.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let config = w.config(&format!("binary = \"{}\"", wrapper.display()));
     for _ in 0..3 {
         assert_eq!(w.scan(&config).0, 0);
@@ -434,15 +430,13 @@ fn two_scans_of_one_environment_never_run_at_once() {
     let log = w.root.path().join("runs.log");
     let wrapper = w.root.path().join("slow-terraform");
     // Records when each plan starts and ends; a slow plan makes any overlap visible.
-    std::fs::write(
+    crate::support::script(
         &wrapper,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = plan ] && echo \"start $(date +%s.%N)\" >> '{log}' && sleep 1\nterraform \"$@\"\nrc=$?\n[ \"$1\" = plan ] && echo \"end $(date +%s.%N)\" >> '{log}'\nexit $rc\n",
+        &format!(
+            "[ \"$1\" = plan ] && echo \"start $(date +%s.%N)\" >> '{log}' && sleep 1\nterraform \"$@\"\nrc=$?\n[ \"$1\" = plan ] && echo \"end $(date +%s.%N)\" >> '{log}'\nexit $rc\n",
             log = log.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let config = w.config(&format!("binary = \"{}\"", wrapper.display()));
     let scans: Vec<_> = (0..2)
         .map(|_| {

@@ -143,3 +143,10 @@ pub fn process_with_env(needle: &str) -> Option<u32> {
     }
     None
 }
+
+/// Writes an executable shell script (a wrapper standing in for `terraform`).
+pub fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
