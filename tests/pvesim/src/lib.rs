@@ -1,0 +1,323 @@
+//! A simulated Proxmox VE API for tfdrift-exporter's tests (never shipped in the exporter).
+//!
+//! It imitates the documented subset the exporter and the test provider use, with the
+//! response shapes of ../shared/facts/proxmox.md: token authentication
+//! (`Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET`, else `401 authentication
+//! failure`), `GET /api2/json/cluster/resources?type=vm`, guest config read and update, guest
+//! create and delete, token deletion. Everything is served over HTTPS with a CA it generates.
+//! A test (or a person, with curl) changes a guest "by hand" through the same API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A guest: a VM (`qemu`) or a container (`lxc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guest {
+    pub vmid: u32,
+    /// `qemu` or `lxc`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub node: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub memory: i64,
+    pub cores: i64,
+    pub tags: String,
+    pub template: bool,
+    pub status: String,
+}
+
+/// The simulated cluster.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    pub guests: Mutex<BTreeMap<u32, Guest>>,
+    /// Valid tokens, as `USER@REALM!TOKENID=SECRET`.
+    pub tokens: Mutex<BTreeSet<String>>,
+}
+
+/// The CA and the server certificate of one simulator.
+pub struct Certificates {
+    pub ca_pem: String,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+/// A CA and a certificate signed by it for 127.0.0.1 and localhost.
+pub fn certificates() -> anyhow::Result<Certificates> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pvesim test CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Certificates {
+        ca_pem: ca.pem(),
+        cert: cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    })
+}
+
+type Body = Full<Bytes>;
+
+fn reply(status: StatusCode, value: Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    r
+}
+
+/// Proxmox answers errors with a reason phrase of its own ("401 authentication failure").
+fn fail(status: StatusCode, reason: &'static str) -> Response<Body> {
+    let mut r = reply(status, json!({ "data": null, "message": reason }));
+    r.extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::from_static(reason.as_bytes()));
+    r
+}
+
+impl Cluster {
+    fn authorised(&self, req: &Request<Incoming>) -> bool {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match header.and_then(|h| h.strip_prefix("PVEAPIToken=")) {
+            Some(token) => self.tokens.lock().unwrap().contains(token),
+            None => false,
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if !self.authorised(&req) {
+            return fail(StatusCode::UNAUTHORIZED, "authentication failure");
+        }
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return fail(StatusCode::BAD_REQUEST, "body too large"),
+        };
+        let params: BTreeMap<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
+        let segments: Vec<&str> = path.trim_start_matches("/api2/json/").split('/').collect();
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["cluster", "resources"]) => {
+                let only_vm = query.split('&').any(|p| p == "type=vm");
+                let guests = self.guests.lock().unwrap();
+                let data: Vec<Value> = guests
+                    .values()
+                    .filter(|_| only_vm || query.is_empty())
+                    .map(|g| {
+                        let mut v = json!({
+                            "id": format!("{}/{}", g.kind, g.vmid), "vmid": g.vmid, "type": g.kind,
+                            "node": g.node, "status": g.status, "template": u8::from(g.template),
+                            "maxmem": g.memory * 1024 * 1024, "maxcpu": g.cores,
+                        });
+                        if let Some(name) = &g.name {
+                            v["name"] = json!(name);
+                        }
+                        if !g.tags.is_empty() {
+                            v["tags"] = json!(g.tags);
+                        }
+                        v
+                    })
+                    .collect();
+                reply(StatusCode::OK, json!({ "data": data }))
+            }
+            (_, ["nodes", node, kind @ ("qemu" | "lxc"), vmid, "config"]) => {
+                let Ok(vmid) = vmid.parse::<u32>() else {
+                    return fail(StatusCode::BAD_REQUEST, "invalid vmid");
+                };
+                let mut guests = self.guests.lock().unwrap();
+                let Some(g) = guests
+                    .get_mut(&vmid)
+                    .filter(|g| g.node == *node && g.kind == *kind)
+                else {
+                    let dir = if *kind == "qemu" {
+                        "qemu-server"
+                    } else {
+                        "lxc"
+                    };
+                    return fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        leak(format!(
+                            "Configuration file 'nodes/{node}/{dir}/{vmid}.conf' does not exist"
+                        )),
+                    );
+                };
+                match method {
+                    Method::GET => {
+                        let name_key = if g.kind == "lxc" { "hostname" } else { "name" };
+                        let mut data =
+                            json!({ "memory": g.memory, "cores": g.cores, "tags": g.tags });
+                        if let Some(name) = &g.name {
+                            data[name_key] = json!(name);
+                        }
+                        reply(StatusCode::OK, json!({ "data": data }))
+                    }
+                    Method::PUT | Method::POST => {
+                        apply(g, &params);
+                        reply(StatusCode::OK, json!({ "data": null }))
+                    }
+                    _ => fail(StatusCode::NOT_IMPLEMENTED, "Method not implemented"),
+                }
+            }
+            (&Method::POST, ["nodes", node, kind @ ("qemu" | "lxc")]) => {
+                let Some(vmid) = params
+                    .get("vmid")
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                else {
+                    return fail(StatusCode::BAD_REQUEST, "vmid: property is missing");
+                };
+                let mut guests = self.guests.lock().unwrap();
+                if guests.contains_key(&(vmid as u32)) {
+                    return fail(StatusCode::INTERNAL_SERVER_ERROR, "VM already exists");
+                }
+                let mut g = Guest {
+                    vmid: vmid as u32,
+                    kind: kind.to_string(),
+                    node: node.to_string(),
+                    name: None,
+                    memory: 512,
+                    cores: 1,
+                    tags: String::new(),
+                    template: false,
+                    status: "running".into(),
+                };
+                apply(&mut g, &params);
+                guests.insert(g.vmid, g);
+                reply(
+                    StatusCode::OK,
+                    json!({ "data": format!("UPID:{node}:0000:create:{vmid}:root@pam:") }),
+                )
+            }
+            (&Method::DELETE, ["nodes", _node, "qemu" | "lxc", vmid]) => {
+                let removed = vmid
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(|id| self.guests.lock().unwrap().remove(&id));
+                match removed {
+                    Some(_) => reply(StatusCode::OK, json!({ "data": "UPID:delete" })),
+                    None => fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Configuration file does not exist",
+                    ),
+                }
+            }
+            // DELETE /access/users/{userid}/token/{tokenid}: revokes a token.
+            (&Method::DELETE, ["access", "users", user, "token", token]) => {
+                let prefix = format!("{user}!{token}=");
+                self.tokens
+                    .lock()
+                    .unwrap()
+                    .retain(|t| !t.starts_with(&prefix));
+                reply(StatusCode::OK, json!({ "data": null }))
+            }
+            _ => fail(StatusCode::NOT_IMPLEMENTED, "Method not implemented"),
+        }
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn apply(g: &mut Guest, params: &BTreeMap<String, Value>) {
+    let int = |v: &Value| v.as_i64().or_else(|| v.as_str()?.parse().ok());
+    for (key, value) in params {
+        match key.as_str() {
+            "name" | "hostname" => g.name = value.as_str().map(String::from),
+            "memory" => g.memory = int(value).unwrap_or(g.memory),
+            "cores" => g.cores = int(value).unwrap_or(g.cores),
+            "tags" => g.tags = value.as_str().unwrap_or_default().to_owned(),
+            "template" => g.template = int(value) == Some(1),
+            "status" => g.status = value.as_str().unwrap_or("unknown").to_owned(),
+            _ => {}
+        }
+    }
+}
+
+/// A running simulator.
+pub struct Running {
+    pub address: SocketAddr,
+    pub cluster: Arc<Cluster>,
+    pub ca_pem: String,
+}
+
+/// Serves `cluster` over HTTPS on `listen` until the process ends.
+pub async fn serve(
+    listen: &str,
+    cluster: Arc<Cluster>,
+    certs: Certificates,
+) -> anyhow::Result<(Running, tokio::task::JoinHandle<()>)> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![certs.cert.clone()], certs.key.clone_key())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+    let shared = cluster.clone();
+    let handle = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let cluster = shared.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let cluster = cluster.clone();
+                    async move { Ok::<_, std::convert::Infallible>(cluster.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Ok((
+        Running {
+            address,
+            cluster,
+            ca_pem: certs.ca_pem,
+        },
+        handle,
+    ))
+}
+
+/// Writes `text` to `path`, creating its directory.
+pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text)
+}
