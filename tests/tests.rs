@@ -11,6 +11,8 @@ mod classify_streams;
 mod cli_config;
 #[path = "suite/explain_fixtures.rs"]
 mod explain_fixtures;
+#[path = "suite/proxmox.rs"]
+mod proxmox;
 #[path = "suite/real_terraform.rs"]
 mod real_terraform;
 #[path = "suite/server.rs"]

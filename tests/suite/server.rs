@@ -14,14 +14,14 @@ use crate::real_terraform::{S3_BACKEND, SilentServer, VM, raise_memory_in_state}
 use crate::support::{Workspace, bin, have_terraform, process_with_env, skip, terraform};
 
 /// A running exporter; stopped (SIGTERM, then SIGKILL) when dropped.
-struct Server {
+pub struct Server {
     child: Child,
     address: String,
     logs: mpsc::Receiver<String>,
 }
 
 impl Server {
-    fn start(config: &Path) -> Server {
+    pub fn start(config: &Path) -> Server {
         Server::start_logged(config, "")
     }
 
@@ -78,7 +78,7 @@ impl Server {
         }
     }
 
-    fn request(&self, method: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    pub fn request(&self, method: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
         let mut stream = TcpStream::connect(&self.address).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -102,7 +102,7 @@ impl Server {
         (status, content_type, body.to_owned())
     }
 
-    fn get_json(&self, path: &str) -> (u16, Value) {
+    pub fn get_json(&self, path: &str) -> (u16, Value) {
         let (status, _, body) = self.request("GET", path, None);
         (
             status,
@@ -111,12 +111,12 @@ impl Server {
         )
     }
 
-    fn metrics(&self) -> String {
+    pub fn metrics(&self) -> String {
         self.request("GET", "/metrics", None).2
     }
 
     /// Polls until `done` holds for /detail.
-    fn wait_detail(&self, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_detail(&self, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let (_, detail) = self.get_json("/detail");
@@ -165,7 +165,7 @@ impl Drop for Server {
 }
 
 /// The value of the one series of `name` whose labels contain all of `labels`.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|line| {

@@ -7,6 +7,8 @@
 //! create and delete, token deletion. Everything is served over HTTPS with a CA it generates.
 //! A test (or a person, with curl) changes a guest "by hand" through the same API.
 
+pub mod client;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;

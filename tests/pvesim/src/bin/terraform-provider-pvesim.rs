@@ -8,9 +8,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
+use pvesim::client::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use tf_provider::schema::{
@@ -20,96 +20,8 @@ use tf_provider::value::{Value, ValueEmpty, ValueNumber, ValueString};
 use tf_provider::{
     AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider, Resource, map, serve,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-/// How to reach the API, set by `configure`.
-#[derive(Clone)]
-struct Api {
-    url: String,
-    host: String,
-    port: u16,
-    token: String,
-    tls: Arc<ClientConfig>,
-}
-
-type Shared = Arc<Mutex<Option<Api>>>;
-
-impl Api {
-    /// One request; `Err` carries the Go-worded error text.
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Json>,
-    ) -> Result<(u16, Json), String> {
-        let url = format!("{}/api2/json{path}", self.url);
-        let verb = match method {
-            "GET" => "Get",
-            "PUT" => "Put",
-            "POST" => "Post",
-            _ => "Delete",
-        };
-        let addr = format!("{}:{}", self.host, self.port);
-        let io = |e: std::io::Error| -> String {
-            match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => {
-                    format!("{verb} \"{url}\": dial tcp {addr}: connect: connection refused")
-                }
-                std::io::ErrorKind::TimedOut => {
-                    format!("{verb} \"{url}\": dial tcp {addr}: i/o timeout")
-                }
-                _ => format!("{verb} \"{url}\": {e}"),
-            }
-        };
-        let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr))
-            .await
-            .map_err(|_| format!("{verb} \"{url}\": dial tcp {addr}: i/o timeout"))?
-            .map_err(io)?;
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|e| format!("{verb} \"{url}\": {e}"))?;
-        let mut tls = TlsConnector::from(self.tls.clone()).connect(name, tcp).await.map_err(|e| {
-            let text = e.to_string();
-            if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
-                format!("{verb} \"{url}\": tls: failed to verify certificate: x509: certificate signed by unknown authority")
-            } else {
-                format!("{verb} \"{url}\": tls: {text}")
-            }
-        })?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = format!(
-            "{method} /api2/json{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: PVEAPIToken={}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.token,
-            body.len()
-        );
-        tls.write_all(request.as_bytes()).await.map_err(io)?;
-        let mut raw = Vec::new();
-        match tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut raw)).await {
-            Err(_) => return Err(format!("{verb} \"{url}\": context deadline exceeded")),
-            // A peer that closes without close_notify still sent the whole answer.
-            Ok(Err(e)) if raw.is_empty() => return Err(io(e)),
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status_line = head.lines().next().unwrap_or_default();
-        let status: u16 = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let reason = status_line.splitn(3, ' ').nth(2).unwrap_or_default();
-        let json: Json = serde_json::from_str(body).unwrap_or(Json::Null);
-        if status == 401 || status == 403 {
-            return Err(format!("{status} {reason}"));
-        }
-        Ok((status, json))
-    }
-}
+type Shared = Arc<Mutex<Option<Client>>>;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 struct GuestState<'a> {
@@ -147,7 +59,7 @@ fn number(v: &ValueNumber) -> Option<i64> {
 }
 
 impl Guest {
-    fn api(&self, diags: &mut Diagnostics) -> Option<Api> {
+    fn api(&self, diags: &mut Diagnostics) -> Option<Client> {
         let api = self.api.lock().unwrap().clone();
         if api.is_none() {
             diags.root_error_short("the pvesim provider is not configured");
@@ -505,45 +417,16 @@ impl Provider for PveSim {
         _version: String,
         config: Self::Config<'a>,
     ) -> Option<()> {
-        let url = string(&config.api_url)
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned();
-        let Some(rest) = url.strip_prefix("https://") else {
-            diags.root_error_short(format!("api_url {url:?} must start with https://"));
-            return None;
-        };
-        let hostport = rest.split('/').next().unwrap_or_default();
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), p.parse().unwrap_or(8006)),
-            None => (hostport.to_owned(), 8006),
-        };
-        let mut roots = RootCertStore::empty();
-        if let Some(file) = string(&config.ca_file) {
-            let certs = match CertificateDer::pem_file_iter(&file) {
-                Ok(certs) => certs,
-                Err(e) => {
-                    diags.root_error_short(format!("ca_file {file:?}: {e}"));
-                    return None;
-                }
-            };
-            for cert in certs.flatten() {
-                let _ = roots.add(cert);
+        let url = string(&config.api_url).unwrap_or_default();
+        let token = string(&config.token).unwrap_or_default();
+        let ca_file = string(&config.ca_file);
+        match Client::new(&url, &token, ca_file.as_deref().map(std::path::Path::new)) {
+            Ok(client) => *self.api.lock().unwrap() = Some(client),
+            Err(e) => {
+                diags.root_error_short(e);
+                return None;
             }
         }
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let tls = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .ok()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        *self.api.lock().unwrap() = Some(Api {
-            url,
-            host,
-            port,
-            token: string(&config.token).unwrap_or_default(),
-            tls: Arc::new(tls),
-        });
         Some(())
     }
 

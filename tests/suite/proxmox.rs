@@ -1,0 +1,345 @@
+//! Real drift: a simulated Proxmox VE API (tests/pvesim, in this process) and the
+//! `terraform-provider-pvesim` provider that the real terraform loads through
+//! `dev_overrides`. A change made "by hand" through the API is what terraform's refresh sees.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use pvesim::client::Client;
+use serde_json::{Value, json};
+
+use crate::server::{Server, metric};
+use crate::support::{have_terraform, skip};
+
+const TOKEN: &str = "tfdrift@pve!ci=0d5f5a1e-sim-secret";
+
+/// The provider binary, built once (into its own target dir, so that a `cargo test` holding
+/// the main one is not waited for).
+fn provider_dir() -> Option<PathBuf> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let prebuilt = root.join("target/debug/terraform-provider-pvesim");
+        if std::env::var_os("PVESIM_PREBUILT").is_some() && prebuilt.is_file() {
+            return Some(prebuilt.parent().unwrap().to_owned());
+        }
+        let target = root.join("target/pvesim");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "pvesim",
+                "--bin",
+                "terraform-provider-pvesim",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .current_dir(root)
+            .stdout(Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(target.join("debug")),
+            other => {
+                skip(&format!(
+                    "cannot build terraform-provider-pvesim (protoc missing?): {other:?}"
+                ));
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+/// A simulator running in this process; stopped when dropped.
+struct Sim {
+    runtime: Option<tokio::runtime::Runtime>,
+    url: String,
+    ca: PathBuf,
+    cluster: Arc<pvesim::Cluster>,
+}
+
+impl Sim {
+    fn start(dir: &Path) -> Sim {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cluster = Arc::new(pvesim::Cluster::default());
+        cluster.tokens.lock().unwrap().insert(TOKEN.to_owned());
+        let certs = pvesim::certificates().unwrap();
+        let (running, _) = runtime
+            .block_on(pvesim::serve("127.0.0.1:0", cluster.clone(), certs))
+            .unwrap();
+        let ca = dir.join("pve-root-ca.pem");
+        std::fs::write(&ca, &running.ca_pem).unwrap();
+        Sim {
+            runtime: Some(runtime),
+            url: format!("https://{}", running.address),
+            ca,
+            cluster,
+        }
+    }
+
+    /// A change "by hand", as the Proxmox UI makes it: through the API.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> u16 {
+        let client = Client::new(&self.url, TOKEN, Some(&self.ca)).unwrap();
+        let runtime = self.runtime.as_ref().unwrap();
+        runtime.block_on(client.call(method, path, body)).unwrap().0
+    }
+
+    fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A homelab workspace with one VM, applied through the provider.
+struct Homelab {
+    root: tempfile::TempDir,
+    sim: Sim,
+    cli_config: PathBuf,
+}
+
+impl Homelab {
+    fn new() -> Option<Homelab> {
+        if !have_terraform() {
+            return None;
+        }
+        let provider = provider_dir()?;
+        let root = tempfile::tempdir().unwrap();
+        let sim = Sim::start(root.path());
+        let cli_config = root.path().join("terraform.rc");
+        std::fs::write(
+            &cli_config,
+            format!("provider_installation {{\n  dev_overrides {{ \"example.local/test/pvesim\" = \"{}\" }}\n  direct {{}}\n}}\n", provider.display()),
+        )
+        .unwrap();
+        let lab = Homelab {
+            root,
+            sim,
+            cli_config,
+        };
+        lab.write_code(&lab.sim.ca.clone());
+        lab.terraform(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+        Some(lab)
+    }
+
+    fn ws(&self) -> PathBuf {
+        self.root.path().join("ws")
+    }
+
+    fn write_code(&self, ca: &Path) {
+        std::fs::create_dir_all(self.ws()).unwrap();
+        let code = format!(
+            r#"terraform {{
+  required_providers {{
+    pvesim = {{ source = "example.local/test/pvesim" }}
+  }}
+}}
+provider "pvesim" {{
+  api_url = "{}"
+  token   = "{TOKEN}"
+  ca_file = "{}"
+}}
+resource "pvesim_vm" "web" {{
+  vmid   = 120
+  node   = "pve1"
+  name   = "web"
+  memory = 2048
+  cores  = 2
+}}
+"#,
+            self.sim.url,
+            ca.display()
+        );
+        std::fs::write(self.ws().join("main.tf"), code).unwrap();
+    }
+
+    fn terraform(&self, args: &[&str]) {
+        let out = Command::new("terraform")
+            .args(args)
+            .current_dir(self.ws())
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("CHECKPOINT_DISABLE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "terraform {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A configuration whose environment `lab` uses the provider (no init: dev_overrides).
+    fn config(&self, extra: &str) -> PathBuf {
+        let path = self.root.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\nkill_grace = \"2s\"\ninit = \"never\"\n\
+                 [environments.lab]\ndir = \"ws\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n{extra}\n",
+                self.cli_config.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn scan(&self, extra: &str) -> (i32, Value) {
+        let config = self.config(extra);
+        let (code, stdout, stderr) = crate::support::run(&[
+            "scan",
+            "--format",
+            "json",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        let reports: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        (code, reports[0].clone())
+    }
+}
+
+#[test]
+fn memory_raised_by_hand_reaches_metrics_and_detail_as_drift_outside_terraform() {
+    let Some(lab) = Homelab::new() else { return };
+    let (code, r) = lab.scan("");
+    assert_eq!(code, 0, "conform after apply: {r}");
+
+    // The mission's test: 1 GB more RAM through the Proxmox API.
+    assert_eq!(
+        lab.sim.call(
+            "PUT",
+            "/nodes/pve1/qemu/120/config",
+            Some(json!({"memory": 3072}))
+        ),
+        200
+    );
+    let config = lab.config("run_on_start = true");
+    let server = Server::start(&config);
+    // The restored conform scan shows first; the scan at start brings the drift.
+    let detail = server.wait_detail(Duration::from_secs(60), |d| {
+        d["environments"]["lab"]["status"] == "drift"
+    });
+    let report = &detail["environments"]["lab"];
+    assert_eq!(report["status"], "drift", "{report}");
+    assert_eq!(report["summary"]["outside_terraform"], 1);
+    let change = &report["changes"][0];
+    assert_eq!(change["address"], "pvesim_vm.web");
+    assert_eq!(change["action"], "update");
+    assert_eq!(change["outside_terraform"], true);
+    assert_eq!(
+        change["attributes"],
+        json!([{"path": "memory", "actual": 3072, "expected": 2048}])
+    );
+    let m = server.metrics();
+    assert_eq!(
+        metric(&m, "tfdrift_status", &[("environment", "lab")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "tfdrift_outside_changes", &[("environment", "lab")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_resource_change_info",
+            &[("address", "pvesim_vm.web"), ("outside_terraform", "true")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !m.contains("0d5f5a1e-sim-secret")
+            && !server
+                .request("GET", "/detail", None)
+                .2
+                .contains("0d5f5a1e-sim-secret")
+    );
+}
+
+#[test]
+fn a_vm_deleted_by_hand_is_a_create_outside_terraform_and_refresh_only_sees_it() {
+    let Some(lab) = Homelab::new() else { return };
+    assert_eq!(lab.sim.call("DELETE", "/nodes/pve1/qemu/120", None), 200);
+    assert!(lab.sim.cluster.guests.lock().unwrap().is_empty());
+    let (code, r) = lab.scan("");
+    assert_eq!(code, 2, "{r}");
+    assert_eq!(r["changes"][0]["action"], "create");
+    assert_eq!(r["changes"][0]["outside_terraform"], true);
+    let (code, r) = lab.scan("refresh_only = true");
+    assert_eq!(code, 2, "{r}");
+    assert_eq!(r["changes"][0]["address"], "pvesim_vm.web");
+    assert_eq!(
+        r["changes"][0]["action"], "delete",
+        "refresh found the object gone"
+    );
+    assert_eq!(r["changes"][0]["outside_terraform"], true);
+}
+
+#[test]
+fn api_failures_are_classified() {
+    let Some(mut lab) = Homelab::new() else {
+        return;
+    };
+    // Another CA than the simulator's: the certificate cannot be verified.
+    let other = lab.root.path().join("other-ca.pem");
+    std::fs::write(&other, pvesim::certificates().unwrap().ca_pem).unwrap();
+    lab.write_code(&other);
+    let (code, r) = lab.scan("");
+    assert_eq!(code, 1);
+    assert_eq!(r["error"]["reason"], "connectivity", "{r}");
+    assert!(
+        r["error"]["summary"].as_str().unwrap().contains("x509"),
+        "{r}"
+    );
+    lab.write_code(&lab.sim.ca.clone());
+
+    // The token revoked (DELETE /access/users/{user}/token/{id}).
+    assert_eq!(
+        lab.sim
+            .call("DELETE", "/access/users/tfdrift@pve/token/ci", None),
+        200
+    );
+    let (code, r) = lab.scan("");
+    assert_eq!(code, 1);
+    assert_eq!(r["error"]["reason"], "auth", "{r}");
+    assert!(
+        r["error"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("401 authentication failure"),
+        "{r}"
+    );
+
+    // The simulator stopped: nothing listens any more.
+    lab.sim.stop();
+    let (code, r) = lab.scan("");
+    assert_eq!(code, 1);
+    assert_eq!(r["error"]["reason"], "connectivity", "{r}");
+    assert!(
+        r["error"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{r}"
+    );
+    let text = r.to_string();
+    assert!(
+        !text.contains("0d5f5a1e-sim-secret"),
+        "the token never shows: {text}"
+    );
+}
