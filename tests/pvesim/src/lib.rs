@@ -58,6 +58,18 @@ pub struct Certificates {
     key: PrivateKeyDer<'static>,
 }
 
+/// A certificate and its key given as PEM files (from a CA of the caller's); `ca_pem` is
+/// then the certificate itself, for callers that pin it.
+pub fn certificates_from_files(cert: &Path, key: &Path) -> anyhow::Result<Certificates> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let cert_pem = std::fs::read_to_string(cert)?;
+    Ok(Certificates {
+        cert: CertificateDer::from_pem_slice(cert_pem.as_bytes())?,
+        key: PrivateKeyDer::from_pem_file(key)?,
+        ca_pem: cert_pem,
+    })
+}
+
 /// A CA and a certificate signed by it for 127.0.0.1 and localhost.
 pub fn certificates() -> anyhow::Result<Certificates> {
     let ca_key = rcgen::KeyPair::generate()?;

@@ -1,5 +1,6 @@
 //! `pvesim --listen 127.0.0.1:0 --token USER@REALM!ID=SECRET --ca-out ca.pem [--guest JSON]...`
-//! serves a simulated Proxmox VE API over HTTPS until SIGTERM/SIGINT. It prints
+//! serves a simulated Proxmox VE API over HTTPS until SIGTERM/SIGINT, with a CA it generates
+//! (written to `--ca-out`) or with `--tls-cert FILE --tls-key FILE` given. It prints
 //! `listening https://ADDRESS` on standard output once it accepts connections.
 
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use pvesim::{Cluster, Guest, certificates, serve, write};
 async fn main() -> anyhow::Result<()> {
     let mut listen = "127.0.0.1:0".to_owned();
     let mut ca_out = None;
+    let mut tls_cert = None;
+    let mut tls_key = None;
     let cluster = Arc::new(Cluster::default());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -23,6 +26,8 @@ async fn main() -> anyhow::Result<()> {
                 cluster.tokens.lock().unwrap().insert(value()?);
             }
             "--ca-out" => ca_out = Some(value()?),
+            "--tls-cert" => tls_cert = Some(value()?),
+            "--tls-key" => tls_key = Some(value()?),
             "--guest" => {
                 let guest: Guest = serde_json::from_str(&value()?)?;
                 cluster.guests.lock().unwrap().insert(guest.vmid, guest);
@@ -30,7 +35,11 @@ async fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
-    let certs = certificates()?;
+    let certs = match (&tls_cert, &tls_key) {
+        (Some(cert), Some(key)) => pvesim::certificates_from_files(cert.as_ref(), key.as_ref())?,
+        (None, None) => certificates()?,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
     if let Some(path) = &ca_out {
         write(std::path::Path::new(path), &certs.ca_pem)?;
     }
