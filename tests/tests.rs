@@ -3,6 +3,8 @@
 #[path = "suite/support.rs"]
 mod support;
 
+#[path = "suite/alerting.rs"]
+mod alerting;
 #[path = "suite/bad_input.rs"]
 mod bad_input;
 #[path = "suite/classify_streams.rs"]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::server::{Server, metric};
 use crate::support::{have_terraform, skip};
 
-const TOKEN: &str = "tfdrift@pve!ci=0d5f5a1e-sim-secret";
+pub const TOKEN: &str = "tfdrift@pve!ci=0d5f5a1e-sim-secret";
 
 /// The provider binary, built once (into its own target dir, so that a `cargo test` holding
 /// the main one is not waited for).
@@ -55,11 +55,11 @@ fn provider_dir() -> Option<PathBuf> {
 }
 
 /// A simulator running in this process; stopped when dropped.
-struct Sim {
+pub struct Sim {
     runtime: Option<tokio::runtime::Runtime>,
     url: String,
     ca: PathBuf,
-    cluster: Arc<pvesim::Cluster>,
+    pub cluster: Arc<pvesim::Cluster>,
 }
 
 impl Sim {
@@ -86,7 +86,7 @@ impl Sim {
     }
 
     /// A change "by hand", as the Proxmox UI makes it: through the API.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> u16 {
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> u16 {
         let client = Client::new(&self.url, TOKEN, Some(&self.ca)).unwrap();
         let runtime = self.runtime.as_ref().unwrap();
         runtime.block_on(client.call(method, path, body)).unwrap().0
@@ -106,14 +106,14 @@ impl Drop for Sim {
 }
 
 /// A homelab workspace with one VM, applied through the provider.
-struct Homelab {
-    root: tempfile::TempDir,
-    sim: Sim,
-    cli_config: PathBuf,
+pub struct Homelab {
+    pub root: tempfile::TempDir,
+    pub sim: Sim,
+    pub cli_config: PathBuf,
 }
 
 impl Homelab {
-    fn new() -> Option<Homelab> {
+    pub fn new() -> Option<Homelab> {
         if !have_terraform() {
             return None;
         }
@@ -136,7 +136,7 @@ impl Homelab {
         Some(lab)
     }
 
-    fn ws(&self) -> PathBuf {
+    pub fn ws(&self) -> PathBuf {
         self.root.path().join("ws")
     }
 

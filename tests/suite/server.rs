@@ -16,7 +16,7 @@ use crate::support::{Workspace, bin, have_terraform, process_with_env, skip, ter
 /// A running exporter; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Server {
     child: Child,
-    address: String,
+    pub address: String,
     logs: mpsc::Receiver<String>,
 }
 

@@ -1,0 +1,455 @@
+//! The alerting chain end to end, with the shipped files: the exporter scanning real
+//! terraform (prod conform; lab drifting because a VM's memory was raised by hand through the
+//! simulated Proxmox API; monitoring with a failing state backend), Debian's Prometheus with
+//! `alert-rules/tfdrift.rules.yml`, Debian's Alertmanager with `examples/alertmanager.yml`
+//! (only `api_url`, `bot_token` and `chat_id` replaced), and a local fake of the Telegram Bot
+//! API that records `sendMessage` calls (it imitates the documented request and answer).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::proxmox::{Homelab, TOKEN};
+use crate::real_terraform::{S3_BACKEND, VM};
+use crate::server::Server;
+use crate::support::{Workspace, skip, terraform};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tool(name: &str) -> bool {
+    let ok = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        skip(&format!(
+            "{name} is not installed (Debian packages prometheus, prometheus-alertmanager)"
+        ));
+    }
+    ok
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?}: {text}");
+    text
+}
+
+/// The dashboard's queries, with the `environment` variable at "All".
+fn dashboard_queries() -> Vec<String> {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("dashboards/tfdrift.json")).unwrap(),
+    )
+    .unwrap();
+    dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().replace("$environment", ".*"))
+        .collect()
+}
+
+#[test]
+fn shipped_rules_alertmanager_config_and_dashboard_pass_their_checkers() {
+    if !tool("promtool") || !tool("amtool") {
+        return;
+    }
+    let rules = repo().join("alert-rules");
+    run_ok(
+        Command::new("promtool")
+            .args(["check", "rules", "--lint=all", "--lint-fatal"])
+            .arg(rules.join("tfdrift.rules.yml")),
+    );
+    run_ok(
+        Command::new("promtool")
+            .args(["test", "rules", "tfdrift.rules.test.yml"])
+            .current_dir(&rules),
+    );
+    run_ok(
+        Command::new("amtool")
+            .arg("check-config")
+            .arg(repo().join("examples/alertmanager.yml")),
+    );
+    let routes = run_ok(
+        Command::new("amtool")
+            .args(["config", "routes", "test", "--verify.receivers=telegram"])
+            .arg(format!(
+                "--config.file={}",
+                repo().join("examples/alertmanager.yml").display()
+            ))
+            .args(["alertname=TerraformDriftDetected", "environment=prod"]),
+    );
+    assert!(routes.contains("telegram"), "{routes}");
+    // Every dashboard query parses (as the expression of a generated recording rule).
+    let dir = tempfile::tempdir().unwrap();
+    let rules: Vec<Value> = dashboard_queries()
+        .iter()
+        .enumerate()
+        .map(|(i, q)| json!({"record": format!("dashboard:query_{i}"), "expr": q}))
+        .collect();
+    let file = dir.path().join("dashboard.rules.yml");
+    std::fs::write(
+        &file,
+        serde_json::to_string(&json!({"groups": [{"name": "dashboard", "rules": rules}]})).unwrap(),
+    )
+    .unwrap();
+    run_ok(Command::new("promtool").args(["check", "rules"]).arg(&file));
+}
+
+/// A local stand-in for the Telegram Bot API: records `POST /bot<token>/sendMessage` bodies
+/// and answers as Telegram does.
+struct FakeTelegram {
+    port: u16,
+    messages: Arc<Mutex<Vec<Value>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeTelegram {
+    fn start() -> FakeTelegram {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, flag) = (messages.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                if request_line.contains("/sendMessage")
+                    && let Ok(v) = serde_json::from_slice::<Value>(&body)
+                {
+                    seen.lock().unwrap().push(v);
+                }
+                let answer = r#"{"ok":true,"result":{"message_id":1,"date":0,"chat":{"id":-1,"type":"group"},"text":""}}"#;
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        FakeTelegram {
+            port,
+            messages,
+            stop,
+        }
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn wait_for(&self, what: &str, limit: Duration, found: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(t) = self.texts().into_iter().find(|t| found(t)) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no Telegram message {what} within {limit:?}; got {:#?}",
+                self.texts()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for FakeTelegram {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A child process killed when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_json(url: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn prom_query(port: u16, query: &str) -> Vec<Value> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-G", "--data-urlencode"])
+        .arg(format!("query={query}"))
+        .arg(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_ne!(v["status"], "error", "{query}: {v}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
+    if !tool("prometheus") || !tool("prometheus-alertmanager") {
+        return;
+    }
+    let Some(lab) = Homelab::new() else { return };
+    let prod = Workspace::new(VM);
+    terraform(
+        &prod.ws(),
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    let mon = Workspace::new(&S3_BACKEND.replace("PORT", &free_port().to_string()));
+    let dir = lab.root.path().to_owned();
+
+    // The mission's manual change: 1 GB more RAM through the Proxmox API.
+    assert_eq!(
+        lab.sim.call(
+            "PUT",
+            "/nodes/pve1/qemu/120/config",
+            Some(json!({"memory": 3072}))
+        ),
+        200
+    );
+
+    let config = dir.join("exporter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\nkill_grace = \"2s\"\n\
+             [environments.prod]\ndir = \"{}\"\n[environments.monitoring]\ndir = \"{}\"\n\
+             [environments.lab]\ndir = \"{}\"\ninit = \"never\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
+            prod.ws().display(),
+            mon.ws().display(),
+            lab.ws().display(),
+            lab.cli_config.display()
+        ),
+    )
+    .unwrap();
+    let exporter = Server::start(&config);
+
+    let telegram = FakeTelegram::start();
+    let am_port = free_port();
+    let shipped = std::fs::read_to_string(repo().join("examples/alertmanager.yml")).unwrap();
+    let am_config = shipped
+        .replace(
+            "api_url: https://api.telegram.org",
+            &format!("api_url: http://127.0.0.1:{}", telegram.port),
+        )
+        .replace(
+            "\"123456:REPLACE-WITH-YOUR-BOT-TOKEN\"",
+            "\"42:test-token\"",
+        )
+        .replace("chat_id: -1001234567890", "chat_id: -100777");
+    assert_ne!(am_config, shipped);
+    std::fs::write(dir.join("alertmanager.yml"), am_config).unwrap();
+    std::fs::copy(
+        repo().join("examples/tfdrift.tmpl"),
+        dir.join("tfdrift.tmpl"),
+    )
+    .unwrap();
+    let _am = Daemon(
+        Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let prom_port = free_port();
+    let prom_config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{am_port}\"]\nscrape_configs:\n  - job_name: tfdrift\n    static_configs:\n      - targets: [\"{}\"]\n",
+        repo().join("alert-rules/tfdrift.rules.yml").display(),
+        exporter.address
+    );
+    std::fs::write(dir.join("prometheus.yml"), prom_config).unwrap();
+    let _prometheus = Daemon(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // 1. Drift: one message naming the environment and the resource. Failure: a distinct one
+    //    naming the reason. Conform: nothing.
+    let drift = telegram.wait_for("for lab's drift", Duration::from_secs(120), |t| {
+        t.contains("DRIFT") && t.contains("[lab]")
+    });
+    assert!(
+        drift.contains("pvesim_vm.web") && drift.contains("changed outside Terraform"),
+        "{drift}"
+    );
+    let failed = telegram.wait_for("for monitoring's failure", Duration::from_secs(60), |t| {
+        t.contains("TerraformDriftScanFailed") && t.contains("[monitoring]")
+    });
+    assert!(
+        failed.contains("state_backend") && !failed.contains("DRIFT"),
+        "{failed}"
+    );
+    // Every dashboard query returns data from this Prometheus.
+    for query in dashboard_queries() {
+        wait_until(
+            &format!("dashboard query {query}"),
+            Duration::from_secs(30),
+            || !prom_query(prom_port, &query).is_empty(),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let texts = telegram.texts();
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("DRIFT") && t.contains("[lab]"))
+            .count(),
+        1,
+        "exactly one drift message: {texts:#?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("[prod]")),
+        "conform prod is never mentioned: {texts:#?}"
+    );
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains(TOKEN) || t.contains("0d5f5a1e-sim-secret"))
+    );
+
+    // 2. Reconciled (the manual change reverted) and rescanned: a resolved message.
+    assert_eq!(
+        lab.sim.call(
+            "PUT",
+            "/nodes/pve1/qemu/120/config",
+            Some(json!({"memory": 2048}))
+        ),
+        200
+    );
+    assert_eq!(exporter.request("POST", "/scan/lab", None).0, 202);
+    telegram.wait_for("resolving lab's drift", Duration::from_secs(120), |t| {
+        t.contains("RESOLVED") && t.contains("[lab]")
+    });
+
+    // 3. Drift again, then the token revoked: the failure inhibits the drift alert.
+    assert_eq!(
+        lab.sim.call(
+            "PUT",
+            "/nodes/pve1/qemu/120/config",
+            Some(json!({"memory": 3072}))
+        ),
+        200
+    );
+    assert_eq!(exporter.request("POST", "/scan/lab", None).0, 202);
+    let am_alerts = format!("http://127.0.0.1:{am_port}/api/v2/alerts");
+    let find = |name: &str| -> Option<Value> {
+        http_json(&am_alerts)
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name && a["labels"]["environment"] == "lab")
+            .cloned()
+    };
+    wait_until(
+        "lab's drift alert in Alertmanager",
+        Duration::from_secs(60),
+        || find("TerraformDriftDetected").is_some(),
+    );
+    lab.sim.cluster.tokens.lock().unwrap().clear();
+    assert_eq!(exporter.request("POST", "/scan/lab", None).0, 202);
+    wait_until(
+        "lab's drift alert inhibited by its failed scan",
+        Duration::from_secs(60),
+        || {
+            find("TerraformDriftScanFailed").is_some()
+                && find("TerraformDriftDetected").is_some_and(|a| {
+                    a["status"]["inhibitedBy"]
+                        .as_array()
+                        .is_some_and(|i| !i.is_empty())
+                })
+        },
+    );
+    let failed = telegram.wait_for("for lab's failure", Duration::from_secs(60), |t| {
+        t.contains("TerraformDriftScanFailed") && t.contains("[lab]")
+    });
+    assert!(failed.contains("auth"), "{failed}");
+}
