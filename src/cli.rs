@@ -76,6 +76,11 @@ enum Command {
     },
     /// Validate the configuration and print each environment's effective settings.
     CheckConfig,
+    /// Print how to resolve the last drift of ENV: revert or adopt. Runs nothing.
+    Reconcile {
+        /// The environment.
+        env: String,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -106,6 +111,9 @@ pub fn main() -> ExitCode {
         ),
         Some(Command::CheckConfig) => {
             check_config(&config_path.unwrap_or_else(|| DEFAULT_PATH.into()))
+        }
+        Some(Command::Reconcile { env }) => {
+            reconcile(&config_path.unwrap_or_else(|| DEFAULT_PATH.into()), &env)
         }
         Some(Command::Serve) | None => serve(
             config_path.unwrap_or_else(|| DEFAULT_PATH.into()),
@@ -249,6 +257,36 @@ fn serve(path: PathBuf, listen: Option<String>) -> u8 {
         Err(e @ crate::serve::ServeError::Config(_)) => fail(EX_CONFIG, e),
         Err(e) => fail(1, e),
     }
+}
+
+fn reconcile(path: &Path, name: &str) -> u8 {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let env = match config.select(&[name.to_owned()]) {
+        Ok(envs) => envs[0],
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let (_, mut restored) = crate::history::History::load(&config.storage.path);
+    let Some(report) = restored.remove(name).and_then(|r| r.latest) else {
+        return fail(
+            1,
+            format!(
+                "no stored scan of {name} under {}: run `tfdrift-exporter scan {name}` first",
+                config.storage.path.display()
+            ),
+        );
+    };
+    let address = config.web.listen_address;
+    let host = if address.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        address.ip().to_string()
+    };
+    let url = format!("http://{host}:{}", address.port());
+    print!("{}", crate::reconcile::guide(env, &report, &url));
+    0
 }
 
 fn check_config(path: &Path) -> u8 {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod output;
 pub mod page;
 pub mod plan;
+pub mod reconcile;
 pub mod report;
 pub mod runner;
 pub mod scan;

@@ -17,5 +17,7 @@ mod explain_fixtures;
 mod proxmox;
 #[path = "suite/real_terraform.rs"]
 mod real_terraform;
+#[path = "suite/reconcile.rs"]
+mod reconcile;
 #[path = "suite/server.rs"]
 mod server;

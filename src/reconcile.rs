@@ -1,0 +1,198 @@
+//! `reconcile`: how to resolve the last drift of an environment, for a person to do. Revert
+//! (make reality match the code again with a targeted apply) or adopt (write what reality has
+//! into the code). It prints commands and HCL; it runs nothing.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::config::Environment;
+use crate::plan::redact::{KNOWN_AFTER_APPLY, SENSITIVE};
+use crate::report::{Action, Change, Report, Status};
+
+/// Quotes a word for a POSIX shell.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// A JSON value written as HCL.
+pub fn hcl(value: &Value, indent: usize) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let escaped = s
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+                .replace("${", "$${")
+                .replace("%{", "%%{");
+            format!("\"{escaped}\"")
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(|v| hcl(v, indent)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        Value::Object(map) if map.is_empty() => "{}".to_owned(),
+        Value::Object(map) => {
+            let pad = "  ".repeat(indent + 1);
+            let mut out = String::from("{\n");
+            for (k, v) in map {
+                let key = if is_identifier(k) {
+                    k.clone()
+                } else {
+                    hcl(&Value::String(k.clone()), 0)
+                };
+                let _ = writeln!(out, "{pad}{key} = {}", hcl(v, indent + 1));
+            }
+            out.push_str(&"  ".repeat(indent));
+            out.push('}');
+            out
+        }
+    }
+}
+
+fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn marker(v: &Value) -> bool {
+    matches!(v, Value::String(s) if s == KNOWN_AFTER_APPLY)
+}
+
+/// The guide for one environment's latest report.
+pub fn guide(env: &Environment, report: &Report, exporter_url: &str) -> String {
+    let mut out = String::new();
+    let id = report.id.as_deref().unwrap_or("?");
+    let when = report
+        .finished_at
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    match report.status {
+        Status::Conform => {
+            let _ = writeln!(
+                out,
+                "{}: the last scan ({id}, {when}) found no drift: nothing to reconcile.",
+                env.name
+            );
+            return out;
+        }
+        Status::Error => {
+            let reason = report
+                .error
+                .as_ref()
+                .map(|e| e.reason.as_str())
+                .unwrap_or("unknown");
+            let _ = writeln!(
+                out,
+                "{}: the last scan ({id}, {when}) failed ({reason}); showing its changes if it had any. Fix the error and scan again first.",
+                env.name
+            );
+        }
+        Status::Drift => {
+            let _ = writeln!(out, "{}: drift found by scan {id} ({when}).", env.name);
+        }
+    }
+    let counted: Vec<&Change> = report
+        .changes
+        .iter()
+        .filter(|c| c.action.is_counted())
+        .collect();
+    if counted.is_empty() {
+        return out;
+    }
+    let var_files: String = env
+        .var_files
+        .iter()
+        .map(|f| format!(" -var-file={}", shell_quote(&f.display().to_string())))
+        .collect();
+    let dir = std::fs::canonicalize(&env.dir).unwrap_or_else(|_| env.dir.clone());
+    let chdir = shell_quote(&format!("-chdir={}", dir.display()));
+    let _ = writeln!(
+        out,
+        "Nothing below has been run. For each resource, choose one way:\n"
+    );
+    for change in counted {
+        let origin = if change.outside_terraform {
+            "changed outside Terraform"
+        } else {
+            "code not applied yet"
+        };
+        let _ = writeln!(out, "## {} ({}, {origin})", change.address, change.action);
+        let revert = format!(
+            "terraform {chdir} apply{var_files} -target={}",
+            shell_quote(&change.address)
+        );
+        match change.action {
+            Action::Update | Action::Replace => {
+                let _ = writeln!(out, "revert (make it match the code again):\n    {revert}");
+                let causes: Vec<_> = change
+                    .attributes
+                    .iter()
+                    .filter(|a| !marker(&a.expected))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "adopt (keep what it is now: write this into the resource's code):"
+                );
+                for a in causes {
+                    let value = if a.actual == Value::String(SENSITIVE.to_owned()) {
+                        "\"<sensitive: write the value yourself>\"".to_owned()
+                    } else {
+                        hcl(&a.actual, 2)
+                    };
+                    if is_identifier(&a.path) {
+                        let _ = writeln!(out, "    {} = {value}", a.path);
+                    } else {
+                        let _ =
+                            writeln!(out, "    # {} (inside a block or object): {value}", a.path);
+                    }
+                }
+            }
+            Action::Create => {
+                let _ = writeln!(
+                    out,
+                    "revert (create it again as the code declares):\n    {revert}\nadopt (it is gone for good: drop it from the code, and from the state without destroying anything):\n    remove its resource block, and add:\n    removed {{\n      from = {}\n      lifecycle {{\n        destroy = false\n      }}\n    }}\n    (or: terraform {chdir} state rm {})",
+                    change.address.split('[').next().unwrap_or(&change.address),
+                    shell_quote(&change.address)
+                );
+            }
+            Action::Delete => {
+                let _ = writeln!(
+                    out,
+                    "revert (destroy it, as the code no longer declares it):\n    {revert}\nadopt (keep it: put its resource block back in the code; `terraform {chdir} state show {}` shows its values)",
+                    shell_quote(&change.address)
+                );
+            }
+            Action::Move | Action::Import | Action::Forget => {}
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "Then confirm: tfdrift-exporter scan {}   (or: curl -X POST {exporter_url}/scan/{})",
+        env.name, env.name
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_are_written_as_hcl() {
+        assert_eq!(hcl(&json!(3072), 0), "3072");
+        assert_eq!(hcl(&json!("a\"b${x}"), 0), "\"a\\\"b$${x}\"");
+        assert_eq!(hcl(&json!(["a", 1]), 0), "[\"a\", 1]");
+        assert_eq!(
+            hcl(&json!({"name": "web", "app.io/x": true}), 0),
+            "{\n  \"app.io/x\" = true\n  name = \"web\"\n}"
+        );
+        assert_eq!(shell_quote("a['x']"), "'a['\\''x'\\'']'");
+    }
+}

@@ -1,0 +1,154 @@
+//! Noise control and reconciliation with real terraform: ignore rules, and `reconcile`'s
+//! printed revert and adopt instructions followed to the letter.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::real_terraform::raise_memory_in_state;
+use crate::support::{Workspace, have_terraform, run, terraform};
+
+const SCALAR_VM: &str = r#"
+resource "terraform_data" "vm" {
+  input = 2048
+}
+"#;
+
+/// Sets the recorded `input` of `terraform_data.vm` (a manual change).
+fn set_state_input(ws: &Path, value: i64) {
+    let path = ws.join("terraform.tfstate");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let attrs = &mut state["resources"][0]["instances"][0]["attributes"];
+    attrs["input"]["value"] = value.into();
+    attrs["output"]["value"] = value.into();
+    let serial = state["serial"].as_u64().unwrap();
+    state["serial"] = (serial + 1).into();
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+}
+
+fn reconcile(config: &Path) -> String {
+    let (code, stdout, stderr) = run(&["reconcile", "--config", config.to_str().unwrap(), "lab"]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+}
+
+#[test]
+fn following_reconcile_revert_or_adopt_makes_the_next_scan_conform() {
+    if !have_terraform() {
+        return;
+    }
+    let w = Workspace::new(SCALAR_VM);
+    terraform(
+        &w.ws(),
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    let config = w.config("");
+
+    // Revert: run the printed command (a person answers "yes"; the test passes -auto-approve).
+    set_state_input(&w.ws(), 3072);
+    assert_eq!(w.scan(&config).0, 2);
+    let guide = reconcile(&config);
+    assert!(guide.contains("terraform_data.vm (update"), "{guide}");
+    let revert = guide
+        .lines()
+        .find(|l| l.trim_start().starts_with("terraform ") && l.contains("apply"))
+        .unwrap()
+        .trim();
+    assert!(revert.contains("-target='terraform_data.vm'"), "{revert}");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{revert} -auto-approve -input=false -no-color > /dev/null"
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, report, _, _) = w.scan(&config);
+    assert_eq!(code, 0, "conform after the revert: {report}");
+
+    // Adopt: write the printed assignment into the code.
+    set_state_input(&w.ws(), 4096);
+    assert_eq!(w.scan(&config).0, 2);
+    let guide = reconcile(&config);
+    let adopt = guide
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("input = "))
+        .unwrap_or_else(|| panic!("{guide}"));
+    assert_eq!(adopt, "input = 4096");
+    assert!(
+        !guide.contains("output ="),
+        "consequences are not causes: {guide}"
+    );
+    let code_path = w.ws().join("main.tf");
+    let code = std::fs::read_to_string(&code_path)
+        .unwrap()
+        .replace("input = 2048", adopt);
+    std::fs::write(&code_path, code).unwrap();
+    let (code, report, _, _) = w.scan(&config);
+    assert_eq!(code, 0, "conform after adopting: {report}");
+    assert!(reconcile(&config).contains("nothing to reconcile"));
+}
+
+#[test]
+fn reconcile_explains_a_resource_deleted_outside_terraform_and_runs_nothing() {
+    if !have_terraform() {
+        return;
+    }
+    let w = Workspace::new(SCALAR_VM);
+    terraform(
+        &w.ws(),
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    // The object is gone from the state as if deleted: the plan wants to create it.
+    let path = w.ws().join("terraform.tfstate");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["resources"] = serde_json::json!([]);
+    state["serial"] = (state["serial"].as_u64().unwrap() + 1).into();
+    std::fs::write(&path, state.to_string()).unwrap();
+    let before = std::fs::read_to_string(&path).unwrap();
+    let config = w.config("");
+    assert_eq!(w.scan(&config).0, 2);
+    let guide = reconcile(&config);
+    assert!(guide.contains("terraform_data.vm (create"), "{guide}");
+    assert!(
+        guide.contains("removed {") && guide.contains("from = terraform_data.vm"),
+        "{guide}"
+    );
+    assert!(guide.contains("state rm 'terraform_data.vm'"), "{guide}");
+    assert!(guide.contains("tfdrift-exporter scan lab"), "{guide}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "reconcile changed nothing"
+    );
+
+    let (code, _, stderr) = run(&["reconcile", "--config", config.to_str().unwrap(), "nope"]);
+    assert_eq!(code, 64, "{stderr}");
+}
+
+#[test]
+fn an_ignore_rule_makes_a_real_drift_conform_until_it_expires() {
+    if !have_terraform() {
+        return;
+    }
+    let w = crate::real_terraform::applied_vm();
+    raise_memory_in_state(&w.ws());
+    let rule = |expires: &str| {
+        format!(
+            "[[environments.lab.ignore]]\naddress = \"terraform_data.*\"\nattribute = \"input.memory\"\nreason = \"ballooning changes memory\"\n{expires}"
+        )
+    };
+    let (code, r, _, _) = w.scan(&w.config(&rule("")));
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["status"], "conform");
+    assert_eq!(r["summary"]["ignored"], 1);
+    assert_eq!(r["ignored"][0]["address"], "terraform_data.vm");
+    assert_eq!(r["ignored"][0]["ignored_by"], "ballooning changes memory");
+
+    let (code, r, stderr, _) = w.scan(&w.config(&rule("expires = \"2024-01-01\"")));
+    assert_eq!(code, 2, "an expired rule stops applying: {r}");
+    assert_eq!(r["summary"]["ignored"], 0);
+    assert!(stderr.contains("ignore rule expired"), "{stderr}");
+}
