@@ -372,15 +372,23 @@ impl Config {
                 )
             );
             for rule in &env.ignore {
+                let mut notes = Vec::new();
+                if !crate::ignore::in_force(rule, now.date_naive()) {
+                    notes.push("EXPIRED: no longer applied".to_owned());
+                }
+                if let Some(why) = crate::ignore::impossible_address(&rule.address) {
+                    notes.push(format!("WARNING: this address pattern cannot match: {why}"));
+                }
                 let _ = writeln!(
                     out,
-                    "  ignore:       {} {} ({}{})",
+                    "  ignore:       {} {} ({}{}){}",
                     rule.address,
                     rule.attribute.as_deref().unwrap_or("(whole resource)"),
                     rule.reason,
                     rule.expires
                         .map(|e| format!(", expires {e}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    notes.iter().map(|n| format!("  {n}")).collect::<String>()
                 );
             }
             let runs: Vec<String> = env

@@ -40,7 +40,9 @@ impl Exporter {
         history.prune(config.storage.retention, Utc::now());
         let metrics = Metrics::new();
         let mut envs = BTreeMap::new();
-        for name in config.environments.keys() {
+        let today = chrono::Local::now().date_naive();
+        for (name, env) in &config.environments {
+            metrics.set_expired_rules(name, crate::ignore::expired(&env.ignore, today));
             let Restored {
                 latest,
                 last_success,
@@ -112,7 +114,10 @@ impl Exporter {
                 self.metrics.forget(&name);
                 tracing::info!(environment = %name, "environment removed from the configuration");
             }
-            for name in config.environments.keys() {
+            let today = chrono::Local::now().date_naive();
+            for (name, env) in &config.environments {
+                self.metrics
+                    .set_expired_rules(name, crate::ignore::expired(&env.ignore, today));
                 envs.entry(name.clone()).or_insert_with(|| {
                     let latest = self
                         .history
@@ -158,7 +163,13 @@ impl Exporter {
         } else {
             self.metrics.count_storage_error(&name);
         }
-        let max_series = self.config().max_resource_series;
+        let config = self.config();
+        let max_series = config.max_resource_series;
+        let expired = config
+            .environments
+            .get(&name)
+            .map(|e| crate::ignore::expired(&e.ignore, chrono::Local::now().date_naive()))
+            .unwrap_or_default();
         let report = Arc::new(report);
         self.update(&name, |v| {
             if report.status != Status::Error {
@@ -167,9 +178,9 @@ impl Exporter {
             self.metrics
                 .show_report(&report, v.last_success, max_series);
             self.metrics.count_scan(&name, report.status);
+            self.metrics.set_expired_rules(&name, expired);
             v.latest = Some(report.clone());
         });
-        let config = self.config();
         self.history.prune(config.storage.retention, Utc::now());
     }
 }

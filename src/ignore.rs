@@ -32,6 +32,45 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// Why an address glob can never match a Terraform resource address (`type.name`,
+/// `module.m.type.name[0]`, `data.type.name["k"]`), if it cannot.
+pub fn impossible_address(glob: &str) -> Option<&'static str> {
+    // Index keys in brackets may hold anything (for_each keys): judge the rest.
+    let mut outside = String::new();
+    let mut depth = 0;
+    for c in glob.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth > 0 => depth -= 1,
+            c if depth == 0 => outside.push(c),
+            _ => {}
+        }
+    }
+    let glob = outside.as_str();
+    if glob.chars().any(char::is_whitespace) {
+        return Some("addresses have no white space");
+    }
+    if !glob.contains('.') && !glob.contains('*') {
+        return Some("an address has at least a type and a name: type.name");
+    }
+    let first = glob.chars().next()?;
+    if !(first.is_ascii_alphabetic() || first == '*' || first == '?') {
+        return Some("an address starts with a letter (a resource type, module. or data.)");
+    }
+    if glob
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || "_-.*?".contains(c)))
+    {
+        return Some("it has characters no address has outside an index key in brackets");
+    }
+    None
+}
+
+/// Rules of `rules` past their expiry on `today`.
+pub fn expired(rules: &[IgnoreRule], today: NaiveDate) -> usize {
+    rules.iter().filter(|r| !in_force(r, today)).count()
+}
+
 /// True while the rule applies on `today`.
 pub fn in_force(rule: &IgnoreRule, today: NaiveDate) -> bool {
     rule.expires.is_none_or(|expires| today < expires)
@@ -112,6 +151,21 @@ mod tests {
         assert!(!glob_matches("proxmox_vm_qemu.*", "proxmox_lxc.ct"));
         assert!(glob_matches("*", ""));
         assert!(!glob_matches("tags", "tags.env"));
+    }
+
+    #[test]
+    fn address_globs_that_cannot_match_are_flagged() {
+        assert_eq!(impossible_address("proxmox_vm_qemu.*"), None);
+        assert_eq!(
+            impossible_address("module.*.proxmox_lxc.ct[\"a b\"]"),
+            None,
+            "keys may hold anything"
+        );
+        assert_eq!(impossible_address("*"), None);
+        assert!(impossible_address("tags").is_some());
+        assert!(impossible_address("proxmox vm.web").is_some());
+        assert!(impossible_address("9vm.web").is_some());
+        assert!(impossible_address("vm.web{1}").is_some());
     }
 
     fn change(attrs: &[(&str, Value)]) -> Change {

@@ -74,6 +74,7 @@ pub struct Metrics {
     in_progress: Family<Env, Gauge>,
     scans: Family<EnvStatus, Counter>,
     storage_errors: Family<Env, Counter>,
+    expired_rules: Family<Env, Gauge>,
     /// The `tfdrift_resource_change_info` series of each environment, to replace them whole.
     resource_series: Mutex<HashMap<String, Vec<Resource>>>,
     /// Bumped by every change, so that scrapes between two changes share one encoding.
@@ -115,6 +116,7 @@ impl Metrics {
             in_progress: Family::default(),
             scans: Family::default(),
             storage_errors: Family::default(),
+            expired_rules: Family::default(),
             resource_series: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             cache: Mutex::new([None, None]),
@@ -185,6 +187,11 @@ impl Metrics {
             "storage_errors",
             "Reports that could not be written to the history",
             m.storage_errors.clone(),
+        );
+        r.register(
+            "ignore_rules_expired",
+            "Ignore rules past their expiry date, no longer applied",
+            m.expired_rules.clone(),
         );
         let build: Family<Build, Gauge> = Family::default();
         build
@@ -317,6 +324,14 @@ impl Metrics {
         self.touch();
     }
 
+    pub fn set_expired_rules(&self, name: &str, count: usize) {
+        self.expired_rules
+            .get_or_create(&env(name))
+            .set(count as i64);
+        // After the change: a scrape in between re-encodes again later.
+        self.touch();
+    }
+
     /// Makes every series of a removed environment disappear.
     pub fn forget(&self, name: &str) {
         let e = env(name);
@@ -338,6 +353,7 @@ impl Metrics {
             family.remove(&e);
         }
         self.storage_errors.remove(&e);
+        self.expired_rules.remove(&e);
         for action in Action::COUNTED {
             self.changed.remove(&EnvAction {
                 environment: name.to_owned(),

@@ -31,6 +31,13 @@ address = "proxmox_vm_qemu.*"
 attribute = "tags"
 reason = "provider reorders tags"
 expires = "2027-03-01"
+[[environments.lab.ignore]]
+address = "tags"
+reason = "a mistake: an attribute where an address belongs"
+[[environments.lab.ignore]]
+address = "proxmox_lxc.*"
+reason = "old exception"
+expires = "2024-01-01"
 "#,
     );
     let (code, out, err) = run(&["check-config", "--config", &path]);
@@ -45,6 +52,21 @@ expires = "2027-03-01"
     assert!(out.contains("refresh only: true"), "{out}");
     assert!(out.contains("prod.tfvars"), "{out}");
     assert!(out.contains("provider reorders tags"), "{out}");
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("a mistake").contains("WARNING: this address pattern cannot match"),
+        "{out}"
+    );
+    assert!(line("old exception").contains("EXPIRED"), "{out}");
+    assert!(
+        !line("provider reorders tags").contains("WARNING")
+            && !line("provider reorders tags").contains("EXPIRED")
+    );
     assert!(
         out.contains("not a directory"),
         "lab's missing dir is flagged: {out}"

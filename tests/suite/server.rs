@@ -368,6 +368,10 @@ fn metrics_detail_history_and_restart() {
         Some(1.0)
     );
     assert_eq!(metric(&m, "tfdrift_build_info", &[]), Some(1.0));
+    assert_eq!(
+        metric(&m, "tfdrift_ignore_rules_expired", &env("lab")),
+        Some(0.0)
+    );
 
     // Formats: text 0.0.4 by default, OpenMetrics when asked; promtool finds nothing.
     let (_, content_type, _) = server.request("GET", "/metrics", None);
