@@ -758,3 +758,55 @@ expires = "2020-01-01"
     let r: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["summary"]["ignored"], 0);
 }
+
+#[test]
+fn refresh_only_reads_the_drift_in_the_right_direction() {
+    let Some(dir) = fixtures() else { return };
+    // A refresh-only plan (no resource_changes): actual = what refresh found, expected = the
+    // recorded state.
+    let r = report("eq-drift-refresh-only");
+    assert_eq!(r["changes"][0]["outside_terraform"], true);
+    assert_eq!(
+        attributes(&r, 0),
+        [attr(
+            "string",
+            json!("Hello, drift!"),
+            json!("Hello, world!")
+        )]
+    );
+    // A normal plan read with an environment set to refresh_only: only resource_drift counts.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[environments.lab]\ndir = \".\"\nrefresh_only = true\n",
+    )
+    .unwrap();
+    let plan = dir.join("tofu-drift/output.json");
+    let (code, stdout, _) = run(&[
+        "explain",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+        "--env",
+        "lab",
+        plan.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        r["changes"].as_array().unwrap().len(),
+        1,
+        "no_refresh only differs from the code: {r}"
+    );
+    assert_eq!(r["changes"][0]["address"], "test_instance.should_refresh");
+    assert_eq!(
+        attributes(&r, 0),
+        [attr("ami", json!("refreshed"), json!("refresh-me"))]
+    );
+    // The refresh-only output of the conditions case has no drift at all.
+    let plan = dir.join("tofu-conditions/input/output-refresh-only.json");
+    let (code, _, _) = run(&["explain", plan.to_str().unwrap()]);
+    assert_eq!(code, 0);
+}
