@@ -139,6 +139,21 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
                 None => error(StatusCode::NOT_FOUND, format!("no scan of {env:?} yet")),
             },
         },
+        (["detail", env, "plan"], &Method::GET) => match app.exporter.view(env) {
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("unknown environment {env:?}"),
+            ),
+            Some(_) => {
+                match crate::store::EnvStore::read_plan(&app.exporter.config().storage.path, env) {
+                    Some(plan) => respond(StatusCode::OK, "application/json", plan),
+                    None => error(
+                        StatusCode::NOT_FOUND,
+                        format!("the last scan of {env:?} had no plan"),
+                    ),
+                }
+            }
+        },
         (["history"], &Method::GET) => history(app, &query),
         (["history", env, id], &Method::GET) => match app.exporter.history.read(env, id) {
             Some(report) => json_response(StatusCode::OK, &report),
@@ -178,6 +193,7 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
             | ["metrics"]
             | ["detail"]
             | ["detail", _]
+            | ["detail", _, "plan"]
             | ["history"]
             | ["history", _, _]
             | ["-", "healthy"]

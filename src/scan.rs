@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::classify::{Phase, classify};
 use crate::config::{Environment, InitMode};
 use crate::plan::redact::{Redactor, SecretCollector};
+use crate::plan::served::served_plan;
 use crate::plan::show::understand_plan_with;
 use crate::plan::stream::errors_from_text;
 use crate::plan::{ExplainOptions, PlanError};
@@ -51,7 +52,7 @@ pub async fn scan_and_store(
         None => None,
     };
     tracing::info!(environment = %env.name, dir = %env.dir.display(), "scan started");
-    let Ok(mut report) = scan(env, storage, cancel).await else {
+    let Ok((mut report, plan)) = scan(env, storage, cancel).await else {
         tracing::warn!(environment = %env.name, "scan cancelled: terraform was interrupted, nothing is stored");
         return None;
     };
@@ -59,6 +60,9 @@ pub async fn scan_and_store(
     if let Some(store) = &store {
         let id = store.new_id(&env.name, &report);
         report.id = Some(id);
+        if let Err(e) = store.save_plan(plan.as_deref()) {
+            tracing::error!(environment = %env.name, error = %e, "cannot store the plan for /detail/<env>/plan");
+        }
         match store.save(&report) {
             Ok(_) => stored = true,
             Err(e) => {
@@ -99,7 +103,7 @@ pub async fn scan(
     env: &Environment,
     storage: &Path,
     cancel: &CancellationToken,
-) -> Result<Report, Cancelled> {
+) -> Result<(Report, Option<Vec<u8>>), Cancelled> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let mut scan = Scan {
@@ -111,6 +115,7 @@ pub async fn scan(
         secrets: Redactor::default(),
         cancel,
         cancelled: false,
+        served_plan: None,
     };
     let mut report = match scan.run(storage, clock + env.timeout).await {
         Ok(mut outcome) => {
@@ -142,7 +147,7 @@ pub async fn scan(
     report.started_at = Some(started_at);
     report.finished_at = Some(Utc::now());
     report.duration_seconds = Some((clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
-    Ok(report)
+    Ok((report, scan.served_plan))
 }
 
 /// Variables added to terraform's environment.
@@ -156,6 +161,8 @@ struct Scan<'a> {
     cancel: &'a CancellationToken,
     /// Set when a step was interrupted by `cancel`.
     cancelled: bool,
+    /// The plan as `/detail/<env>/plan` serves it, when the scan produced one.
+    served_plan: Option<Vec<u8>>,
 }
 
 fn config_error(summary: String) -> ScanError {
@@ -262,18 +269,22 @@ impl Scan<'_> {
                 if show.code() != Some(0) {
                     return Err(self.failure(&show, Phase::Show));
                 }
-                understand_plan_with(
-                    show.document.as_slice(),
-                    ExplainOptions {
-                        refresh_only: env.refresh_only,
-                    },
-                    collector(),
-                )
-                .map_err(|e: PlanError| ScanError {
-                    reason: ErrorReason::Terraform,
-                    summary: format!("cannot understand the output of show -json: {e}"),
-                    detail: String::new(),
-                })
+                let options = ExplainOptions {
+                    refresh_only: env.refresh_only,
+                };
+                let outcome = understand_plan_with(show.document.as_slice(), options, collector())
+                    .map_err(|e: PlanError| ScanError {
+                        reason: ErrorReason::Terraform,
+                        summary: format!("cannot understand the output of show -json: {e}"),
+                        detail: String::new(),
+                    })?;
+                match served_plan(&show.document, collector()) {
+                    Ok(served) => self.served_plan = Some(served),
+                    Err(e) => {
+                        tracing::warn!(environment = %env.name, error = %e, "cannot prepare the plan for /detail/<env>/plan")
+                    }
+                }
+                Ok(outcome)
             }
             _ => Err(self.failure(&plan, Phase::Plan)),
         }

@@ -119,6 +119,24 @@ impl EnvStore {
         }
     }
 
+    /// Keeps the last scan's served plan (`plan.json`, 0600), or removes it when the scan
+    /// had none.
+    pub fn save_plan(&self, plan: Option<&[u8]>) -> Result<(), StoreError> {
+        let path = self.root.join("plan.json");
+        match plan {
+            Some(bytes) => write_atomic(&path, bytes),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(at(&path)(e)),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The last served plan of `env`, if its last scan had one.
+    pub fn read_plan(storage: &Path, env: &str) -> Option<Vec<u8>> {
+        fs::read(storage.join("envs").join(env).join("plan.json")).ok()
+    }
+
     /// A report id not used yet: `<env>-<start time>`, with a suffix on collision.
     pub fn new_id(&self, env: &str, report: &Report) -> String {
         let stamp = report

@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod redact;
+pub mod served;
 pub mod show;
 pub mod split;
 pub mod stream;

@@ -479,3 +479,39 @@ fn two_scans_of_one_environment_never_run_at_once() {
     );
     assert!(events[2].1 >= events[1].1);
 }
+
+#[test]
+fn a_sensitive_variable_never_reaches_the_report_the_served_plan_or_the_history() {
+    if !have_terraform() {
+        return;
+    }
+    let w = Workspace::new(
+        r#"
+variable "secret" {
+  type      = string
+  default   = "s3cr3t-value"
+  sensitive = true
+}
+resource "terraform_data" "b" {
+  input = var.secret
+}
+"#,
+    );
+    let (code, r, stderr, _) = w.scan(&w.config(""));
+    assert_eq!(code, 2, "{r}\n{stderr}");
+    let plan = std::fs::read_to_string(w.storage().join("envs/lab/plan.json")).unwrap();
+    assert!(plan.contains("terraform_data.b"), "{plan}");
+    let mut everything = format!("{r}{stderr}{plan}");
+    for entry in std::fs::read_dir(w.storage().join("envs/lab/history"))
+        .unwrap()
+        .flatten()
+    {
+        everything.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+    }
+    assert!(!everything.contains("s3cr3t-value"), "the secret leaked");
+    let mode = std::fs::metadata(w.storage().join("envs/lab/plan.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -407,6 +407,44 @@ fn metrics_detail_history_and_restart() {
     assert_eq!(status, 200);
     assert_eq!(stored, detail["environments"]["lab"]);
     assert_eq!(server.get_json("/history?since=soon").0, 400);
+
+    // The last plan, for tools: only the documented keys; none for a plan-less scan.
+    let (status, plan) = server.get_json("/detail/lab/plan");
+    assert_eq!(status, 200);
+    let keys: Vec<&str> = plan
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in &keys {
+        assert!(
+            [
+                "format_version",
+                "terraform_version",
+                "timestamp",
+                "errored",
+                "resource_drift",
+                "resource_changes",
+                "output_changes",
+                "relevant_attributes",
+                "checks"
+            ]
+            .contains(key),
+            "{key} is not served"
+        );
+    }
+    assert_eq!(plan["resource_changes"][0]["address"], "terraform_data.vm");
+    assert_eq!(
+        plan["resource_changes"][0]["change"]["before"]["input"]["memory"],
+        3072
+    );
+    assert_eq!(
+        server.get_json("/detail/prod/plan").0,
+        404,
+        "conform: plan exited 0, no plan"
+    );
+    assert_eq!(server.get_json("/detail/nope/plan").0, 404);
     assert_eq!(server.get_json("/history/lab/..%2F..%2Fetc").0, 404);
     let (_, all) = server.get_json("/history");
     assert_eq!(all["scans"].as_array().unwrap().len(), 3);
