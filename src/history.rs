@@ -86,23 +86,29 @@ impl History {
             .flatten();
         for env_dir in envs {
             let env = env_dir.file_name().to_string_lossy().into_owned();
-            let mut reports: Vec<Report> = Vec::new();
+            // Times are stored to the second: within one second, the file written last is
+            // the newer scan.
+            let mut reports: Vec<(Report, std::time::SystemTime)> = Vec::new();
             let files = std::fs::read_dir(env_dir.path().join("history"))
                 .into_iter()
                 .flatten()
                 .flatten();
             for file in files.map(|f| f.path()).filter(|p| is_report_file(p)) {
+                let written = std::fs::metadata(&file)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
                 match std::fs::read(&file)
                     .map_err(|e| e.to_string())
                     .and_then(|b| serde_json::from_slice::<Report>(&b).map_err(|e| e.to_string()))
                 {
-                    Ok(report) => reports.push(report),
+                    Ok(report) => reports.push((report, written)),
                     Err(e) => {
                         tracing::warn!(file = %file.display(), error = %e, "skipping an unreadable stored report")
                     }
                 }
             }
-            reports.sort_by_key(|r| r.finished_at);
+            reports.sort_by_key(|(r, written)| (r.finished_at, *written));
+            let mut reports: Vec<Report> = reports.into_iter().map(|(r, _)| r).collect();
             let entry = restored.entry(env.clone()).or_default();
             entry.last_success = reports
                 .iter()
@@ -137,7 +143,9 @@ impl History {
         let mut out: Vec<ScanSummary> = index
             .iter()
             .filter(|(name, _)| env.is_none_or(|e| e == name.as_str()))
-            .flat_map(|(_, scans)| scans.iter())
+            // Newest first, also among scans that ended in the same second (the index is in
+            // the order they were stored, and the sort is stable).
+            .flat_map(|(_, scans)| scans.iter().rev())
             .filter(|s| s.finished_at.is_some_and(|t| t >= since))
             .cloned()
             .collect();
@@ -238,5 +246,50 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert!(h.read("lab", "lab-new").is_some());
         assert!(h.read("lab", "../lab-new").is_none(), "no path traversal");
+    }
+}
+
+#[cfg(test)]
+mod same_second {
+    use super::*;
+    use crate::report::{PlanOutcome, Report, Status};
+
+    /// Regression: two scans ending in the same second (times are stored to the second) must
+    /// restore the one written last, not whichever the directory lists first.
+    #[test]
+    fn the_report_written_last_is_the_latest_within_one_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = dir.path().join("envs/lab/history");
+        std::fs::create_dir_all(&history).unwrap();
+        let t = Utc::now();
+        for (id, status) in [("lab-b", Status::Conform), ("lab-a", Status::Drift)] {
+            let mut r = Report::from_outcome(PlanOutcome {
+                changes: vec![],
+                ignored: vec![],
+                error: None,
+                tool_version: None,
+            });
+            r.status = status;
+            r.id = Some(id.to_owned());
+            r.environment = Some("lab".to_owned());
+            r.finished_at = Some(t);
+            std::fs::write(
+                history.join(format!("{id}.json")),
+                serde_json::to_vec(&r).unwrap(),
+            )
+            .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (h, restored) = History::load(dir.path());
+        assert_eq!(
+            restored["lab"].latest.as_ref().unwrap().id.as_deref(),
+            Some("lab-a")
+        );
+        assert_eq!(
+            h.list(Some("lab"), DateTime::<Utc>::MIN_UTC)[0]
+                .id
+                .as_deref(),
+            Some("lab-a")
+        );
     }
 }
