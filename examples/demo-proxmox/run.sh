@@ -12,7 +12,7 @@ token='tfdrift@pve!demo=demo-secret-0001'
 
 cd "$repo"
 cargo build --release --quiet --bin tfdrift-exporter
-cargo build --quiet -p pvesim     # debug: builds in under a minute
+cargo build --quiet -p pvesim --features provider     # debug: builds in under a minute
 rm -rf "$work"; mkdir -p "$work"
 cleanup() { kill "${sim:-}" "${exporter:-}" 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
