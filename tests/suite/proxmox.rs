@@ -21,31 +21,27 @@ fn provider_dir() -> Option<PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let prebuilt = root.join("target/debug/terraform-provider-pvesim");
-        if std::env::var_os("PVESIM_PREBUILT").is_some() && prebuilt.is_file() {
-            return Some(prebuilt.parent().unwrap().to_owned());
-        }
         let target = root.join("target/pvesim");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pvesim",
-                "--bin",
-                "terraform-provider-pvesim",
-                "--target-dir",
-            ])
+        let built = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "pvesim", "--features", "provider"])
+            .args(["--bin", "terraform-provider-pvesim", "--target-dir"])
             .arg(&target)
             .current_dir(root)
             .stdout(Stdio::null())
-            .status();
-        match status {
-            Ok(s) if s.success() => Some(target.join("debug")),
-            other => {
+            .output();
+        match built {
+            Ok(out) if out.status.success() => Some(target.join("debug")),
+            Ok(out) => {
+                let why = String::from_utf8_lossy(&out.stderr).into_owned();
                 skip(&format!(
-                    "cannot build terraform-provider-pvesim (protoc missing?): {other:?}"
+                    "cannot build terraform-provider-pvesim (protoc missing?): {why}"
+                ));
+                None
+            }
+            Err(e) => {
+                skip(&format!(
+                    "cannot run cargo to build terraform-provider-pvesim: {e}"
                 ));
                 None
             }
