@@ -129,10 +129,6 @@ impl TfCommand {
         }
     }
 
-    pub fn subcommand(&self) -> Subcommand {
-        self.subcommand
-    }
-
     /// The full argument vector after the binary.
     pub fn argv(&self) -> Vec<OsString> {
         let mut argv: Vec<OsString> = self.subcommand.words().iter().map(OsString::from).collect();

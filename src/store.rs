@@ -59,10 +59,6 @@ impl EnvStore {
         Ok(EnvStore { root })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// terraform's `TF_DATA_DIR` for this environment.
     pub fn tf_data_dir(&self) -> PathBuf {
         self.root.join("tf-data")

@@ -99,6 +99,28 @@ impl Guest {
         )))
     }
 
+    /// `Some` for a 200 answer; any other answer or failure becomes a diagnostic.
+    fn succeeded(
+        &self,
+        diags: &mut Diagnostics,
+        what: &str,
+        s: &GuestState<'_>,
+        done: Result<(u16, Json), String>,
+    ) -> Option<()> {
+        match done {
+            Ok((200, _)) => Some(()),
+            Ok((status, body)) => {
+                let message = format!("{status} {}", body["message"].as_str().unwrap_or(""));
+                self.error(diags, what, s, message);
+                None
+            }
+            Err(e) => {
+                self.error(diags, what, s, e);
+                None
+            }
+        }
+    }
+
     /// A failed call, reported the way the real providers do.
     fn error(&self, diags: &mut Diagnostics, what: &str, s: &GuestState<'_>, message: String) {
         diags.root_error(
@@ -281,25 +303,10 @@ impl Resource for Guest {
             string(&s.node).unwrap_or_default(),
             self.kind
         );
-        match api.call("POST", &path, Some(self.body(&s))).await {
-            Ok((200, _)) => {
-                s.id = self.id(&s);
-                Some((Value::Value(s), private))
-            }
-            Ok((status, body)) => {
-                self.error(
-                    diags,
-                    "creating",
-                    &s,
-                    format!("{status} {}", body["message"].as_str().unwrap_or("")),
-                );
-                None
-            }
-            Err(e) => {
-                self.error(diags, "creating", &s, e);
-                None
-            }
-        }
+        let done = api.call("POST", &path, Some(self.body(&s))).await;
+        self.succeeded(diags, "creating", &s, done)?;
+        s.id = self.id(&s);
+        Some((Value::Value(s), private))
     }
 
     async fn update<'a>(
@@ -315,29 +322,15 @@ impl Resource for Guest {
             return Some((planned, private));
         };
         let api = self.api(diags)?;
-        match api
+        let done = api
             .call(
                 "PUT",
                 &format!("{}/config", self.path(s)),
                 Some(self.body(s)),
             )
-            .await
-        {
-            Ok((200, _)) => Some((planned, private)),
-            Ok((status, body)) => {
-                self.error(
-                    diags,
-                    "updating",
-                    s,
-                    format!("{status} {}", body["message"].as_str().unwrap_or("")),
-                );
-                None
-            }
-            Err(e) => {
-                self.error(diags, "updating", s, e);
-                None
-            }
-        }
+            .await;
+        self.succeeded(diags, "updating", s, done)?;
+        Some((planned, private))
     }
 
     async fn destroy<'a>(
