@@ -10,6 +10,7 @@ pub enum Phase {
     Init,
     Plan,
     Show,
+    StatePull,
 }
 
 /// Texts that a held lock shows; the lock summary alone may wrap a network error instead.
@@ -143,6 +144,7 @@ pub fn classify(diagnostics: &[Diagnostic], phase: Phase) -> ScanError {
     let fallback = match phase {
         Phase::Init => ErrorReason::Init,
         Phase::Plan | Phase::Show => ErrorReason::Terraform,
+        Phase::StatePull => ErrorReason::StateBackend,
     };
     match errors.first() {
         Some(d) => error_of(fallback, d),
@@ -163,6 +165,7 @@ impl Phase {
             Phase::Init => "init",
             Phase::Plan => "plan",
             Phase::Show => "show",
+            Phase::StatePull => "state pull",
         }
     }
 }

@@ -126,10 +126,27 @@ struct RawProxmox {
     api_url: String,
     token_id: String,
     token_secret_file: Option<PathBuf>,
+    token_secret_env: Option<String>,
     ca_file: Option<PathBuf>,
     #[serde(default)]
     insecure: bool,
     interval: Option<HumanDuration>,
+    timeout: Option<HumanDuration>,
+    #[serde(default)]
+    allow_empty_inventory: bool,
+    #[serde(default)]
+    ignore: RawProxmoxIgnore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxmoxIgnore {
+    #[serde(default)]
+    vmids: Vec<String>,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// One `[environments.NAME]` table, or `[defaults]`: every key optional here.
@@ -189,15 +206,42 @@ pub struct Storage {
     pub retention: Duration,
 }
 
-/// Settings of the optional unmanaged-guest check.
-#[derive(Debug, Clone)]
+/// Settings of the optional unmanaged-guest check (`[proxmox]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proxmox {
+    /// `https://host:8006`, without a trailing slash.
     pub api_url: String,
+    /// `USER@REALM!TOKENID`.
     pub token_id: String,
-    pub token_secret_file: Option<PathBuf>,
+    pub token_secret: TokenSecret,
+    /// CA certificates to trust (the cluster's `pve-root-ca.pem`); else the system's.
     pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (never the default).
     pub insecure: bool,
-    pub interval: Option<Duration>,
+    /// How often the inventory is compared with the states.
+    pub interval: Duration,
+    /// Bound of one API request; each `state pull` has its environment's timeout.
+    pub timeout: Duration,
+    pub allow_empty_inventory: bool,
+    pub ignore: GuestIgnore,
+}
+
+/// Where the API token's secret is read (at every check, so that a rotated token is used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSecret {
+    File(PathBuf),
+    EnvVar(String),
+}
+
+/// Guests that are deliberately left outside Terraform.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestIgnore {
+    /// Inclusive vmid ranges (`"9000-9099"`, or one id `"150"`).
+    pub vmids: Vec<(u32, u32)>,
+    /// Globs on the guest name (`*`, `?`).
+    pub names: Vec<String>,
+    /// A guest carrying any of these tags is ignored (compared case-insensitively).
+    pub tags: Vec<String>,
 }
 
 /// An ignore rule (applied by the report; see `report::ignore`).
@@ -310,7 +354,46 @@ impl Config {
         );
         let _ = writeln!(out, "max concurrent scans: {}", self.max_concurrent_scans);
         if let Some(p) = &self.proxmox {
-            let _ = writeln!(out, "proxmox: {} as {}", p.api_url, p.token_id);
+            let _ = writeln!(out, "\nproxmox (unmanaged guests)");
+            let _ = writeln!(out, "  api url:      {} as {}", p.api_url, p.token_id);
+            let secret = match &p.token_secret {
+                TokenSecret::File(f) if f.is_file() => format!("file {}", f.display()),
+                TokenSecret::File(f) => format!("file {}  (WARNING: not a readable file)", f.display()),
+                TokenSecret::EnvVar(v) if std::env::var_os(v).is_some() => format!("variable {v}"),
+                TokenSecret::EnvVar(v) => format!("variable {v}  (WARNING: not set)"),
+            };
+            let _ = writeln!(out, "  token secret: {secret}");
+            let tls = match (&p.ca_file, p.insecure) {
+                (_, true) => "INSECURE: certificates are not verified".to_owned(),
+                (Some(ca), false) => format!("CA file {}", ca.display()),
+                (None, false) => "the system's CA certificates".to_owned(),
+            };
+            let _ = writeln!(out, "  tls:          {tls}");
+            let _ = writeln!(
+                out,
+                "  interval:     every {} (request timeout {})",
+                d(p.interval),
+                d(p.timeout)
+            );
+            let _ = writeln!(
+                out,
+                "  empty inventory: {}",
+                if p.allow_empty_inventory { "allowed" } else { "an error" }
+            );
+            let ranges: Vec<String> = p
+                .ignore
+                .vmids
+                .iter()
+                .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .collect();
+            let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(", ") };
+            let _ = writeln!(
+                out,
+                "  ignore:       vmids {}; names {}; tags {}",
+                list(&ranges),
+                list(&p.ignore.names),
+                list(&p.ignore.tags)
+            );
         }
         for env in self.environments.values() {
             let _ = writeln!(out, "\nenvironment {}", env.name);
@@ -470,14 +553,13 @@ fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             "must be at least 1".into(),
         ));
     }
-    let proxmox = raw.proxmox.map(|p| Proxmox {
-        api_url: p.api_url,
-        token_id: p.token_id,
-        token_secret_file: p.token_secret_file.map(|f| absolute(&f)),
-        ca_file: p.ca_file.map(|f| absolute(&f)),
-        insecure: p.insecure,
-        interval: p.interval.map(|d| d.0),
-    });
+    let proxmox = match raw.proxmox {
+        Some(p) => Some(
+            validate_proxmox(p, &environments, &absolute)
+                .map_err(|(key, message)| invalid(&key, message))?,
+        ),
+        None => None,
+    };
     Ok(Config {
         file: file.to_owned(),
         web: Web {
@@ -500,6 +582,117 @@ fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         max_resource_series: raw.metrics.max_resource_series.unwrap_or(100),
         proxmox,
         environments,
+    })
+}
+
+fn validate_proxmox(
+    p: RawProxmox,
+    environments: &BTreeMap<String, Environment>,
+    absolute: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Proxmox, (String, String)> {
+    let key = |k: &str| format!("proxmox.{k}");
+    let api_url = p.api_url.trim().trim_end_matches('/').to_owned();
+    let Some(host) = api_url.strip_prefix("https://") else {
+        return Err((
+            key("api_url"),
+            format!("{api_url:?} must start with https:// (like \"https://pve1.lan:8006\")"),
+        ));
+    };
+    if host.is_empty() || host.contains('/') || host.contains('@') {
+        return Err((
+            key("api_url"),
+            format!("{api_url:?} must be https://HOST[:PORT] without a path (the exporter adds /api2/json)"),
+        ));
+    }
+    let valid_token = p
+        .token_id
+        .split_once('!')
+        .is_some_and(|(user, id)| user.contains('@') && !id.is_empty() && !id.contains('='));
+    if !valid_token {
+        return Err((
+            key("token_id"),
+            format!(
+                "{:?} is not an API token id like \"tfdrift@pve!monitoring\" (USER@REALM!TOKENID, without the secret)",
+                p.token_id
+            ),
+        ));
+    }
+    let token_secret = match (p.token_secret_file, p.token_secret_env) {
+        (Some(file), None) => TokenSecret::File(absolute(&file)),
+        (None, Some(var)) if !var.trim().is_empty() => TokenSecret::EnvVar(var.trim().to_owned()),
+        (None, Some(_)) => {
+            return Err((key("token_secret_env"), "must name an environment variable".into()));
+        }
+        (Some(_), Some(_)) => {
+            return Err((
+                key("token_secret_file"),
+                "set either token_secret_file or token_secret_env, not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err((
+                key("token_secret_file"),
+                "missing: the file holding the API token's secret (or token_secret_env naming a variable)".into(),
+            ));
+        }
+    };
+    if p.insecure && p.ca_file.is_some() {
+        return Err((
+            key("insecure"),
+            "insecure = true skips certificate verification, so ca_file would be unused; set one of them".into(),
+        ));
+    }
+    let interval = match p.interval {
+        Some(d) if d.0 < Duration::from_secs(1) => {
+            return Err((key("interval"), "must be at least 1s".into()));
+        }
+        Some(d) => d.0,
+        None => environments
+            .values()
+            .map(|e| e.schedule.period())
+            .min()
+            .unwrap_or(Duration::from_secs(86_400)),
+    };
+    let timeout = p.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
+    if timeout.is_zero() {
+        return Err((key("timeout"), "must be longer than 0s".into()));
+    }
+    let mut vmids = Vec::new();
+    for (i, range) in p.ignore.vmids.iter().enumerate() {
+        let parsed = match range.split_once('-') {
+            Some((a, b)) => a.trim().parse::<u32>().ok().zip(b.trim().parse::<u32>().ok()),
+            None => range.trim().parse::<u32>().ok().map(|v| (v, v)),
+        };
+        match parsed {
+            Some((a, b)) if a <= b => vmids.push((a, b)),
+            _ => {
+                return Err((
+                    key(&format!("ignore.vmids[{i}]")),
+                    format!("{range:?} is not a vmid or an inclusive range like \"9000-9099\""),
+                ));
+            }
+        }
+    }
+    if let Some(i) = p.ignore.names.iter().position(|n| n.trim().is_empty()) {
+        return Err((key(&format!("ignore.names[{i}]")), "must not be empty".into()));
+    }
+    if let Some(i) = p.ignore.tags.iter().position(|t| t.trim().is_empty()) {
+        return Err((key(&format!("ignore.tags[{i}]")), "must not be empty".into()));
+    }
+    Ok(Proxmox {
+        api_url,
+        token_id: p.token_id,
+        token_secret,
+        ca_file: p.ca_file.map(|f| absolute(&f)),
+        insecure: p.insecure,
+        interval,
+        timeout,
+        allow_empty_inventory: p.allow_empty_inventory,
+        ignore: GuestIgnore {
+            vmids,
+            names: p.ignore.names,
+            tags: p.ignore.tags.iter().map(|t| t.trim().to_lowercase()).collect(),
+        },
     })
 }
 

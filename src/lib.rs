@@ -29,3 +29,4 @@ pub mod schedule;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod unmanaged;

@@ -333,7 +333,7 @@ impl Report {
 
 /// Times are written to the second (`2026-11-25T03:15:02Z`), as in the interface; the
 /// duration carries the precision.
-mod rfc3339_seconds {
+pub(crate) mod rfc3339_seconds {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -150,6 +150,74 @@ pub async fn scan(
     Ok((report, scan.served_plan))
 }
 
+/// Why the state of an environment could not be pulled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PullError {
+    /// Stopped by its cancellation token (shutdown).
+    Cancelled,
+    Failed(ScanError),
+}
+
+/// The state of `env` as `terraform state pull` prints it (empty when there is no state),
+/// after init when needed. Waits for a running scan of the environment to end (both use its
+/// `TF_DATA_DIR`); the wait counts against the environment's timeout.
+pub async fn pull_state(
+    env: &Environment,
+    storage: &Path,
+    cancel: &CancellationToken,
+) -> Result<Vec<u8>, PullError> {
+    let deadline = Instant::now() + env.timeout;
+    let _lock = match EnvStore::open(storage, &env.name) {
+        Ok(store) => loop {
+            match store.try_lock() {
+                Ok(Some(lock)) => break Some(lock),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; pulling the state without it");
+                    break None;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(PullError::Failed(ScanError {
+                    reason: ErrorReason::Timeout,
+                    summary: format!(
+                        "a scan of {} held its lock for longer than its timeout of {}",
+                        env.name,
+                        crate::schedule::human(env.timeout)
+                    ),
+                    detail: String::new(),
+                }));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                _ = cancel.cancelled() => return Err(PullError::Cancelled),
+            }
+        },
+        // The pull reports the storage problem itself.
+        Err(_) => None,
+    };
+    let mut pull = Scan {
+        env,
+        tool: Tool {
+            binary: Some(env.binary.clone()),
+            version: None,
+        },
+        secrets: Redactor::default(),
+        cancel,
+        cancelled: false,
+        served_plan: None,
+    };
+    let result = pull.pull(storage, deadline).await;
+    if pull.cancelled {
+        return Err(PullError::Cancelled);
+    }
+    result.map_err(|mut error| {
+        error.summary = pull.secrets.redact_text(&error.summary);
+        error.detail = pull.secrets.redact_text(&error.detail);
+        PullError::Failed(error)
+    })
+}
+
 /// Variables added to terraform's environment.
 type EnvVars = Vec<(String, String)>;
 
@@ -173,8 +241,24 @@ fn config_error(summary: String) -> ScanError {
     }
 }
 
+/// What every terraform command of an environment runs with.
+struct Prepared {
+    store: EnvStore,
+    vars: EnvVars,
+    /// Values of `env_files`, treated as secrets.
+    secret_values: Vec<String>,
+    /// Whether init ran in this preparation.
+    initialised: bool,
+    fingerprint: String,
+}
+
 impl Scan<'_> {
-    async fn run(&mut self, storage: &Path, deadline: Instant) -> Result<PlanOutcome, ScanError> {
+    /// Checks the directory, reads `env_files`, opens the storage and runs init when needed.
+    async fn prepare(
+        &mut self,
+        storage: &Path,
+        deadline: Instant,
+    ) -> Result<Prepared, ScanError> {
         let env = self.env;
         if !env.dir.is_dir() {
             return Err(config_error(format!(
@@ -183,17 +267,13 @@ impl Scan<'_> {
                 env.dir.display()
             )));
         }
-        let (vars, secret_values) = self.environment_variables()?;
-        let collector = || {
-            let mut c = SecretCollector::default();
-            secret_values.iter().for_each(|v| c.add(v));
-            c
-        };
-        self.secrets = collector().finish();
+        let (mut vars, secret_values) = self.environment_variables()?;
+        let mut collector = SecretCollector::default();
+        secret_values.iter().for_each(|v| collector.add(v));
+        self.secrets = collector.finish();
 
         let store = EnvStore::open(storage, &env.name)
             .map_err(|e| config_error(format!("storage.path: {e}")))?;
-        let mut vars = vars;
         vars.push(("TF_IN_AUTOMATION".into(), "1".into()));
         vars.push(("TF_INPUT".into(), "0".into()));
         vars.push(("CHECKPOINT_DISABLE".into(), "1".into()));
@@ -201,26 +281,79 @@ impl Scan<'_> {
             "TF_DATA_DIR".into(),
             store.tf_data_dir().display().to_string(),
         ));
-        let inv = Invocation {
-            binary: &env.binary,
-            dir: &env.dir,
-            env: &vars,
-            deadline,
-            kill_grace: env.kill_grace,
-            cancel: self.cancel,
-        };
-
         let fingerprint = init_fingerprint(env);
-        let mut initialised = false;
         let needs_init = match env.init {
             InitMode::Always => true,
             InitMode::Never => false,
             InitMode::Auto => store.init_fingerprint().as_deref() != Some(fingerprint.as_str()),
         };
+        let mut prepared = Prepared {
+            store,
+            vars,
+            secret_values,
+            initialised: false,
+            fingerprint,
+        };
         if needs_init {
-            self.init(&inv, &store, &fingerprint).await?;
-            initialised = true;
+            let inv = self.invocation(&prepared.vars, deadline);
+            self.init(&inv, &prepared.store, &prepared.fingerprint).await?;
+            prepared.initialised = true;
         }
+        Ok(prepared)
+    }
+
+    fn invocation<'v>(&self, vars: &'v [(String, String)], deadline: Instant) -> Invocation<'v>
+    where
+        Self: 'v,
+    {
+        Invocation {
+            binary: &self.env.binary,
+            dir: &self.env.dir,
+            env: vars,
+            deadline,
+            kill_grace: self.env.kill_grace,
+            cancel: self.cancel,
+        }
+    }
+
+    /// `state pull` (after init when needed): the state document, empty when there is none.
+    async fn pull(&mut self, storage: &Path, deadline: Instant) -> Result<Vec<u8>, ScanError> {
+        let prepared = self.prepare(storage, deadline).await?;
+        let inv = self.invocation(&prepared.vars, deadline);
+        let mut output = self
+            .run_step(&TfCommand::state_pull(), &inv, StdoutMode::Document, Phase::StatePull)
+            .await?;
+        if output.code() != Some(0) && !prepared.initialised && self.env.init == InitMode::Auto {
+            let error = self.failure(&output, Phase::StatePull);
+            if error.reason == ErrorReason::Init {
+                tracing::info!(environment = %self.env.name, "state pull asks for init: running init once and pulling again");
+                self.init(&inv, &prepared.store, &prepared.fingerprint).await?;
+                output = self
+                    .run_step(&TfCommand::state_pull(), &inv, StdoutMode::Document, Phase::StatePull)
+                    .await?;
+            }
+        }
+        if output.code() != Some(0) {
+            return Err(self.failure(&output, Phase::StatePull));
+        }
+        Ok(output.document)
+    }
+
+    async fn run(&mut self, storage: &Path, deadline: Instant) -> Result<PlanOutcome, ScanError> {
+        let env = self.env;
+        let Prepared {
+            store,
+            vars,
+            secret_values,
+            initialised,
+            fingerprint,
+        } = self.prepare(storage, deadline).await?;
+        let collector = || {
+            let mut c = SecretCollector::default();
+            secret_values.iter().for_each(|v| c.add(v));
+            c
+        };
+        let inv = self.invocation(&vars, deadline);
 
         let plan_dir = store
             .plan_dir()

@@ -62,6 +62,20 @@ impl Schedule {
         out
     }
 
+    /// The time between two runs; for a cron schedule the longest gap over the next 400 runs
+    /// (what staleness alerts and the default Proxmox check interval go by).
+    pub fn period(&self) -> Duration {
+        match self {
+            Schedule::Interval(d) => *d,
+            Schedule::Cron { .. } => self
+                .upcoming(Local::now(), 400)
+                .windows(2)
+                .filter_map(|w| (w[1] - w[0]).to_std().ok())
+                .max()
+                .unwrap_or(Duration::from_secs(86_400)),
+        }
+    }
+
     /// How the schedule is written in the configuration.
     pub fn describe(&self) -> String {
         match self {

@@ -74,21 +74,6 @@ pub struct Scheduler {
     shutdown: CancellationToken,
 }
 
-/// The interval a schedule stands for: for cron, the longest gap between two of the next
-/// runs (what an alert on a missing scan must allow for).
-pub fn interval_of(schedule: &Schedule) -> Duration {
-    match schedule {
-        Schedule::Interval(d) => *d,
-        Schedule::Cron { .. } => {
-            let runs = schedule.upcoming(Local::now(), 400);
-            runs.windows(2)
-                .filter_map(|w| (w[1] - w[0]).to_std().ok())
-                .max()
-                .unwrap_or(Duration::from_secs(86_400))
-        }
-    }
-}
-
 /// A random delay in `[0, jitter]` that spreads scans.
 fn jitter_sample(jitter: Duration) -> Duration {
     if jitter.is_zero() {
@@ -281,7 +266,7 @@ async fn env_loop(mut l: Loop) {
             .ok()
             .and_then(|d| Utc::now().checked_add_signed(d));
         l.exporter
-            .set_next_scan(&l.name, due, interval_of(&env.schedule).as_secs_f64());
+            .set_next_scan(&l.name, due, env.schedule.period().as_secs_f64());
         tokio::select! {
             _ = tokio::time::sleep(delay) => l.set_busy(true),
             _ = l.trigger.notified() => {}
@@ -524,6 +509,6 @@ mod tests {
         assert!(delay <= Duration::from_secs(86_400));
         let at = (now + chrono::Duration::from_std(delay).unwrap()).with_timezone(&Local);
         assert_eq!(at.format("%H:%M").to_string(), "03:00");
-        assert_eq!(interval_of(&env.schedule), Duration::from_secs(86_400));
+        assert_eq!(env.schedule.period(), Duration::from_secs(86_400));
     }
 }

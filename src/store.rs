@@ -82,6 +82,23 @@ impl EnvStore {
         Ok(ScanLock { _file: file })
     }
 
+    /// Takes the scan lock when it is free; `None` while a scan holds it.
+    pub fn try_lock(&self) -> Result<Option<ScanLock>, StoreError> {
+        let path = self.root.join("scan.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(at(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ScanLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(at(&path)(e)),
+        }
+    }
+
     /// A fresh private directory for a plan file; removed when the guard drops. Directories
     /// left by a crash are removed first.
     pub fn plan_dir(&self) -> Result<tempfile::TempDir, StoreError> {

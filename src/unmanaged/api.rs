@@ -1,0 +1,440 @@
+//! The Proxmox VE inventory: `GET /api2/json/cluster/resources?type=vm` over TLS with an
+//! API token. TLS trusts the configured CA file (the cluster's `pve-root-ca.pem`), else the
+//! system's CA certificates; `insecure` skips verification and is never the default.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Deserializer, Serialize};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::WebPkiSupportedAlgorithms;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::{CheckError, CheckReason};
+use crate::config::{Proxmox, TokenSecret};
+
+/// The largest inventory answer read (a cluster of 10,000 guests is about 3 MB).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// A VM or a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestKind {
+    Qemu,
+    Lxc,
+}
+
+impl GuestKind {
+    pub const ALL: [GuestKind; 2] = [GuestKind::Qemu, GuestKind::Lxc];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "qemu",
+            GuestKind::Lxc => "lxc",
+        }
+    }
+}
+
+/// A guest of the inventory, as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guest {
+    pub vmid: u32,
+    /// Missing when the guest's node is offline.
+    pub name: Option<String>,
+    pub node: String,
+    pub kind: GuestKind,
+    /// `running`, `stopped`, `unknown` (node offline), ...
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// One entry of `cluster/resources?type=vm`.
+#[derive(Debug, Deserialize)]
+struct Resource {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, deserialize_with = "number")]
+    vmid: Option<u64>,
+    #[serde(default)]
+    node: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "number")]
+    template: Option<u64>,
+    #[serde(default)]
+    tags: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    data: Option<Vec<Resource>>,
+}
+
+/// Proxmox sends numbers, and sometimes numbers as strings or booleans.
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        serde_json::Value::Bool(b) => Some(u64::from(b)),
+        _ => None,
+    })
+}
+
+/// Parses the inventory answer: guests only (templates left out), sorted by vmid.
+pub fn parse_inventory(body: &[u8]) -> Result<Vec<Guest>, String> {
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|e| format!("the inventory answer is not the expected JSON: {e}"))?;
+    let data = answer
+        .data
+        .ok_or("the inventory answer has no \"data\" list")?;
+    let mut guests = Vec::new();
+    for r in data {
+        let kind = match r.kind.as_str() {
+            "qemu" => GuestKind::Qemu,
+            "lxc" => GuestKind::Lxc,
+            _ => continue,
+        };
+        if r.template.unwrap_or(0) != 0 {
+            continue;
+        }
+        let Some(vmid) = r.vmid.and_then(|v| u32::try_from(v).ok()) else {
+            return Err(format!(
+                "an inventory entry of type {} has no valid vmid",
+                r.kind
+            ));
+        };
+        guests.push(Guest {
+            vmid,
+            name: r.name.filter(|n| !n.is_empty()),
+            node: r.node.unwrap_or_default(),
+            kind,
+            status: r.status,
+            tags: r
+                .tags
+                .unwrap_or_default()
+                .split([';', ',', ' '])
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        });
+    }
+    guests.sort_by_key(|g| g.vmid);
+    Ok(guests)
+}
+
+/// Reads the token's secret (at every check, so that a rotated secret is picked up).
+pub fn token_secret(p: &Proxmox) -> Result<String, CheckError> {
+    let config = |summary: String| CheckError::new(CheckReason::Config, summary);
+    let secret = match &p.token_secret {
+        TokenSecret::File(file) => std::fs::read_to_string(file).map_err(|e| {
+            config(format!(
+                "proxmox.token_secret_file: cannot read {}: {e}",
+                file.display()
+            ))
+        })?,
+        TokenSecret::EnvVar(var) => std::env::var(var).map_err(|_| {
+            config(format!(
+                "proxmox.token_secret_env: the variable {var} is not set"
+            ))
+        })?,
+    };
+    let secret = secret.trim();
+    // Accept a file holding the whole `USER@REALM!ID=SECRET` too.
+    let secret = secret
+        .strip_prefix(&format!("{}=", p.token_id))
+        .unwrap_or(secret);
+    if secret.is_empty() || secret.contains(['\n', '\r']) {
+        return Err(config(match &p.token_secret {
+            TokenSecret::File(file) => format!(
+                "proxmox.token_secret_file: {} must hold the token's secret on one line",
+                file.display()
+            ),
+            TokenSecret::EnvVar(var) => {
+                format!("proxmox.token_secret_env: {var} must hold the token's secret on one line")
+            }
+        }));
+    }
+    Ok(secret.to_owned())
+}
+
+/// How to reach the API.
+pub struct Client {
+    api_url: String,
+    host: String,
+    port: u16,
+    authorization: String,
+    tls: Arc<ClientConfig>,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(p: &Proxmox, secret: &str) -> Result<Client, CheckError> {
+        let config = |summary: String| CheckError::new(CheckReason::Config, summary);
+        let hostport = p.api_url.trim_start_matches("https://");
+        let (host, port) = split_host_port(hostport)
+            .ok_or_else(|| config(format!("proxmox.api_url: {:?} has a bad port", p.api_url)))?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config(format!("TLS setup: {e}")))?;
+        let tls = if p.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(
+                    provider.signature_verification_algorithms,
+                )))
+                .with_no_client_auth()
+        } else {
+            builder
+                .with_root_certificates(roots(p)?)
+                .with_no_client_auth()
+        };
+        Ok(Client {
+            api_url: p.api_url.clone(),
+            host,
+            port,
+            authorization: format!("PVEAPIToken={}={secret}", p.token_id),
+            tls: Arc::new(tls),
+            timeout: p.timeout,
+        })
+    }
+
+    /// The guests of the cluster (templates left out).
+    pub async fn guests(&self) -> Result<Vec<Guest>, CheckError> {
+        let body = self.get("/cluster/resources?type=vm").await?;
+        parse_inventory(&body).map_err(|e| CheckError::new(CheckReason::Api, e))
+    }
+
+    /// One GET of `/api2/json{path}`, bounded by the request timeout as a whole.
+    async fn get(&self, path: &str) -> Result<Bytes, CheckError> {
+        let url = format!("{}/api2/json{path}", self.api_url);
+        match tokio::time::timeout(self.timeout, self.get_unbounded(&url)).await {
+            Ok(result) => result,
+            Err(_) => Err(CheckError::new(
+                CheckReason::Connectivity,
+                format!(
+                    "GET {url}: no answer within {} (proxmox.timeout)",
+                    crate::schedule::human(self.timeout)
+                ),
+            )),
+        }
+    }
+
+    async fn get_unbounded(&self, url: &str) -> Result<Bytes, CheckError> {
+        let connectivity =
+            |what: String| CheckError::new(CheckReason::Connectivity, format!("GET {url}: {what}"));
+        let address = format!("{}:{}", self.host, self.port);
+        let tcp = TcpStream::connect(address.as_str())
+            .await
+            .map_err(|e| connectivity(format!("cannot connect to {address}: {e}")))?;
+        let name = ServerName::try_from(self.host.trim_matches(['[', ']']).to_owned())
+            .map_err(|e| connectivity(format!("{:?} is not a host name: {e}", self.host)))?;
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| connectivity(tls_failure(&e)))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| connectivity(format!("HTTP: {e}")))?;
+        let driver = tokio::spawn(connection);
+        let path = url.trim_start_matches(&self.api_url);
+        let request = Request::get(path)
+            .header(hyper::header::HOST, self.host.as_str())
+            .header(hyper::header::AUTHORIZATION, self.authorization.as_str())
+            .header(hyper::header::ACCEPT, "application/json")
+            .header(hyper::header::USER_AGENT, concat!("tfdrift-exporter/", env!("CARGO_PKG_VERSION")))
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| CheckError::new(CheckReason::Config, format!("GET {url}: {e}")))?;
+        let answer = sender
+            .send_request(request)
+            .await
+            .map_err(|e| connectivity(format!("HTTP: {e}")))?;
+        let status = answer.status();
+        let body = Limited::new(answer.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| connectivity(format!("reading the answer: {e}")))?
+            .to_bytes();
+        driver.abort();
+        let phrase = status.canonical_reason().unwrap_or("");
+        match status.as_u16() {
+            200..=299 => Ok(body),
+            401 => Err(CheckError::new(
+                CheckReason::Auth,
+                format!(
+                    "GET {url}: 401 {phrase}: the API refused the token (check proxmox.token_id and the secret; is the token revoked or expired?)"
+                ),
+            )),
+            403 => Err(CheckError::new(
+                CheckReason::Auth,
+                format!("GET {url}: 403 {phrase}: the token may not read the inventory (give it the role PVEAuditor)"),
+            )),
+            code => Err(CheckError::new(
+                CheckReason::Api,
+                format!(
+                    "GET {url}: {code} {phrase}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)]).trim()
+                ),
+            )),
+        }
+    }
+}
+
+/// `host[:port]` (port 8006 when absent; IPv6 in brackets).
+fn split_host_port(hostport: &str) -> Option<(String, u16)> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => 8006,
+            None => return None,
+        };
+        return Some((format!("[{host}]"), port));
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None => Some((hostport.to_owned(), 8006)),
+    }
+}
+
+/// The CA file's certificates, else the system's.
+fn roots(p: &Proxmox) -> Result<RootCertStore, CheckError> {
+    let config = |summary: String| CheckError::new(CheckReason::Config, summary);
+    let mut roots = RootCertStore::empty();
+    match &p.ca_file {
+        Some(file) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+                .map_err(|e| {
+                    config(format!("proxmox.ca_file: cannot read {}: {e}", file.display()))
+                })?
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    config(format!(
+                        "proxmox.ca_file: {} is not PEM certificates: {e}",
+                        file.display()
+                    ))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(config(format!(
+                    "proxmox.ca_file: {} holds no usable certificate",
+                    file.display()
+                )));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(config(
+                    "no system CA certificates found: set proxmox.ca_file to the cluster's pve-root-ca.pem".into(),
+                ));
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// What a failed handshake means for the administrator.
+fn tls_failure(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    if text.contains("UnknownIssuer") {
+        "TLS: the server's certificate is signed by an unknown authority (set proxmox.ca_file to the cluster's /etc/pve/pve-root-ca.pem)".to_owned()
+    } else if text.contains("NotValidForName") {
+        format!("TLS: the server's certificate is not valid for this host name ({text})")
+    } else if text.contains("Expired") {
+        format!("TLS: the server's certificate has expired ({text})")
+    } else {
+        format!("TLS: {text}")
+    }
+}
+
+/// `insecure = true`: any certificate is accepted; handshake signatures are still checked.
+#[derive(Debug)]
+struct NoVerification(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        tokio_rustls::rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        tokio_rustls::rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventory_leaves_out_templates_and_keeps_nameless_guests() {
+        let body = br#"{"data":[
+            {"id":"qemu/100","vmid":100,"type":"qemu","node":"pve1","name":"web","status":"running","template":0,"tags":"prod;web"},
+            {"id":"qemu/9000","vmid":9000,"type":"qemu","node":"pve1","name":"tpl","template":1},
+            {"id":"lxc/150","vmid":"150","type":"lxc","node":"pve2","status":"unknown"},
+            {"id":"storage/pve1/local","type":"storage","node":"pve1"}
+        ]}"#;
+        let guests = parse_inventory(body).unwrap();
+        assert_eq!(guests.len(), 2);
+        assert_eq!(guests[0].tags, ["prod", "web"]);
+        assert_eq!(guests[1].vmid, 150);
+        assert_eq!(guests[1].name, None);
+        assert_eq!(guests[1].kind, GuestKind::Lxc);
+        assert_eq!(guests[1].status.as_deref(), Some("unknown"));
+    }
+
+    #[test]
+    fn malformed_answers_are_errors() {
+        assert!(parse_inventory(b"<html>").is_err());
+        assert!(parse_inventory(b"{\"errors\":{}}").is_err());
+        assert!(parse_inventory(br#"{"data":[{"type":"qemu","node":"a"}]}"#).is_err());
+    }
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(split_host_port("pve1.lan"), Some(("pve1.lan".into(), 8006)));
+        assert_eq!(split_host_port("10.0.0.2:443"), Some(("10.0.0.2".into(), 443)));
+        assert_eq!(split_host_port("[::1]:8006"), Some(("[::1]".into(), 8006)));
+        assert_eq!(split_host_port("pve:x"), None);
+    }
+}

@@ -1,0 +1,379 @@
+//! Guests created outside Terraform: the Proxmox inventory ([`api`]) compared with the
+//! guests every environment's state manages ([`state`]). A guest whose vmid no state holds,
+//! and that no `[proxmox.ignore]` entry names, is unmanaged.
+
+pub mod api;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, GuestIgnore, Proxmox};
+use crate::ignore::glob_matches;
+use crate::scan::{PullError, pull_state};
+use api::{Client, Guest};
+use state::{Provider, managed_guests};
+
+/// Why a check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckReason {
+    /// The API refused the token (401/403), or it sees no guest at all.
+    Auth,
+    /// The API cannot be reached: connection, TLS, time-out.
+    Connectivity,
+    /// The configuration cannot be used: token secret, CA file.
+    Config,
+    /// The API answered something else than the inventory.
+    Api,
+    /// An environment's state could not be read.
+    State,
+}
+
+impl CheckReason {
+    pub const ALL: [CheckReason; 5] = [
+        CheckReason::Auth,
+        CheckReason::Connectivity,
+        CheckReason::Config,
+        CheckReason::Api,
+        CheckReason::State,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckReason::Auth => "auth",
+            CheckReason::Connectivity => "connectivity",
+            CheckReason::Config => "config",
+            CheckReason::Api => "api",
+            CheckReason::State => "state",
+        }
+    }
+}
+
+impl fmt::Display for CheckReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckError {
+    pub reason: CheckReason,
+    pub summary: String,
+}
+
+impl CheckError {
+    pub fn new(reason: CheckReason, summary: String) -> CheckError {
+        CheckError { reason, summary }
+    }
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.summary)
+    }
+}
+
+/// The result of one check (`GET /unmanaged`, `tfdrift-exporter unmanaged --format json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unmanaged {
+    #[serde(with = "crate::report::rfc3339_seconds")]
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Unmanaged guests by vmid. After a failed check: those of the last successful one
+    /// (`guests_checked_at`), so that a failing API does not look like a clean cluster.
+    pub guests: Vec<Guest>,
+    #[serde(
+        default,
+        with = "crate::report::rfc3339_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub guests_checked_at: Option<DateTime<Utc>>,
+    /// Guests the inventory listed, templates left out.
+    #[serde(default)]
+    pub inventory: usize,
+    /// Unmanaged guests left out by `[proxmox.ignore]`.
+    #[serde(default)]
+    pub ignored: usize,
+    /// The provider each environment's state uses for its guests (for import blocks).
+    #[serde(default)]
+    pub providers: BTreeMap<String, Provider>,
+    pub error: Option<CheckError>,
+}
+
+impl Unmanaged {
+    /// Exit code of `tfdrift-exporter unmanaged`: 0 none, 2 some, 1 the check failed.
+    pub fn exit_code(&self) -> u8 {
+        match (&self.error, self.guests.is_empty()) {
+            (Some(_), _) => 1,
+            (None, true) => 0,
+            (None, false) => 2,
+        }
+    }
+
+    /// A failed check that keeps what the last successful one found.
+    pub fn failed(error: CheckError, previous: Option<&Unmanaged>) -> Unmanaged {
+        let previous = previous.filter(|p| p.error.is_none() || p.guests_checked_at.is_some());
+        Unmanaged {
+            checked_at: Some(Utc::now()),
+            guests: previous.map(|p| p.guests.clone()).unwrap_or_default(),
+            guests_checked_at: previous.and_then(|p| p.guests_checked_at.or(p.checked_at)),
+            inventory: previous.map(|p| p.inventory).unwrap_or_default(),
+            ignored: previous.map(|p| p.ignored).unwrap_or_default(),
+            providers: previous.map(|p| p.providers.clone()).unwrap_or_default(),
+            error: Some(error),
+        }
+    }
+
+    /// The provider to adopt guests with for `environment`: the one its state uses, else
+    /// the one most environments use, else bpg.
+    pub fn provider_for(&self, environment: &str) -> Provider {
+        if let Some(p) = self.providers.get(environment) {
+            return *p;
+        }
+        let mut counts: BTreeMap<Provider, usize> = BTreeMap::new();
+        for p in self.providers.values() {
+            *counts.entry(*p).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(p, n)| (*n, std::cmp::Reverse(*p)))
+            .map(|(p, _)| p)
+            .unwrap_or(Provider::Bpg)
+    }
+}
+
+/// True when `guest` is deliberately left outside Terraform.
+pub fn is_ignored(guest: &Guest, ignore: &GuestIgnore) -> bool {
+    ignore
+        .vmids
+        .iter()
+        .any(|(a, b)| (*a..=*b).contains(&guest.vmid))
+        || guest
+            .name
+            .as_deref()
+            .is_some_and(|n| ignore.names.iter().any(|g| glob_matches(g, n)))
+        || guest
+            .tags
+            .iter()
+            .any(|t| ignore.tags.contains(&t.to_lowercase()))
+}
+
+/// Checks now: the inventory, then every environment's state. `None` when cancelled.
+pub async fn check(
+    config: &Config,
+    proxmox: &Proxmox,
+    cancel: &CancellationToken,
+) -> Option<Result<Unmanaged, CheckError>> {
+    let secret = match api::token_secret(proxmox) {
+        Ok(secret) => secret,
+        Err(e) => return Some(Err(e)),
+    };
+    let scrub = |mut e: CheckError| {
+        e.summary = e.summary.replace(&secret, "(redacted)");
+        e
+    };
+    let inventory = async {
+        let client = Client::new(proxmox, &secret)?;
+        client.guests().await
+    };
+    let guests = tokio::select! {
+        guests = inventory => guests,
+        _ = cancel.cancelled() => return None,
+    };
+    let guests = match guests {
+        Ok(guests) => guests,
+        Err(e) => return Some(Err(scrub(e))),
+    };
+    if guests.is_empty() && !proxmox.allow_empty_inventory {
+        return Some(Err(CheckError::new(
+            CheckReason::Auth,
+            "the API listed no guest: a token without VM.Audit sees none (give it the role PVEAuditor), or set proxmox.allow_empty_inventory = true if the cluster really has no guest".into(),
+        )));
+    }
+
+    let pulls = config.environments.values().map(|env| async move {
+        (
+            env.name.clone(),
+            pull_state(env, &config.storage.path, cancel).await,
+        )
+    });
+    let mut managed = BTreeSet::new();
+    let mut providers = BTreeMap::new();
+    for (name, pulled) in join_all(pulls).await {
+        let document = match pulled {
+            Ok(document) => document,
+            Err(PullError::Cancelled) => return None,
+            Err(PullError::Failed(e)) => {
+                return Some(Err(scrub(CheckError::new(
+                    CheckReason::State,
+                    format!(
+                        "environment {name}: terraform state pull failed ({}): {}",
+                        e.reason, e.summary
+                    ),
+                ))));
+            }
+        };
+        match managed_guests(&document) {
+            Ok(m) => {
+                if let Some(p) = m.main_provider() {
+                    providers.insert(name, p);
+                }
+                managed.extend(m.vmids);
+            }
+            Err(e) => {
+                return Some(Err(CheckError::new(
+                    CheckReason::State,
+                    format!("environment {name}: {e}"),
+                )));
+            }
+        }
+    }
+    let inventory = guests.len();
+    let (ignored, unmanaged): (Vec<Guest>, Vec<Guest>) = guests
+        .into_iter()
+        .filter(|g| !managed.contains(&g.vmid))
+        .partition(|g| is_ignored(g, &proxmox.ignore));
+    Some(Ok(Unmanaged {
+        checked_at: Some(Utc::now()),
+        guests: unmanaged,
+        guests_checked_at: None,
+        inventory,
+        ignored: ignored.len(),
+        providers,
+        error: None,
+    }))
+}
+
+/// Where the last check is kept, so that a restart and `reconcile` see it.
+pub fn stored_path(storage: &Path) -> std::path::PathBuf {
+    storage.join("unmanaged.json")
+}
+
+/// The last stored check, if any (a corrupt file is logged and skipped).
+pub fn load(storage: &Path) -> Option<Unmanaged> {
+    let path = stored_path(storage);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "the stored unmanaged-guest check is unreadable: skipped");
+            None
+        }
+    }
+}
+
+/// Keeps `result` as the last check (0600, atomically).
+pub fn save(storage: &Path, result: &Unmanaged) -> Result<(), crate::store::StoreError> {
+    let path = stored_path(storage);
+    let json = serde_json::to_vec_pretty(result).map_err(|e| crate::store::StoreError {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(storage)
+        .map_err(|source| crate::store::StoreError {
+            path: storage.to_owned(),
+            source,
+        })?;
+    crate::store::write_atomic(&path, &json)
+}
+
+/// A text table for people.
+pub fn render_text(u: &Unmanaged) -> String {
+    let mut out = String::new();
+    if let Some(e) = &u.error {
+        out.push_str(&format!("unmanaged-guest check failed ({}): {}\n", e.reason, e.summary));
+        return out;
+    }
+    if u.guests.is_empty() {
+        out.push_str(&format!(
+            "no unmanaged guest: every one of the {} guests is in a Terraform state{}\n",
+            u.inventory,
+            if u.ignored > 0 {
+                format!(" or ignored ({})", u.ignored)
+            } else {
+                String::new()
+            }
+        ));
+        return out;
+    }
+    out.push_str(&format!(
+        "{} guest(s) that no Terraform state manages ({} in the inventory, {} ignored):\n\n",
+        u.guests.len(),
+        u.inventory,
+        u.ignored
+    ));
+    out.push_str(&format!("{:<8} {:<5} {:<24} {:<12} {}\n", "VMID", "KIND", "NAME", "NODE", "STATUS"));
+    for g in &u.guests {
+        out.push_str(&format!(
+            "{:<8} {:<5} {:<24} {:<12} {}\n",
+            g.vmid,
+            g.kind.as_str(),
+            g.name.as_deref().unwrap_or("-"),
+            g.node,
+            g.status.as_deref().unwrap_or("-")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::GuestKind;
+
+    fn guest(vmid: u32, name: &str, tags: &[&str]) -> Guest {
+        Guest {
+            vmid,
+            name: Some(name.into()),
+            node: "pve1".into(),
+            kind: GuestKind::Qemu,
+            status: Some("running".into()),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn ignore_by_range_name_and_tag() {
+        let ignore = GuestIgnore {
+            vmids: vec![(9000, 9099)],
+            names: vec!["test-*".into()],
+            tags: vec!["unmanaged".into()],
+        };
+        assert!(is_ignored(&guest(9050, "x", &[]), &ignore));
+        assert!(!is_ignored(&guest(9100, "x", &[]), &ignore));
+        assert!(is_ignored(&guest(1, "test-db", &[]), &ignore));
+        assert!(is_ignored(&guest(1, "x", &["Unmanaged"]), &ignore));
+        assert!(!is_ignored(&guest(1, "x", &["prod"]), &ignore));
+    }
+
+    #[test]
+    fn a_failed_check_keeps_the_last_guests() {
+        let ok = Unmanaged {
+            checked_at: Some(Utc::now()),
+            guests: vec![guest(150, "web2", &[])],
+            guests_checked_at: None,
+            inventory: 3,
+            ignored: 0,
+            providers: BTreeMap::new(),
+            error: None,
+        };
+        let failed = Unmanaged::failed(CheckError::new(CheckReason::Auth, "401".into()), Some(&ok));
+        assert_eq!(failed.guests, ok.guests);
+        assert_eq!(failed.guests_checked_at, ok.checked_at);
+        assert_eq!(failed.exit_code(), 1);
+        let again = Unmanaged::failed(CheckError::new(CheckReason::Api, "500".into()), Some(&failed));
+        assert_eq!(again.guests_checked_at, ok.checked_at);
+        assert_eq!(ok.exit_code(), 2);
+    }
+}
