@@ -81,6 +81,11 @@ enum Command {
         /// The environment.
         env: String,
     },
+    /// List Proxmox guests that no environment's state manages (exit 0 none, 2 some, 1 error).
+    Unmanaged {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -114,6 +119,9 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Reconcile { env }) => {
             reconcile(&config_path.unwrap_or_else(|| DEFAULT_PATH.into()), &env)
+        }
+        Some(Command::Unmanaged { format }) => {
+            unmanaged(&config_path.unwrap_or_else(|| DEFAULT_PATH.into()), format)
         }
         Some(Command::Serve) | None => serve(
             config_path.unwrap_or_else(|| DEFAULT_PATH.into()),
@@ -209,24 +217,12 @@ fn scan(path: &Path, names: &[String], format: Format) -> u8 {
         Ok(envs) => envs,
         Err(e) => return fail(EX_USAGE, e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
+    let (runtime, cancel) = match one_shot_runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let mut reports = Vec::new();
     let mut worst = Status::Conform;
-    // terraform runs in its own process group, out of reach of the terminal's Ctrl-C: pass
-    // the interrupt on, so that it releases its state lock.
-    let cancel = CancellationToken::new();
-    let on_interrupt = cancel.clone();
-    runtime.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_interrupt.cancel();
-        }
-    });
     for env in envs {
         match runtime.block_on(crate::scan::scan_and_store(
             env,
@@ -242,6 +238,61 @@ fn scan(path: &Path, names: &[String], format: Format) -> u8 {
     }
     print_reports(&reports, format, true);
     worst.exit_code()
+}
+
+/// The async runtime of a one-shot command, with Ctrl-C passed on to terraform (it runs in
+/// its own process group, out of reach of the terminal) so that it releases its state lock.
+fn one_shot_runtime() -> Result<(tokio::runtime::Runtime, CancellationToken), u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(1, format!("cannot start the async runtime: {e}")))?;
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_interrupt.cancel();
+        }
+    });
+    Ok((runtime, cancel))
+}
+
+fn unmanaged(path: &Path, format: Format) -> u8 {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(proxmox) = config.proxmox.clone() else {
+        return fail(
+            EX_CONFIG,
+            format!(
+                "{}: key \"proxmox\": not configured: add a [proxmox] section (api_url, token_id, token_secret_file)",
+                path.display()
+            ),
+        );
+    };
+    let (runtime, cancel) = match one_shot_runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let previous = crate::unmanaged::load(&config.storage.path);
+    let result = match runtime.block_on(crate::unmanaged::check(&config, &proxmox, &cancel)) {
+        Some(Ok(result)) => result,
+        Some(Err(error)) => crate::unmanaged::Unmanaged::failed(error, previous.as_ref()),
+        None => return fail(130, "interrupted"),
+    };
+    if let Err(e) = crate::unmanaged::save(&config.storage.path, &result) {
+        tracing::warn!(error = %e, "cannot store the check for reconcile and the exporter");
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = match format {
+        Format::Json => serde_json::to_writer_pretty(&mut out, &result)
+            .map_err(std::io::Error::from)
+            .and_then(|_| out.write_all(b"\n")),
+        Format::Text => out.write_all(crate::unmanaged::render_text(&result).as_bytes()),
+    };
+    let _ = out.flush();
+    result.exit_code()
 }
 
 fn serve(path: PathBuf, listen: Option<String>) -> u8 {
@@ -269,7 +320,17 @@ fn reconcile(path: &Path, name: &str) -> u8 {
         Err(e) => return fail(EX_USAGE, e),
     };
     let (_, mut restored) = crate::history::History::load(&config.storage.path);
-    let Some(report) = restored.remove(name).and_then(|r| r.latest) else {
+    let report = restored.remove(name).and_then(|r| r.latest);
+    let unmanaged = config
+        .proxmox
+        .as_ref()
+        .and_then(|_| crate::unmanaged::load(&config.storage.path));
+    let Some(report) = report else {
+        if let Some(unmanaged) = &unmanaged {
+            println!("{name}: no stored scan yet (run `tfdrift-exporter scan {name}`).");
+            print!("{}", crate::reconcile::adopt_unmanaged(env, unmanaged));
+            return 0;
+        }
         return fail(
             1,
             format!(
@@ -286,6 +347,13 @@ fn reconcile(path: &Path, name: &str) -> u8 {
     };
     let url = format!("http://{host}:{}", address.port());
     print!("{}", crate::reconcile::guide(env, &report, &url));
+    if let Some(unmanaged) = &unmanaged {
+        print!("{}", crate::reconcile::adopt_unmanaged(env, unmanaged));
+    } else if config.proxmox.is_some() {
+        println!(
+            "\nNo unmanaged-guest check is stored yet: run `tfdrift-exporter unmanaged` for import blocks."
+        );
+    }
     0
 }
 

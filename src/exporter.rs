@@ -12,6 +12,7 @@ use crate::history::{History, Restored};
 use crate::metrics::Metrics;
 use crate::report::{Report, Status};
 use crate::scan::Stored;
+use crate::unmanaged::Unmanaged;
 
 /// What is known of one environment.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +29,8 @@ pub struct EnvView {
 pub struct Exporter {
     config: RwLock<Arc<Config>>,
     envs: RwLock<BTreeMap<String, EnvView>>,
+    /// The last unmanaged-guest check, when `[proxmox]` is configured.
+    unmanaged: RwLock<Option<Arc<Unmanaged>>>,
     pub metrics: Metrics,
     pub history: History,
 }
@@ -60,9 +63,20 @@ impl Exporter {
                 },
             );
         }
+        let unmanaged = config.proxmox.as_ref().and_then(|_| {
+            let stored = crate::unmanaged::load(&config.storage.path)?;
+            metrics.show_unmanaged(Some(&stored), config.max_resource_series);
+            tracing::info!(
+                guests = stored.guests.len(),
+                failed = stored.error.is_some(),
+                "restored the last unmanaged-guest check"
+            );
+            Some(Arc::new(stored))
+        });
         Exporter {
             config: RwLock::new(Arc::new(config)),
             envs: RwLock::new(envs),
+            unmanaged: RwLock::new(unmanaged),
             metrics,
             history,
         }
@@ -135,7 +149,35 @@ impl Exporter {
                 });
             }
         }
+        if config.proxmox.is_none() {
+            let mut unmanaged = self.unmanaged.write().unwrap_or_else(|p| p.into_inner());
+            if unmanaged.take().is_some() {
+                self.metrics.show_unmanaged(None, 0);
+                tracing::info!("[proxmox] removed from the configuration: no more unmanaged-guest checks");
+            }
+        }
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// The last unmanaged-guest check, if one ran (or was restored).
+    pub fn unmanaged(&self) -> Option<Arc<Unmanaged>> {
+        self.unmanaged
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes a finished unmanaged-guest check: state and metrics.
+    pub fn record_unmanaged(&self, result: Unmanaged) {
+        let config = self.config();
+        if config.proxmox.is_none() {
+            // A check that ended after a reload removed [proxmox].
+            return;
+        }
+        let max_series = config.max_resource_series;
+        let mut current = self.unmanaged.write().unwrap_or_else(|p| p.into_inner());
+        self.metrics.show_unmanaged(Some(&result), max_series);
+        *current = Some(Arc::new(result));
     }
 
     pub fn set_next_scan(&self, name: &str, next: Option<DateTime<Utc>>, interval_seconds: f64) {

@@ -162,6 +162,17 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
                 format!("no stored scan {id:?} of {env:?}"),
             ),
         },
+        (["unmanaged"], &Method::GET) => match app.exporter.unmanaged() {
+            Some(result) => json_response(StatusCode::OK, &*result),
+            None if app.exporter.config().proxmox.is_none() => error(
+                StatusCode::NOT_FOUND,
+                "the unmanaged-guest check is not configured: add a [proxmox] section",
+            ),
+            None => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the first unmanaged-guest check has not finished yet",
+            ),
+        },
         (["scan", env], &Method::POST) => {
             // The body is not used; reading a bounded amount keeps the connection clean.
             let _ = Limited::new(req.into_body(), 4096).collect().await;
@@ -196,6 +207,7 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
             | ["detail", _, "plan"]
             | ["history"]
             | ["history", _, _]
+            | ["unmanaged"]
             | ["-", "healthy"]
             | ["-", "ready"],
             _,

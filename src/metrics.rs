@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::report::{Action, ErrorReason, Report, Status};
+use crate::unmanaged::api::GuestKind;
+use crate::unmanaged::{CheckReason, Unmanaged};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Env {
@@ -50,6 +52,24 @@ struct Resource {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuestLabels {
+    vmid: String,
+    name: String,
+    node: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Build {
     version: String,
 }
@@ -75,6 +95,12 @@ pub struct Metrics {
     scans: Family<EnvStatus, Counter>,
     storage_errors: Family<Env, Counter>,
     expired_rules: Family<Env, Gauge>,
+    unmanaged: Family<Kind, Gauge>,
+    unmanaged_info: Family<GuestLabels, Gauge>,
+    unmanaged_error: Family<Reason, Gauge>,
+    unmanaged_checked: Family<Vec<(String, String)>, FloatGauge>,
+    /// The `tfdrift_unmanaged_resource_info` series shown now.
+    unmanaged_series: Mutex<Vec<GuestLabels>>,
     /// The `tfdrift_resource_change_info` series of each environment, to replace them whole.
     resource_series: Mutex<HashMap<String, Vec<Resource>>>,
     /// Bumped by every change, so that scrapes between two changes share one encoding.
@@ -117,6 +143,11 @@ impl Metrics {
             scans: Family::default(),
             storage_errors: Family::default(),
             expired_rules: Family::default(),
+            unmanaged: Family::default(),
+            unmanaged_info: Family::default(),
+            unmanaged_error: Family::default(),
+            unmanaged_checked: Family::default(),
+            unmanaged_series: Mutex::new(Vec::new()),
             resource_series: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             cache: Mutex::new([None, None]),
@@ -192,6 +223,26 @@ impl Metrics {
             "ignore_rules_expired",
             "Ignore rules past their expiry date, no longer applied",
             m.expired_rules.clone(),
+        );
+        r.register(
+            "unmanaged_resources",
+            "Proxmox VMs (qemu) and containers (lxc) that no environment's state manages",
+            m.unmanaged.clone(),
+        );
+        r.register(
+            "unmanaged_resource_info",
+            "One series per unmanaged Proxmox guest (bounded by metrics.max_resource_series)",
+            m.unmanaged_info.clone(),
+        );
+        r.register(
+            "unmanaged_check_error",
+            "1 for the reason of the last unmanaged-guest check when it failed, 0 for every other reason",
+            m.unmanaged_error.clone(),
+        );
+        r.register(
+            "unmanaged_last_check_timestamp_seconds",
+            "End of the last unmanaged-guest check, failed or not (unix time)",
+            m.unmanaged_checked.clone(),
         );
         let build: Family<Build, Gauge> = Family::default();
         build
@@ -378,6 +429,64 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner());
         for old in known.remove(name).unwrap_or_default() {
             self.resources.remove(&old);
+        }
+        // After the change: a scrape in between re-encodes again later.
+        self.touch();
+    }
+
+    /// Sets the unmanaged-guest gauges from a check (`None`: the check is not configured,
+    /// every series disappears).
+    pub fn show_unmanaged(&self, result: Option<&Unmanaged>, max_series: usize) {
+        let mut known = self
+            .unmanaged_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for old in known.drain(..) {
+            self.unmanaged_info.remove(&old);
+        }
+        let Some(result) = result else {
+            for kind in GuestKind::ALL {
+                self.unmanaged.remove(&Kind {
+                    kind: kind.as_str().to_owned(),
+                });
+            }
+            for reason in CheckReason::ALL {
+                self.unmanaged_error.remove(&Reason {
+                    reason: reason.as_str().to_owned(),
+                });
+            }
+            self.unmanaged_checked.clear();
+            self.touch();
+            return;
+        };
+        for kind in GuestKind::ALL {
+            let count = result.guests.iter().filter(|g| g.kind == kind).count();
+            self.unmanaged
+                .get_or_create(&Kind {
+                    kind: kind.as_str().to_owned(),
+                })
+                .set(count as i64);
+        }
+        for guest in result.guests.iter().take(max_series) {
+            let labels = GuestLabels {
+                vmid: guest.vmid.to_string(),
+                name: guest.name.clone().unwrap_or_default(),
+                node: guest.node.clone(),
+                kind: guest.kind.as_str().to_owned(),
+            };
+            self.unmanaged_info.get_or_create(&labels).set(1);
+            known.push(labels);
+        }
+        let failed = result.error.as_ref().map(|e| e.reason);
+        for reason in CheckReason::ALL {
+            self.unmanaged_error
+                .get_or_create(&Reason {
+                    reason: reason.as_str().to_owned(),
+                })
+                .set(i64::from(failed == Some(reason)));
+        }
+        if let Some(t) = result.checked_at {
+            self.unmanaged_checked.get_or_create(&Vec::new()).set(unix(t));
         }
         // After the change: a scrape in between re-encodes again later.
         self.touch();

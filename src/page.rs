@@ -42,6 +42,68 @@ fn value(v: &serde_json::Value) -> String {
     }
 }
 
+/// Guests created outside Terraform, when `[proxmox]` is configured.
+fn unmanaged_section(h: &mut String, exporter: &Exporter) {
+    if exporter.config().proxmox.is_none() {
+        return;
+    }
+    h.push_str("<h2 id=\"unmanaged\">Guests outside Terraform</h2>\n");
+    let Some(u) = exporter.unmanaged() else {
+        h.push_str("<p>The first check of the Proxmox inventory has not finished yet.</p>\n");
+        return;
+    };
+    if let Some(e) = &u.error {
+        let _ = writeln!(
+            h,
+            "<p class=\"error\"><b>check failed ({})</b> at {}: {}</p>",
+            escape(e.reason.as_str()),
+            time(u.checked_at),
+            escape(&e.summary)
+        );
+        if !u.guests.is_empty() {
+            let _ = writeln!(
+                h,
+                "<p>The last successful check ({}) found:</p>",
+                time(u.guests_checked_at)
+            );
+        }
+    } else if u.guests.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p class=\"conform\">None: every one of the {} guests is in a Terraform state{} (checked {}).</p>",
+            u.inventory,
+            if u.ignored > 0 { format!(" or ignored ({})", u.ignored) } else { String::new() },
+            time(u.checked_at)
+        );
+        return;
+    } else {
+        let _ = writeln!(
+            h,
+            "<p class=\"drift\">{} guest(s) that no environment's state manages (checked {}; {} ignored). \
+<code>tfdrift-exporter reconcile ENV</code> prints the import blocks that adopt them.</p>",
+            u.guests.len(),
+            time(u.checked_at),
+            u.ignored
+        );
+    }
+    if u.guests.is_empty() {
+        return;
+    }
+    h.push_str("<table><tr><th>VMID</th><th>Kind</th><th>Name</th><th>Node</th><th>Status</th></tr>\n");
+    for g in &u.guests {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            g.vmid,
+            g.kind.as_str(),
+            escape(g.name.as_deref().unwrap_or("-")),
+            escape(&g.node),
+            escape(g.status.as_deref().unwrap_or("-"))
+        );
+    }
+    h.push_str("</table>\n<p><a href=\"/unmanaged\">Unmanaged guests (JSON)</a></p>\n");
+}
+
 /// The whole page.
 pub fn render(exporter: &Exporter) -> String {
     let mut h = String::new();
@@ -93,6 +155,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
         );
     }
     h.push_str("</table>\n");
+    unmanaged_section(&mut h, exporter);
     for (name, view) in &views {
         let Some(report) = &view.latest else { continue };
         let n = escape(name);

@@ -9,6 +9,8 @@ use serde_json::Value;
 use crate::config::Environment;
 use crate::plan::redact::{KNOWN_AFTER_APPLY, SENSITIVE};
 use crate::report::{Action, Change, Report, Status};
+use crate::unmanaged::Unmanaged;
+use crate::unmanaged::state::import_blocks;
 
 /// Quotes a word for a POSIX shell.
 fn shell_quote(word: &str) -> String {
@@ -175,6 +177,57 @@ pub fn guide(env: &Environment, report: &Report, exporter_url: &str) -> String {
         out,
         "Then confirm: tfdrift-exporter scan {}   (or: curl -X POST {exporter_url}/scan/{})",
         env.name, env.name
+    );
+    out
+}
+
+/// The part of the guide that adopts guests created outside Terraform: `import` blocks in
+/// the provider's id format of the environment's state.
+pub fn adopt_unmanaged(env: &Environment, unmanaged: &Unmanaged) -> String {
+    let mut out = String::new();
+    let when = unmanaged
+        .guests_checked_at
+        .or(unmanaged.checked_at)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    if let Some(e) = &unmanaged.error {
+        let _ = writeln!(
+            out,
+            "\nThe last unmanaged-guest check failed ({}): {}",
+            e.reason, e.summary
+        );
+        if unmanaged.guests.is_empty() {
+            return out;
+        }
+        let _ = writeln!(out, "The guests below were found by the last successful check ({when}).");
+    }
+    if unmanaged.guests.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nUnmanaged guests: none (checked {when}): every guest in Proxmox is in a state or ignored."
+        );
+        return out;
+    }
+    let provider = unmanaged.provider_for(&env.name);
+    let _ = writeln!(
+        out,
+        "\nGuests created outside Terraform ({} found {when}; no environment's state manages them).",
+        unmanaged.guests.len()
+    );
+    let _ = writeln!(
+        out,
+        "To adopt them into {} ({}), put these blocks in a .tf file of {}:\n",
+        env.name,
+        provider.source(),
+        env.dir.display()
+    );
+    out.push_str(&import_blocks(&unmanaged.guests, provider));
+    let _ = writeln!(
+        out,
+        "then let terraform write their configuration and check it:\n  terraform {} plan -generate-config-out=generated.tf\n\
+         Review generated.tf, apply to record them in the state, and remove the import blocks.\n\
+         To leave a guest outside Terraform on purpose, list it under [proxmox.ignore] (vmids, names or tags).",
+        shell_quote(&format!("-chdir={}", env.dir.display()))
     );
     out
 }

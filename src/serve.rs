@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::exporter::Exporter;
 use crate::http::App;
 use crate::scheduler::{Scheduler, TerraformScanner};
+use crate::unmanaged::watch::Watcher;
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,10 +72,12 @@ pub async fn run(
         config.max_concurrent_scans,
     ));
     scheduler.apply(&config);
+    let watcher = Arc::new(Watcher::start(exporter.clone()));
 
     let reload = {
         let exporter = exporter.clone();
         let scheduler = scheduler.clone();
+        let watcher = watcher.clone();
         let path = config_path.clone();
         move || -> Result<(), String> {
             match load(&path) {
@@ -88,6 +91,7 @@ pub async fn run(
                         );
                     }
                     scheduler.apply(&new);
+                    watcher.apply(&new);
                     exporter.set_config(new);
                     tracing::info!(file = %path.display(), "configuration reloaded");
                     Ok(())
@@ -132,7 +136,8 @@ pub async fn run(
         .map(|e| e.kill_grace)
         .max()
         .unwrap_or_default();
-    if tokio::time::timeout(grace + Duration::from_secs(4), scheduler.shutdown())
+    let stopping = async { tokio::join!(scheduler.shutdown(), watcher.shutdown()) };
+    if tokio::time::timeout(grace + Duration::from_secs(4), stopping)
         .await
         .is_err()
     {

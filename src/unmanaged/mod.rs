@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod state;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -1,0 +1,149 @@
+//! The periodic unmanaged-guest check of the running exporter: every `proxmox.interval`
+//! (counted from the end of the last check, also across a restart), stored under
+//! `storage.path` and shown in the exporter's state. A reload that changes `[proxmox]`
+//! checks again at once; one that removes it stops the checks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::exporter::Exporter;
+
+use super::{Unmanaged, check, save};
+
+/// The running check task.
+pub struct Watcher {
+    settings: watch::Sender<Arc<Config>>,
+    cancel: CancellationToken,
+    handle: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Watcher {
+    pub fn start(exporter: Arc<Exporter>) -> Watcher {
+        let (settings, rx) = watch::channel(exporter.config());
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(watch_loop(exporter, rx, cancel.clone()));
+        Watcher {
+            settings,
+            cancel,
+            handle: std::sync::Mutex::new(Some(handle)),
+        }
+    }
+
+    /// Takes a reloaded configuration.
+    pub fn apply(&self, config: &Config) {
+        let _ = self.settings.send(Arc::new(config.clone()));
+    }
+
+    /// Stops the task, interrupting a running `state pull`.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// When the first check is due: one interval after the stored one, at once when there is none.
+fn first_due(exporter: &Exporter, interval: Duration) -> Instant {
+    let age = exporter
+        .unmanaged()
+        .and_then(|u| u.checked_at)
+        .and_then(|t| (Utc::now() - t).to_std().ok());
+    match age {
+        Some(age) if age < interval => Instant::now() + (interval - age),
+        _ => Instant::now(),
+    }
+}
+
+async fn watch_loop(
+    exporter: Arc<Exporter>,
+    mut settings: watch::Receiver<Arc<Config>>,
+    cancel: CancellationToken,
+) {
+    let initial = settings.borrow_and_update().clone();
+    let mut due = initial
+        .proxmox
+        .as_ref()
+        .map(|p| first_due(&exporter, p.interval))
+        .unwrap_or_else(Instant::now);
+    let mut current = initial.proxmox.clone();
+    loop {
+        let config = settings.borrow_and_update().clone();
+        if config.proxmox != current {
+            // New settings (or [proxmox] added): check with them at once.
+            current = config.proxmox.clone();
+            due = Instant::now();
+        }
+        let Some(proxmox) = config.proxmox.clone() else {
+            tokio::select! {
+                changed = settings.changed() => if changed.is_err() { return },
+                _ = cancel.cancelled() => return,
+            }
+            continue;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            changed = settings.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+            _ = cancel.cancelled() => return,
+        }
+        tracing::debug!("unmanaged-guest check started");
+        let Some(result) = check(&config, &proxmox, &cancel).await else {
+            return;
+        };
+        let previous = exporter.unmanaged();
+        let result = match result {
+            Ok(result) => {
+                log_found(previous.as_deref(), &result);
+                result
+            }
+            Err(error) => {
+                tracing::warn!(reason = %error.reason, error = %error.summary, "unmanaged-guest check failed");
+                Unmanaged::failed(error, previous.as_deref())
+            }
+        };
+        if let Err(e) = save(&config.storage.path, &result) {
+            tracing::error!(error = %e, "cannot store the unmanaged-guest check; it is still shown");
+        }
+        exporter.record_unmanaged(result);
+        due = Instant::now() + proxmox.interval;
+    }
+}
+
+/// Logs the check, and each guest that was not unmanaged at the last check.
+fn log_found(previous: Option<&Unmanaged>, result: &Unmanaged) {
+    let known: Vec<u32> = previous
+        .map(|p| p.guests.iter().map(|g| g.vmid).collect())
+        .unwrap_or_default();
+    for g in result.guests.iter().filter(|g| !known.contains(&g.vmid)) {
+        tracing::warn!(
+            vmid = g.vmid,
+            name = g.name.as_deref().unwrap_or(""),
+            node = %g.node,
+            kind = g.kind.as_str(),
+            "guest created outside Terraform: no environment's state manages it"
+        );
+    }
+    tracing::info!(
+        inventory = result.inventory,
+        unmanaged = result.guests.len(),
+        ignored = result.ignored,
+        "unmanaged-guest check finished"
+    );
+}
