@@ -358,7 +358,9 @@ impl Config {
             let _ = writeln!(out, "  api url:      {} as {}", p.api_url, p.token_id);
             let secret = match &p.token_secret {
                 TokenSecret::File(f) if f.is_file() => format!("file {}", f.display()),
-                TokenSecret::File(f) => format!("file {}  (WARNING: not a readable file)", f.display()),
+                TokenSecret::File(f) => {
+                    format!("file {}  (WARNING: not a readable file)", f.display())
+                }
                 TokenSecret::EnvVar(v) if std::env::var_os(v).is_some() => format!("variable {v}"),
                 TokenSecret::EnvVar(v) => format!("variable {v}  (WARNING: not set)"),
             };
@@ -378,15 +380,31 @@ impl Config {
             let _ = writeln!(
                 out,
                 "  empty inventory: {}",
-                if p.allow_empty_inventory { "allowed" } else { "an error" }
+                if p.allow_empty_inventory {
+                    "allowed"
+                } else {
+                    "an error"
+                }
             );
             let ranges: Vec<String> = p
                 .ignore
                 .vmids
                 .iter()
-                .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .map(|(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
                 .collect();
-            let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(", ") };
+            let list = |items: &[String]| {
+                if items.is_empty() {
+                    "-".to_owned()
+                } else {
+                    items.join(", ")
+                }
+            };
             let _ = writeln!(
                 out,
                 "  ignore:       vmids {}; names {}; tags {}",
@@ -601,7 +619,9 @@ fn validate_proxmox(
     if host.is_empty() || host.contains('/') || host.contains('@') {
         return Err((
             key("api_url"),
-            format!("{api_url:?} must be https://HOST[:PORT] without a path (the exporter adds /api2/json)"),
+            format!(
+                "{api_url:?} must be https://HOST[:PORT] without a path (the exporter adds /api2/json)"
+            ),
         ));
     }
     let valid_token = p
@@ -621,7 +641,10 @@ fn validate_proxmox(
         (Some(file), None) => TokenSecret::File(absolute(&file)),
         (None, Some(var)) if !var.trim().is_empty() => TokenSecret::EnvVar(var.trim().to_owned()),
         (None, Some(_)) => {
-            return Err((key("token_secret_env"), "must name an environment variable".into()));
+            return Err((
+                key("token_secret_env"),
+                "must name an environment variable".into(),
+            ));
         }
         (Some(_), Some(_)) => {
             return Err((
@@ -660,7 +683,11 @@ fn validate_proxmox(
     let mut vmids = Vec::new();
     for (i, range) in p.ignore.vmids.iter().enumerate() {
         let parsed = match range.split_once('-') {
-            Some((a, b)) => a.trim().parse::<u32>().ok().zip(b.trim().parse::<u32>().ok()),
+            Some((a, b)) => a
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .zip(b.trim().parse::<u32>().ok()),
             None => range.trim().parse::<u32>().ok().map(|v| (v, v)),
         };
         match parsed {
@@ -674,10 +701,16 @@ fn validate_proxmox(
         }
     }
     if let Some(i) = p.ignore.names.iter().position(|n| n.trim().is_empty()) {
-        return Err((key(&format!("ignore.names[{i}]")), "must not be empty".into()));
+        return Err((
+            key(&format!("ignore.names[{i}]")),
+            "must not be empty".into(),
+        ));
     }
     if let Some(i) = p.ignore.tags.iter().position(|t| t.trim().is_empty()) {
-        return Err((key(&format!("ignore.tags[{i}]")), "must not be empty".into()));
+        return Err((
+            key(&format!("ignore.tags[{i}]")),
+            "must not be empty".into(),
+        ));
     }
     Ok(Proxmox {
         api_url,
@@ -691,7 +724,12 @@ fn validate_proxmox(
         ignore: GuestIgnore {
             vmids,
             names: p.ignore.names,
-            tags: p.ignore.tags.iter().map(|t| t.trim().to_lowercase()).collect(),
+            tags: p
+                .ignore
+                .tags
+                .iter()
+                .map(|t| t.trim().to_lowercase())
+                .collect(),
         },
     })
 }

@@ -153,7 +153,9 @@ impl Exporter {
             let mut unmanaged = self.unmanaged.write().unwrap_or_else(|p| p.into_inner());
             if unmanaged.take().is_some() {
                 self.metrics.show_unmanaged(None, 0);
-                tracing::info!("[proxmox] removed from the configuration: no more unmanaged-guest checks");
+                tracing::info!(
+                    "[proxmox] removed from the configuration: no more unmanaged-guest checks"
+                );
             }
         }
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);

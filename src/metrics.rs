@@ -486,7 +486,9 @@ impl Metrics {
                 .set(i64::from(failed == Some(reason)));
         }
         if let Some(t) = result.checked_at {
-            self.unmanaged_checked.get_or_create(&Vec::new()).set(unix(t));
+            self.unmanaged_checked
+                .get_or_create(&Vec::new())
+                .set(unix(t));
         }
         // After the change: a scrape in between re-encodes again later.
         self.touch();

@@ -72,7 +72,11 @@ fn unmanaged_section(h: &mut String, exporter: &Exporter) {
             h,
             "<p class=\"conform\">None: every one of the {} guests is in a Terraform state{} (checked {}).</p>",
             u.inventory,
-            if u.ignored > 0 { format!(" or ignored ({})", u.ignored) } else { String::new() },
+            if u.ignored > 0 {
+                format!(" or ignored ({})", u.ignored)
+            } else {
+                String::new()
+            },
             time(u.checked_at)
         );
         return;
@@ -89,7 +93,9 @@ fn unmanaged_section(h: &mut String, exporter: &Exporter) {
     if u.guests.is_empty() {
         return;
     }
-    h.push_str("<table><tr><th>VMID</th><th>Kind</th><th>Name</th><th>Node</th><th>Status</th></tr>\n");
+    h.push_str(
+        "<table><tr><th>VMID</th><th>Kind</th><th>Name</th><th>Node</th><th>Status</th></tr>\n",
+    );
     for g in &u.guests {
         let _ = writeln!(
             h,

@@ -199,7 +199,10 @@ pub fn adopt_unmanaged(env: &Environment, unmanaged: &Unmanaged) -> String {
         if unmanaged.guests.is_empty() {
             return out;
         }
-        let _ = writeln!(out, "The guests below were found by the last successful check ({when}).");
+        let _ = writeln!(
+            out,
+            "The guests below were found by the last successful check ({when})."
+        );
     }
     if unmanaged.guests.is_empty() {
         let _ = writeln!(

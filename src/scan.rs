@@ -253,11 +253,14 @@ struct Prepared {
 }
 
 impl Scan<'_> {
-    /// Checks the directory, reads `env_files`, opens the storage and runs init when needed.
+    /// Checks the directory, reads `env_files`, opens the storage and runs init when needed
+    /// (`init = "auto"`: when `eager` and the fingerprint changed; `state pull` is not eager,
+    /// as init would install providers it does not need).
     async fn prepare(
         &mut self,
         storage: &Path,
         deadline: Instant,
+        eager: bool,
     ) -> Result<Prepared, ScanError> {
         let env = self.env;
         if !env.dir.is_dir() {
@@ -285,7 +288,9 @@ impl Scan<'_> {
         let needs_init = match env.init {
             InitMode::Always => true,
             InitMode::Never => false,
-            InitMode::Auto => store.init_fingerprint().as_deref() != Some(fingerprint.as_str()),
+            InitMode::Auto => {
+                eager && store.init_fingerprint().as_deref() != Some(fingerprint.as_str())
+            }
         };
         let mut prepared = Prepared {
             store,
@@ -296,7 +301,8 @@ impl Scan<'_> {
         };
         if needs_init {
             let inv = self.invocation(&prepared.vars, deadline);
-            self.init(&inv, &prepared.store, &prepared.fingerprint).await?;
+            self.init(&inv, &prepared.store, &prepared.fingerprint)
+                .await?;
             prepared.initialised = true;
         }
         Ok(prepared)
@@ -318,18 +324,29 @@ impl Scan<'_> {
 
     /// `state pull` (after init when needed): the state document, empty when there is none.
     async fn pull(&mut self, storage: &Path, deadline: Instant) -> Result<Vec<u8>, ScanError> {
-        let prepared = self.prepare(storage, deadline).await?;
+        let prepared = self.prepare(storage, deadline, false).await?;
         let inv = self.invocation(&prepared.vars, deadline);
         let mut output = self
-            .run_step(&TfCommand::state_pull(), &inv, StdoutMode::Document, Phase::StatePull)
+            .run_step(
+                &TfCommand::state_pull(),
+                &inv,
+                StdoutMode::Document,
+                Phase::StatePull,
+            )
             .await?;
         if output.code() != Some(0) && !prepared.initialised && self.env.init == InitMode::Auto {
             let error = self.failure(&output, Phase::StatePull);
             if error.reason == ErrorReason::Init {
                 tracing::info!(environment = %self.env.name, "state pull asks for init: running init once and pulling again");
-                self.init(&inv, &prepared.store, &prepared.fingerprint).await?;
+                self.init(&inv, &prepared.store, &prepared.fingerprint)
+                    .await?;
                 output = self
-                    .run_step(&TfCommand::state_pull(), &inv, StdoutMode::Document, Phase::StatePull)
+                    .run_step(
+                        &TfCommand::state_pull(),
+                        &inv,
+                        StdoutMode::Document,
+                        Phase::StatePull,
+                    )
                     .await?;
             }
         }
@@ -347,7 +364,7 @@ impl Scan<'_> {
             secret_values,
             initialised,
             fingerprint,
-        } = self.prepare(storage, deadline).await?;
+        } = self.prepare(storage, deadline, true).await?;
         let collector = || {
             let mut c = SecretCollector::default();
             secret_values.iter().for_each(|v| c.add(v));

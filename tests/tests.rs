@@ -21,3 +21,5 @@ mod real_terraform;
 mod reconcile;
 #[path = "suite/server.rs"]
 mod server;
+#[path = "suite/unmanaged.rs"]
+mod unmanaged;

@@ -120,8 +120,10 @@ pub fn errors_from_text(text: &str) -> Vec<Diagnostic> {
     let mut out: Vec<Diagnostic> = Vec::new();
     let mut current: Option<Diagnostic> = None;
     for raw in text.lines() {
+        // `state pull` has no -no-color: its diagnostics come coloured.
+        let plain = strip_ansi(raw);
         // Human output frames diagnostics with box characters.
-        let line = raw.trim_start_matches(['│', '╷', '╵', ' ']).trim_end();
+        let line = plain.trim_start_matches(['│', '╷', '╵', ' ']).trim_end();
         if let Some(summary) = line.strip_prefix("Error: ") {
             out.extend(current.take());
             current = Some(Diagnostic {
@@ -146,9 +148,45 @@ pub fn errors_from_text(text: &str) -> Vec<Diagnostic> {
     out
 }
 
+/// `line` without ANSI escape sequences (`ESC [ ... letter`).
+fn strip_ansi(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.contains('\u{1b}') {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coloured_errors_are_read_too() {
+        let text = "\u{1b}[31m\u{1b}[31m╷\u{1b}[0m\u{1b}[0m\n\u{1b}[31m│\u{1b}[0m \u{1b}[0m\u{1b}[1m\u{1b}[31mError: \u{1b}[0m\u{1b}[0m\u{1b}[1mBackend initialization required, please run \"terraform init\"\u{1b}[0m\n\u{1b}[31m│\u{1b}[0m \u{1b}[0m\u{1b}[0mReason: Initial configuration\n";
+        let errors = errors_from_text(text);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].summary,
+            "Backend initialization required, please run \"terraform init\""
+        );
+        assert_eq!(errors[0].detail, "Reason: Initial configuration");
+    }
 
     #[test]
     fn plain_text_errors_are_split_from_warnings() {

@@ -256,7 +256,10 @@ impl Client {
             .header(hyper::header::HOST, self.host.as_str())
             .header(hyper::header::AUTHORIZATION, self.authorization.as_str())
             .header(hyper::header::ACCEPT, "application/json")
-            .header(hyper::header::USER_AGENT, concat!("tfdrift-exporter/", env!("CARGO_PKG_VERSION")))
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("tfdrift-exporter/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Empty::<Bytes>::new())
             .map_err(|e| CheckError::new(CheckReason::Config, format!("GET {url}: {e}")))?;
         let answer = sender
@@ -264,13 +267,18 @@ impl Client {
             .await
             .map_err(|e| connectivity(format!("HTTP: {e}")))?;
         let status = answer.status();
+        // Proxmox says why in the reason phrase ("authentication failure", "No ticket").
+        let phrase = answer
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
         let body = Limited::new(answer.into_body(), MAX_ANSWER)
             .collect()
             .await
             .map_err(|e| connectivity(format!("reading the answer: {e}")))?
             .to_bytes();
         driver.abort();
-        let phrase = status.canonical_reason().unwrap_or("");
         match status.as_u16() {
             200..=299 => Ok(body),
             401 => Err(CheckError::new(
@@ -281,7 +289,9 @@ impl Client {
             )),
             403 => Err(CheckError::new(
                 CheckReason::Auth,
-                format!("GET {url}: 403 {phrase}: the token may not read the inventory (give it the role PVEAuditor)"),
+                format!(
+                    "GET {url}: 403 {phrase}: the token may not read the inventory (give it the role PVEAuditor)"
+                ),
             )),
             code => Err(CheckError::new(
                 CheckReason::Api,
@@ -319,7 +329,10 @@ fn roots(p: &Proxmox) -> Result<RootCertStore, CheckError> {
         Some(file) => {
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
                 .map_err(|e| {
-                    config(format!("proxmox.ca_file: cannot read {}: {e}", file.display()))
+                    config(format!(
+                        "proxmox.ca_file: cannot read {}: {e}",
+                        file.display()
+                    ))
                 })?
                 .collect::<Result<_, _>>()
                 .map_err(|e| {
@@ -352,7 +365,8 @@ fn roots(p: &Proxmox) -> Result<RootCertStore, CheckError> {
 /// What a failed handshake means for the administrator.
 fn tls_failure(e: &std::io::Error) -> String {
     let text = e.to_string();
-    if text.contains("UnknownIssuer") {
+    // A CA of the same name but another key fails the signature, not the issuer lookup.
+    if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         "TLS: the server's certificate is signed by an unknown authority (set proxmox.ca_file to the cluster's /etc/pve/pve-root-ca.pem)".to_owned()
     } else if text.contains("NotValidForName") {
         format!("TLS: the server's certificate is not valid for this host name ({text})")
@@ -433,7 +447,10 @@ mod tests {
     #[test]
     fn host_and_port() {
         assert_eq!(split_host_port("pve1.lan"), Some(("pve1.lan".into(), 8006)));
-        assert_eq!(split_host_port("10.0.0.2:443"), Some(("10.0.0.2".into(), 443)));
+        assert_eq!(
+            split_host_port("10.0.0.2:443"),
+            Some(("10.0.0.2".into(), 443))
+        );
         assert_eq!(split_host_port("[::1]:8006"), Some(("[::1]".into(), 8006)));
         assert_eq!(split_host_port("pve:x"), None);
     }

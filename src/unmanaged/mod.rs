@@ -216,8 +216,10 @@ pub async fn check(
                 return Some(Err(scrub(CheckError::new(
                     CheckReason::State,
                     format!(
-                        "environment {name}: terraform state pull failed ({}): {}",
-                        e.reason, e.summary
+                        "environment {name}: terraform state pull failed ({}): {}{}",
+                        e.reason,
+                        e.summary,
+                        first_lines(&e.detail)
                     ),
                 ))));
             }
@@ -251,6 +253,22 @@ pub async fn check(
         providers,
         error: None,
     }))
+}
+
+/// The start of a terraform error's detail, on one line.
+fn first_lines(detail: &str) -> String {
+    let text: String = detail
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    match text.char_indices().nth(400) {
+        Some((i, _)) => format!(" {}...", &text[..i]),
+        None if text.is_empty() => String::new(),
+        None => format!(" {text}"),
+    }
 }
 
 /// Where the last check is kept, so that a restart and `reconcile` see it.
@@ -293,7 +311,10 @@ pub fn save(storage: &Path, result: &Unmanaged) -> Result<(), crate::store::Stor
 pub fn render_text(u: &Unmanaged) -> String {
     let mut out = String::new();
     if let Some(e) = &u.error {
-        out.push_str(&format!("unmanaged-guest check failed ({}): {}\n", e.reason, e.summary));
+        out.push_str(&format!(
+            "unmanaged-guest check failed ({}): {}\n",
+            e.reason, e.summary
+        ));
         return out;
     }
     if u.guests.is_empty() {
@@ -314,7 +335,10 @@ pub fn render_text(u: &Unmanaged) -> String {
         u.inventory,
         u.ignored
     ));
-    out.push_str(&format!("{:<8} {:<5} {:<24} {:<12} {}\n", "VMID", "KIND", "NAME", "NODE", "STATUS"));
+    out.push_str(&format!(
+        "{:<8} {:<5} {:<24} {:<12} {}\n",
+        "VMID", "KIND", "NAME", "NODE", "STATUS"
+    ));
     for g in &u.guests {
         out.push_str(&format!(
             "{:<8} {:<5} {:<24} {:<12} {}\n",
@@ -373,7 +397,10 @@ mod tests {
         assert_eq!(failed.guests, ok.guests);
         assert_eq!(failed.guests_checked_at, ok.checked_at);
         assert_eq!(failed.exit_code(), 1);
-        let again = Unmanaged::failed(CheckError::new(CheckReason::Api, "500".into()), Some(&failed));
+        let again = Unmanaged::failed(
+            CheckError::new(CheckReason::Api, "500".into()),
+            Some(&failed),
+        );
         assert_eq!(again.guests_checked_at, ok.checked_at);
         assert_eq!(ok.exit_code(), 2);
     }

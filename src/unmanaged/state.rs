@@ -145,7 +145,11 @@ pub fn managed_guests(state: &[u8]) -> Result<Managed, String> {
             continue;
         };
         *managed.providers.entry(provider).or_default() += 1;
-        for attributes in resource.instances.iter().filter_map(|i| i.attributes.as_ref()) {
+        for attributes in resource
+            .instances
+            .iter()
+            .filter_map(|i| i.attributes.as_ref())
+        {
             let own = match provider {
                 Provider::Bpg => &attributes.vm_id,
                 Provider::Telmate => &attributes.vmid,
@@ -205,12 +209,19 @@ pub fn import_blocks(guests: &[Guest], provider: Provider) -> String {
         if seen[&name] > 1 {
             name = format!("{name}_{}", g.vmid);
         }
-        let label = g.name.as_deref().unwrap_or("(no name: its node may be offline)");
+        let label = g
+            .name
+            .as_deref()
+            .unwrap_or("(no name: its node may be offline)");
         out.push_str(&format!(
             "# {} {} {label} on {}\n",
             g.kind.as_str(),
             g.vmid,
-            if g.node.is_empty() { "an unknown node" } else { &g.node }
+            if g.node.is_empty() {
+                "an unknown node"
+            } else {
+                &g.node
+            }
         ));
         if g.node.is_empty() {
             out.push_str("# the API did not say which node holds it: fill in the node below\n");
@@ -251,7 +262,10 @@ mod tests {
           {"mode":"managed","type":"terraform_data","name":"g","instances":[{"attributes":{"id":"107"}}]}
         ]}"#;
         let m = managed_guests(state).unwrap();
-        assert_eq!(m.vmids.into_iter().collect::<Vec<_>>(), [101, 102, 103, 104, 105, 106]);
+        assert_eq!(
+            m.vmids.into_iter().collect::<Vec<_>>(),
+            [101, 102, 103, 104, 105, 106]
+        );
         assert_eq!(m.providers[&Provider::Bpg], 3);
         assert_eq!(m.providers[&Provider::Telmate], 2);
     }
@@ -271,10 +285,22 @@ mod tests {
             guest(152, Some("web_2"), GuestKind::Qemu),
         ];
         let bpg = import_blocks(&guests, Provider::Bpg);
-        assert!(bpg.contains("to = proxmox_virtual_environment_vm.web_2_150\n  id = \"pve1/150\""), "{bpg}");
-        assert!(bpg.contains("to = proxmox_virtual_environment_container.ct_151\n  id = \"pve1/151\""), "{bpg}");
+        assert!(
+            bpg.contains("to = proxmox_virtual_environment_vm.web_2_150\n  id = \"pve1/150\""),
+            "{bpg}"
+        );
+        assert!(
+            bpg.contains("to = proxmox_virtual_environment_container.ct_151\n  id = \"pve1/151\""),
+            "{bpg}"
+        );
         let telmate = import_blocks(&guests[1..2], Provider::Telmate);
-        assert!(telmate.contains("to = proxmox_lxc.ct_151\n  id = \"pve1/lxc/151\""), "{telmate}");
-        assert_eq!(resource_name(&guest(1, Some("9lives"), GuestKind::Qemu)), "_9lives");
+        assert!(
+            telmate.contains("to = proxmox_lxc.ct_151\n  id = \"pve1/lxc/151\""),
+            "{telmate}"
+        );
+        assert_eq!(
+            resource_name(&guest(1, Some("9lives"), GuestKind::Qemu)),
+            "_9lives"
+        );
     }
 }

@@ -44,11 +44,7 @@ impl Watcher {
     /// Stops the task, interrupting a running `state pull`.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
-        let handle = self
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
             let _ = handle.await;
         }

@@ -59,7 +59,8 @@ pub struct Sim {
 }
 
 impl Sim {
-    fn start(dir: &Path) -> Sim {
+    /// Starts a simulator whose CA certificate is written to `dir/pve-root-ca.pem`.
+    pub fn start(dir: &Path) -> Sim {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -79,6 +80,14 @@ impl Sim {
             ca,
             cluster,
         }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn ca(&self) -> &Path {
+        &self.ca
     }
 
     /// A change "by hand", as the Proxmox UI makes it: through the API.
