@@ -951,4 +951,65 @@ mod tests {
             .to_string();
         assert!(e.contains("letters, digits"), "{e}");
     }
+
+    #[test]
+    fn proxmox_settings_are_checked_and_default_to_the_shortest_interval() {
+        let base = "[environments.prod]\ndir = \"x\"\ninterval = \"6h\"\n[environments.lab]\ndir = \"y\"\ninterval = \"30m\"\n";
+        let with = |p: &str| load(&format!("{base}[proxmox]\n{p}"));
+        let ok = "api_url = \"https://pve1.lan:8006/\"\ntoken_id = \"tfdrift@pve!mon\"\ntoken_secret_file = \"pve-token\"\n";
+        let c = with(&format!(
+            "{ok}[proxmox.ignore]\nvmids = [\"9000-9099\", \"150\"]\ntags = [\"Unmanaged\"]\n"
+        ))
+        .unwrap();
+        let p = c.proxmox.unwrap();
+        assert_eq!(p.api_url, "https://pve1.lan:8006");
+        assert_eq!(p.interval, Duration::from_secs(1800));
+        assert_eq!(
+            p.token_secret,
+            TokenSecret::File(PathBuf::from("/etc/t/pve-token"))
+        );
+        assert_eq!(p.ignore.vmids, [(9000, 9099), (150, 150)]);
+        assert_eq!(p.ignore.tags, ["unmanaged"]);
+        assert!(!p.insecure && !p.allow_empty_inventory);
+
+        for (text, key, words) in [
+            (
+                "api_url = \"http://pve:8006\"\ntoken_id = \"a@pve!b\"\ntoken_secret_file = \"f\"",
+                "proxmox.api_url",
+                "https://",
+            ),
+            (
+                "api_url = \"https://pve\"\ntoken_id = \"a@pve!b=secret\"\ntoken_secret_file = \"f\"",
+                "proxmox.token_id",
+                "without the secret",
+            ),
+            (
+                "api_url = \"https://pve\"\ntoken_id = \"a@pve!b\"",
+                "proxmox.token_secret_file",
+                "missing",
+            ),
+            (
+                "api_url = \"https://pve\"\ntoken_id = \"a@pve!b\"\ntoken_secret_file = \"f\"\ntoken_secret_env = \"V\"",
+                "proxmox.token_secret_file",
+                "not both",
+            ),
+            (
+                "api_url = \"https://pve\"\ntoken_id = \"a@pve!b\"\ntoken_secret_file = \"f\"\ninsecure = true\nca_file = \"ca.pem\"",
+                "proxmox.insecure",
+                "ca_file",
+            ),
+            (
+                "api_url = \"https://pve\"\ntoken_id = \"a@pve!b\"\ntoken_secret_file = \"f\"\n[proxmox.ignore]\nvmids = [\"200-100\"]",
+                "proxmox.ignore.vmids[0]",
+                "range",
+            ),
+        ] {
+            let e = with(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(words), "{text}: {e}");
+        }
+        let e = with(&format!("{ok}verify = false\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field") && e.contains("verify"), "{e}");
+    }
 }

@@ -277,20 +277,37 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         200
     );
 
-    let config = dir.join("exporter.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\nkill_grace = \"2s\"\n\
-             [environments.prod]\ndir = \"{}\"\n[environments.monitoring]\ndir = \"{}\"\n\
-             [environments.lab]\ndir = \"{}\"\ninit = \"never\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
-            prod.ws().display(),
-            mon.ws().display(),
-            lab.ws().display(),
-            lab.cli_config.display()
+    // The third manual change: a VM created in the Proxmox UI, outside every state.
+    assert_eq!(
+        lab.sim.call(
+            "POST",
+            "/nodes/pve1/qemu",
+            Some(json!({"vmid": 150, "name": "web2"}))
         ),
-    )
-    .unwrap();
+        200
+    );
+    std::fs::write(dir.join("pve-token"), TOKEN.split_once('=').unwrap().1).unwrap();
+
+    // The unmanaged-guest check knows the types of the real Proxmox providers, not the test
+    // provider's pvesim_vm: lab's VM 120 is listed as deliberately outside Terraform.
+    let config = dir.join("exporter.toml");
+    let monitoring = format!(
+        "[environments.monitoring]\ndir = \"{}\"\n",
+        mon.ws().display()
+    );
+    let config_text = format!(
+        "[storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\nkill_grace = \"2s\"\n\
+             [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\ninterval = \"2s\"\n\
+             [proxmox.ignore]\nvmids = [\"120\"]\n\
+             [environments.prod]\ndir = \"{}\"\n{monitoring}\
+             [environments.lab]\ndir = \"{}\"\ninit = \"never\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
+        lab.sim.url(),
+        lab.sim.ca().display(),
+        prod.ws().display(),
+        lab.ws().display(),
+        lab.cli_config.display()
+    );
+    std::fs::write(&config, &config_text).unwrap();
     let exporter = Server::start(&config);
 
     let telegram = FakeTelegram::start();
@@ -369,8 +386,42 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         failed.contains("state_backend") && !failed.contains("DRIFT"),
         "{failed}"
     );
-    // Every dashboard query returns data from this Prometheus.
-    for query in dashboard_queries() {
+    // monitoring's state cannot be read, so the unmanaged-guest check cannot tell which
+    // guests are managed: it fails (reason state) instead of calling every guest unmanaged.
+    let check_failed = telegram.wait_for(
+        "for the failed unmanaged-guest check",
+        Duration::from_secs(60),
+        |t| t.contains("TerraformUnmanagedCheckFailed"),
+    );
+    assert!(check_failed.contains("reason state"), "{check_failed}");
+    // Every dashboard query returns data from this Prometheus (the unmanaged-guest panels
+    // once the check works, below).
+    let (guest_queries, queries): (Vec<String>, Vec<String>) = dashboard_queries()
+        .into_iter()
+        .partition(|q| q.contains("unmanaged"));
+    assert_eq!(guest_queries.len(), 2, "{guest_queries:?}");
+    for query in queries {
+        wait_until(
+            &format!("dashboard query {query}"),
+            Duration::from_secs(30),
+            || !prom_query(prom_port, &query).is_empty(),
+        );
+    }
+    // monitoring taken out of the configuration (reload): the check works and names the VM
+    // made by hand, and the failed-check alert resolves.
+    std::fs::write(&config, config_text.replace(&monitoring, "")).unwrap();
+    assert_eq!(exporter.request("POST", "/-/reload", None).0, 200);
+    let unmanaged = telegram.wait_for("for the VM made by hand", Duration::from_secs(60), |t| {
+        t.contains("TerraformUnmanagedResource") && !t.contains("RESOLVED")
+    });
+    assert!(
+        unmanaged.contains("qemu 150 web2 on pve1") && !unmanaged.contains("qemu 120"),
+        "{unmanaged}"
+    );
+    telegram.wait_for("resolving the failed check", Duration::from_secs(60), |t| {
+        t.contains("RESOLVED") && t.contains("TerraformUnmanagedCheckFailed")
+    });
+    for query in guest_queries {
         wait_until(
             &format!("dashboard query {query}"),
             Duration::from_secs(30),
