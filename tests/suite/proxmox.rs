@@ -17,7 +17,7 @@ pub const TOKEN: &str = "tfdrift@pve!ci=0d5f5a1e-sim-secret";
 
 /// The provider binary, built once (into its own target dir, so that a `cargo test` holding
 /// the main one is not waited for).
-fn provider_dir() -> Option<PathBuf> {
+pub fn provider_dir() -> Option<PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

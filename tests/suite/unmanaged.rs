@@ -559,3 +559,147 @@ fn the_exporter_reports_a_vm_made_by_hand_within_one_check_interval() {
     assert_eq!(status, 404, "{v}");
     assert!(!server.metrics().contains("tfdrift_unmanaged_resources{"));
 }
+
+/// The test provider copied as `terraform-provider-proxmox`: it then serves bpg/proxmox's
+/// resource shape (`proxmox_virtual_environment_vm`: `vm_id`, `node_name`, `name`; import id
+/// `<node>/<vmid>`). Returns the CLI configuration that loads it through `dev_overrides`.
+fn bpg_provider(root: &std::path::Path) -> Option<PathBuf> {
+    let built = crate::proxmox::provider_dir()?;
+    let dir = root.join("bpg-provider");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        built.join("terraform-provider-pvesim"),
+        dir.join("terraform-provider-proxmox"),
+    )
+    .unwrap();
+    let rc = root.join("terraform.rc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  dev_overrides {{ \"registry.terraform.io/bpg/proxmox\" = \"{}\" }}\n  direct {{}}\n}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    Some(rc)
+}
+
+fn terraform_in(dir: &std::path::Path, rc: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("terraform")
+        .args(args)
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", rc)
+        .env("CHECKPOINT_DISABLE", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "terraform {args:?}: {text}");
+    text
+}
+
+#[test]
+fn the_printed_import_block_adopts_the_vm_made_by_hand() {
+    if !have_terraform() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let sim = Sim::start(root.path());
+    let Some(rc) = bpg_provider(root.path()) else {
+        return;
+    };
+    let ws = root.path().join("homelab");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("main.tf"),
+        format!(
+            "terraform {{\n  required_providers {{\n    proxmox = {{ source = \"bpg/proxmox\" }}\n  }}\n}}\n\
+             provider \"proxmox\" {{\n  api_url = \"{}\"\n  token   = \"{TOKEN}\"\n  ca_file = \"{}\"\n}}\n\
+             resource \"proxmox_virtual_environment_vm\" \"web\" {{\n  vm_id     = 100\n  node_name = \"pve1\"\n  name      = \"web\"\n}}\n",
+            sim.url(),
+            sim.ca().display()
+        ),
+    )
+    .unwrap();
+    terraform_in(
+        &ws,
+        &rc,
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    std::fs::write(root.path().join("pve-token"), secret()).unwrap();
+    let config = root.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\npath = \"storage\"\n[proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\n\
+             token_secret_file = \"pve-token\"\nca_file = \"{}\"\n\
+             [environments.homelab]\ndir = \"homelab\"\ninit = \"never\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
+            sim.url(),
+            sim.ca().display(),
+            rc.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (code, out, err) = run(&["unmanaged", "--config", config]);
+    assert_eq!(code, 0, "the applied VM is managed: {out}{err}");
+
+    // Made by hand in the Proxmox UI.
+    assert_eq!(
+        sim.call(
+            "POST",
+            "/nodes/pve1/qemu",
+            Some(json!({"vmid": 150, "name": "web2"}))
+        ),
+        200
+    );
+    let (code, out, err) = run(&["unmanaged", "--config", config, "--format", "json"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(vmids(&r), [150]);
+    assert_eq!(
+        r["providers"]["homelab"], "bpg/proxmox",
+        "read from the real state: {r}"
+    );
+
+    // The printed block, put in the code as printed, adopts the VM.
+    let (code, guide, err) = run(&["reconcile", "--config", config, "homelab"]);
+    assert_eq!(code, 0, "{err}");
+    let start = guide.find("import {").unwrap_or_else(|| panic!("{guide}"));
+    let end = start + guide[start..].find("\n}\n").unwrap() + 3;
+    let block = &guide[start..end];
+    assert_eq!(
+        block,
+        "import {\n  to = proxmox_virtual_environment_vm.web2\n  id = \"pve1/150\"\n}\n"
+    );
+    std::fs::write(ws.join("imports.tf"), block).unwrap();
+    terraform_in(
+        &ws,
+        &rc,
+        &[
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-generate-config-out=generated.tf",
+        ],
+    );
+    let generated = std::fs::read_to_string(ws.join("generated.tf")).unwrap();
+    assert!(
+        generated.contains("resource \"proxmox_virtual_environment_vm\" \"web2\"")
+            && generated.contains("vm_id")
+            && generated.contains("150")
+            && generated.contains("\"web2\""),
+        "{generated}"
+    );
+    terraform_in(
+        &ws,
+        &rc,
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    let (code, out, err) = run(&["unmanaged", "--config", config]);
+    assert_eq!(code, 0, "adopted: {out}{err}");
+}

@@ -354,6 +354,275 @@ impl Resource for Guest {
     }
 }
 
+/// The state of a guest in the shape of bpg/proxmox's `proxmox_virtual_environment_vm` (a
+/// subset: `vm_id`, `node_name`, `name`; import id `<node>/<vmid>`), for tests of the
+/// unmanaged-guest check and of the import blocks it prints.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+struct BpgState<'a> {
+    #[serde(borrow = "'a")]
+    id: ValueString<'a>,
+    vm_id: ValueNumber,
+    #[serde(borrow = "'a")]
+    node_name: ValueString<'a>,
+    #[serde(borrow = "'a")]
+    name: ValueString<'a>,
+}
+
+impl BpgState<'_> {
+    /// The same guest in the simulator's own shape, to share its API calls.
+    fn guest(&self) -> GuestState<'static> {
+        GuestState {
+            id: Value::Null,
+            vmid: self.vm_id.clone(),
+            node: string(&self.node_name)
+                .map(|n| Value::Value(Cow::Owned(n)))
+                .unwrap_or(Value::Null),
+            name: string(&self.name)
+                .map(|n| Value::Value(Cow::Owned(n)))
+                .unwrap_or(Value::Null),
+            memory: Value::Value(512),
+            cores: Value::Value(1),
+            tags: Value::Null,
+        }
+    }
+}
+
+/// A guest resource shaped like bpg/proxmox's; served when the binary is named
+/// `terraform-provider-proxmox` (loaded through `dev_overrides` for `bpg/proxmox`).
+struct BpgGuest(Guest);
+
+#[async_trait]
+impl Resource for BpgGuest {
+    type State<'a> = Value<BpgState<'a>>;
+    type PrivateState<'a> = ValueEmpty;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        let attr = |t: AttributeType, c: AttributeConstraint| Attribute {
+            attr_type: t,
+            description: Description::plain(""),
+            constraint: c,
+            ..Default::default()
+        };
+        Some(Schema {
+            version: 0,
+            block: Block {
+                version: 0,
+                description: Description::plain("A guest, in the shape of bpg/proxmox"),
+                attributes: map! {
+                    "id" => attr(AttributeType::String, AttributeConstraint::Computed),
+                    "vm_id" => attr(AttributeType::Number, AttributeConstraint::Required),
+                    "node_name" => attr(AttributeType::String, AttributeConstraint::Required),
+                    "name" => attr(AttributeType::String, AttributeConstraint::Optional),
+                },
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn validate<'a>(&self, _diags: &mut Diagnostics, _config: Self::State<'a>) -> Option<()> {
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        state: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let Value::Value(mut s) = state else {
+            return Some((state, private));
+        };
+        let api = self.0.api(diags)?;
+        let g = s.guest();
+        match api
+            .call("GET", &format!("{}/config", self.0.path(&g)), None)
+            .await
+        {
+            Err(e) => {
+                self.0.error(diags, "reading", &g, e);
+                None
+            }
+            Ok((500, body))
+                if body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("does not exist")) =>
+            {
+                Some((Value::Null, private))
+            }
+            Ok((200, body)) => {
+                let data = &body["data"];
+                s.name = data["name"]
+                    .as_str()
+                    .or(data["hostname"].as_str())
+                    .map(|n| Value::Value(Cow::Owned(n.to_owned())))
+                    .unwrap_or(Value::Null);
+                s.id = Value::Value(Cow::Owned(number(&s.vm_id).unwrap_or_default().to_string()));
+                Some((Value::Value(s), private))
+            }
+            Ok((status, body)) => {
+                let message = format!("{status} {}", body["message"].as_str().unwrap_or(""));
+                self.0.error(diags, "reading", &g, message);
+                None
+            }
+        }
+    }
+
+    async fn plan_create<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        proposed: Self::State<'a>,
+        _config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let planned = match proposed {
+            Value::Value(mut s) => {
+                s.id = Value::Unknown;
+                Value::Value(s)
+            }
+            other => other,
+        };
+        Some((planned, Default::default()))
+    }
+
+    async fn plan_update<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        proposed: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
+        let mut replace = Vec::new();
+        let planned = match (prior, proposed) {
+            (Value::Value(p), Value::Value(mut s)) => {
+                if p.vm_id != s.vm_id {
+                    replace.push(AttributePath::new("vm_id"));
+                }
+                if p.node_name != s.node_name {
+                    replace.push(AttributePath::new("node_name"));
+                }
+                s.id = if replace.is_empty() {
+                    p.id
+                } else {
+                    Value::Unknown
+                };
+                Value::Value(s)
+            }
+            (_, proposed) => proposed,
+        };
+        Some((planned, private, replace))
+    }
+
+    async fn plan_destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::PrivateState<'a>> {
+        Some(private)
+    }
+
+    async fn create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let Value::Value(mut s) = planned else {
+            return Some((planned, private));
+        };
+        let api = self.0.api(diags)?;
+        let g = s.guest();
+        let path = format!(
+            "/nodes/{}/{}",
+            string(&g.node).unwrap_or_default(),
+            self.0.kind
+        );
+        let done = api.call("POST", &path, Some(self.0.body(&g))).await;
+        self.0.succeeded(diags, "creating", &g, done)?;
+        s.id = Value::Value(Cow::Owned(number(&s.vm_id).unwrap_or_default().to_string()));
+        Some((Value::Value(s), private))
+    }
+
+    async fn update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let Value::Value(s) = &planned else {
+            return Some((planned, private));
+        };
+        let api = self.0.api(diags)?;
+        let g = s.guest();
+        let name_key = if self.0.kind == "lxc" {
+            "hostname"
+        } else {
+            "name"
+        };
+        let body = json!({ name_key: string(&s.name) });
+        let done = api
+            .call("PUT", &format!("{}/config", self.0.path(&g)), Some(body))
+            .await;
+        self.0.succeeded(diags, "updating", &g, done)?;
+        Some((planned, private))
+    }
+
+    async fn destroy<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        state: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<()> {
+        let Value::Value(s) = &state else {
+            return Some(());
+        };
+        let api = self.0.api(diags)?;
+        let g = s.guest();
+        match api.call("DELETE", &self.0.path(&g), None).await {
+            Ok(_) => Some(()),
+            Err(e) => {
+                self.0.error(diags, "deleting", &g, e);
+                None
+            }
+        }
+    }
+
+    /// bpg's import id: `<node>/<vmid>`.
+    async fn import<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        id: String,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let parsed = id
+            .split_once('/')
+            .and_then(|(node, vmid)| Some((node.to_owned(), vmid.parse::<i64>().ok()?)));
+        let Some((node, vmid)) = parsed else {
+            diags.root_error_short(format!("invalid import id {id:?}: expected <node>/<vmid>"));
+            return None;
+        };
+        Some((
+            Value::Value(BpgState {
+                id: Value::Value(Cow::Owned(vmid.to_string())),
+                vm_id: Value::Value(vmid),
+                node_name: Value::Value(Cow::Owned(node)),
+                name: Value::Null,
+            }),
+            Default::default(),
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 struct ProviderConfig<'a> {
     #[serde(borrow = "'a")]
@@ -367,6 +636,8 @@ struct ProviderConfig<'a> {
 #[derive(Default)]
 struct PveSim {
     api: Shared,
+    /// Served as `bpg/proxmox` (resource types `proxmox_virtual_environment_*`).
+    as_bpg: bool,
 }
 
 #[async_trait]
@@ -427,6 +698,12 @@ impl Provider for PveSim {
         &self,
         _diags: &mut Diagnostics,
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
+        if self.as_bpg {
+            return Some(map! {
+                "virtual_environment_vm" => BpgGuest(Guest { kind: "qemu", api: self.api.clone() }),
+                "virtual_environment_container" => BpgGuest(Guest { kind: "lxc", api: self.api.clone() }),
+            });
+        }
         Some(map! {
             "vm" => Guest { kind: "qemu", api: self.api.clone() },
             "lxc" => Guest { kind: "lxc", api: self.api.clone() },
@@ -443,5 +720,23 @@ impl Provider for PveSim {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    serve("pvesim", PveSim::default()).await
+    // Named terraform-provider-proxmox (a copy made by the tests), it stands in for bpg/proxmox.
+    let as_bpg = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a).file_name().map(|n| {
+                n.to_string_lossy()
+                    .starts_with("terraform-provider-proxmox")
+            })
+        })
+        .unwrap_or(false);
+    let name = if as_bpg { "proxmox" } else { "pvesim" };
+    serve(
+        name,
+        PveSim {
+            api: Shared::default(),
+            as_bpg,
+        },
+    )
+    .await
 }
