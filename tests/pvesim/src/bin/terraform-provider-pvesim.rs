@@ -373,7 +373,7 @@ impl BpgState<'_> {
     fn guest(&self) -> GuestState<'static> {
         GuestState {
             id: Value::Null,
-            vmid: self.vm_id.clone(),
+            vmid: self.vm_id,
             node: string(&self.node_name)
                 .map(|n| Value::Value(Cow::Owned(n)))
                 .unwrap_or(Value::Null),
