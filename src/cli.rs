@@ -32,6 +32,10 @@ pub struct Cli {
     /// Address the exporter listens on (overrides web.listen_address).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     listen_address: Option<String>,
+    /// Web configuration file: TLS and basic authentication (exporter-toolkit format;
+    /// overrides web.config_file).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(
         long = "log.level",
@@ -126,6 +130,7 @@ pub fn main() -> ExitCode {
         Some(Command::Serve) | None => serve(
             config_path.unwrap_or_else(|| DEFAULT_PATH.into()),
             cli.listen_address,
+            cli.web_config,
         ),
     };
     ExitCode::from(code)
@@ -295,7 +300,7 @@ fn unmanaged(path: &Path, format: Format) -> u8 {
     result.exit_code()
 }
 
-fn serve(path: PathBuf, listen: Option<String>) -> u8 {
+fn serve(path: PathBuf, listen: Option<String>, web_config: Option<PathBuf>) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -303,9 +308,16 @@ fn serve(path: PathBuf, listen: Option<String>) -> u8 {
         Ok(rt) => rt,
         Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(crate::serve::run(path, listen, CancellationToken::new())) {
+    match runtime.block_on(crate::serve::run(
+        path,
+        listen,
+        web_config,
+        CancellationToken::new(),
+    )) {
         Ok(()) => 0,
-        Err(e @ crate::serve::ServeError::Config(_)) => fail(EX_CONFIG, e),
+        Err(e @ (crate::serve::ServeError::Config(_) | crate::serve::ServeError::WebConfig(_))) => {
+            fail(EX_CONFIG, e)
+        }
         Err(e) => fail(1, e),
     }
 }
@@ -363,5 +375,11 @@ fn check_config(path: &Path) -> u8 {
         Err(code) => return code,
     };
     print!("{}", config.describe(chrono::Local::now()));
-    0
+    match crate::serve::load_web(&config) {
+        Ok(web) => {
+            println!("\nweb: {}", web.describe());
+            0
+        }
+        Err(e) => fail(EX_CONFIG, e),
+    }
 }

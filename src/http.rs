@@ -1,10 +1,11 @@
 //! The HTTP interface (interface §6) on hyper 1. Handlers only read the shared state or
 //! ask the scheduler; nothing here waits for a scan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -21,6 +22,17 @@ use crate::exporter::Exporter;
 use crate::metrics::{OPENMETRICS_FORMAT, TEXT_FORMAT};
 use crate::report::Report;
 use crate::scheduler::{Scheduler, Triggered};
+use crate::webconfig::WebConfig;
+
+/// The largest request body read (POST bodies are not used).
+const MAX_BODY: usize = 64 * 1024;
+/// Connections served at once; more wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 256;
+/// Time a client gets to send a request's headers (and to finish a TLS handshake).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `POST /scan/<env>`: a burst of this many, then one per `SCAN_REFILL`, per environment.
+const SCAN_BURST: f64 = 5.0;
+const SCAN_REFILL: Duration = Duration::from_secs(2);
 
 /// What the handlers need.
 pub struct App {
@@ -28,6 +40,32 @@ pub struct App {
     pub scheduler: Arc<Scheduler>,
     /// Reloads the configuration; `Err` carries the message for a 400.
     pub reload: Box<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// TLS and basic authentication; replaced on reload.
+    pub web: Arc<RwLock<Arc<WebConfig>>>,
+    /// Token buckets of `POST /scan/<env>`: (tokens, last refill).
+    pub scan_limits: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl App {
+    pub fn web(&self) -> Arc<WebConfig> {
+        self.web.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// True when a trigger of `env` may go through now.
+    fn scan_allowed(&self, env: &str) -> bool {
+        let mut limits = self.scan_limits.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = limits.entry(env.to_owned()).or_insert((SCAN_BURST, now));
+        let refill = now.duration_since(*last).as_secs_f64() / SCAN_REFILL.as_secs_f64();
+        *tokens = (*tokens + refill).min(SCAN_BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 type Body = Full<Bytes>;
@@ -57,9 +95,18 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
-/// Serves until `shutdown` is cancelled.
+/// Serves until `shutdown` is cancelled: at most `MAX_CONNECTIONS` at once, TLS when the
+/// web configuration says so (read per connection, so that a reload applies to new ones).
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -73,19 +120,81 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         };
         let app = app.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let _slot = slot;
+            let web = app.web();
+            match &web.tls {
+                None => serve_connection(app, TokioIo::new(stream), peer).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(app, TokioIo::new(stream), peer).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
+}
+
+async fn serve_connection<I>(app: Arc<App>, io: I, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(guarded(&app, req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, service);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Authentication and limits before any handler; the configured headers on every answer.
+async fn guarded(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let web = app.web();
+    let authorization = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut response = if !web.authorize(authorization.as_deref()).await {
+        tracing::debug!(peer = %peer, path = req.uri().path(), "refused: no valid basic authentication");
+        let mut r = error(StatusCode::UNAUTHORIZED, "Unauthorized");
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Basic"),
+        );
+        r
+    } else if req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies are limited to {MAX_BODY} bytes"),
+        )
+    } else {
+        handle(app, req, peer).await
+    };
+    for (name, value) in &web.headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
@@ -175,7 +284,30 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
         },
         (["scan", env], &Method::POST) => {
             // The body is not used; reading a bounded amount keeps the connection clean.
-            let _ = Limited::new(req.into_body(), 4096).collect().await;
+            if Limited::new(req.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .is_err()
+            {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request bodies are limited to {MAX_BODY} bytes"),
+                );
+            }
+            if app.exporter.view(env).is_some() && !app.scan_allowed(env) {
+                let mut r = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many scan requests for {env:?}: at most {SCAN_BURST} at once, then one per {}s",
+                        SCAN_REFILL.as_secs()
+                    ),
+                );
+                r.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    hyper::header::HeaderValue::from_static("2"),
+                );
+                return r;
+            }
             match app.scheduler.trigger(env) {
                 Triggered::Started => json_response(
                     StatusCode::ACCEPTED,
@@ -194,10 +326,18 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
         (["scan", _], _) => method_not_allowed("POST"),
         (["-", "healthy"], &Method::GET) => respond(StatusCode::OK, "text/plain", "OK\n"),
         (["-", "ready"], &Method::GET) => respond(StatusCode::OK, "text/plain", "Ready\n"),
-        (["-", "reload"], &Method::POST) => match (app.reload)() {
-            Ok(()) => json_response(StatusCode::OK, &json!({"status": "reloaded"})),
-            Err(message) => error(StatusCode::BAD_REQUEST, message),
-        },
+        (["-", "reload"], &Method::POST) => {
+            match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Err(_) => error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request bodies are limited to {MAX_BODY} bytes"),
+                ),
+                Ok(_) => match (app.reload)() {
+                    Ok(()) => json_response(StatusCode::OK, &json!({"status": "reloaded"})),
+                    Err(message) => error(StatusCode::BAD_REQUEST, message),
+                },
+            }
+        }
         (["-", "reload"], _) => method_not_allowed("POST"),
         (
             [""]

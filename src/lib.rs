@@ -30,3 +30,4 @@ pub mod scheduler;
 pub mod serve;
 pub mod store;
 pub mod unmanaged;
+pub mod webconfig;

@@ -2,8 +2,9 @@
 //! restored, scheduler and HTTP started, reload on SIGHUP or `POST /-/reload`, graceful
 //! shutdown on SIGTERM/SIGINT (running terraform interrupted so that locks are released).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -15,6 +16,7 @@ use crate::exporter::Exporter;
 use crate::http::App;
 use crate::scheduler::{Scheduler, TerraformScanner};
 use crate::unmanaged::watch::Watcher;
+use crate::webconfig::{WebConfig, WebConfigError};
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,18 +30,32 @@ pub enum ServeError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
+}
+
+/// The web configuration the configuration names (none: plain HTTP, no authentication).
+pub fn load_web(config: &Config) -> Result<WebConfig, WebConfigError> {
+    match &config.web.config_file {
+        Some(file) => WebConfig::load(file),
+        None => Ok(WebConfig::none()),
+    }
 }
 
 /// Runs until SIGTERM/SIGINT or `stop` is cancelled.
 pub async fn run(
     config_path: PathBuf,
     listen: Option<String>,
+    web_config: Option<PathBuf>,
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
     let load = {
         let listen = listen.clone();
         move |path: &PathBuf| -> Result<Config, ConfigError> {
             let mut config = Config::load(path)?;
+            if let Some(file) = &web_config {
+                config.web.config_file = Some(file.clone());
+            }
             if let Some(address) = &listen {
                 config.web.listen_address = address.parse().map_err(|_| ConfigError::Invalid {
                     file: path.clone(),
@@ -51,6 +67,7 @@ pub async fn run(
         }
     };
     let config = load(&config_path)?;
+    let web = Arc::new(RwLock::new(Arc::new(load_web(&config)?)));
     let address = config.web.listen_address;
     let listener = TcpListener::bind(address)
         .await
@@ -78,10 +95,15 @@ pub async fn run(
         let exporter = exporter.clone();
         let scheduler = scheduler.clone();
         let watcher = watcher.clone();
+        let web = web.clone();
         let path = config_path.clone();
         move || -> Result<(), String> {
-            match load(&path) {
-                Ok(new) => {
+            let loaded = load(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|new| load_web(&new).map(|w| (new, w)).map_err(|e| e.to_string()));
+            match loaded {
+                Ok((new, new_web)) => {
+                    *web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new_web);
                     let old = exporter.config();
                     if new.web.listen_address != old.web.listen_address
                         || new.storage.path != old.storage.path
@@ -98,7 +120,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reload failed: the running configuration stays");
-                    Err(e.to_string())
+                    Err(e)
                 }
             }
         }
@@ -111,12 +133,15 @@ pub async fn run(
             let reload = reload.clone();
             move || reload()
         }),
+        web: web.clone(),
+        scan_limits: Mutex::new(HashMap::new()),
     });
     let local = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(address = %local, config = %config_path.display(), environments = config.environments.len(), "listening");
+    let web_mode = web.read().unwrap_or_else(|p| p.into_inner()).describe();
+    tracing::info!(address = %local, config = %config_path.display(), environments = config.environments.len(), web = %web_mode, "listening");
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(crate::http::serve(listener, app, http_stop.clone()));
 

@@ -23,3 +23,5 @@ mod reconcile;
 mod server;
 #[path = "suite/unmanaged.rs"]
 mod unmanaged;
+#[path = "suite/web.rs"]
+mod web;

@@ -1,0 +1,451 @@
+//! The web configuration file shared by Prometheus exporters (exporter-toolkit format,
+//! `--web.config.file` or `[web] config_file`): TLS (`tls_server_config`), basic
+//! authentication with bcrypt hashes (`basic_auth_users`) and response headers
+//! (`http_server_config.headers`), applied to every endpoint. Reloaded with the
+//! configuration; an invalid file keeps the running one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::version::{TLS12, TLS13};
+use tokio_rustls::rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+
+/// Successful logins remembered, so that a scrape every 15 s does not cost a bcrypt run.
+const CACHE_SIZE: usize = 1024;
+
+/// Response headers the file may set (the exporter-toolkit's list).
+const HEADERS: &[&str] = &[
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "X-XSS-Protection",
+    "Strict-Transport-Security",
+];
+
+/// A web configuration file that cannot be used: names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {key}: {message}", file.display())]
+pub struct WebConfigError {
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    tls_server_config: Option<RawTls>,
+    http_server_config: Option<RawHttp>,
+    basic_auth_users: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_auth_type: Option<String>,
+    client_ca_file: Option<PathBuf>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    /// Accepted for compatibility; the exporter speaks HTTP/1.1 only.
+    http2: Option<bool>,
+    headers: Option<BTreeMap<String, String>>,
+}
+
+/// The validated web configuration (empty: plain HTTP, no authentication).
+#[derive(Debug, Default)]
+pub struct WebConfig {
+    pub file: Option<PathBuf>,
+    pub tls: Option<Arc<ServerConfig>>,
+    /// User name to bcrypt hash.
+    users: BTreeMap<String, String>,
+    pub headers: Vec<(String, String)>,
+    /// Digests of (user, password, hash) that verified.
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl WebConfig {
+    /// No file: plain HTTP without authentication.
+    pub fn none() -> WebConfig {
+        WebConfig::default()
+    }
+
+    /// Reads and checks `file`; certificate and key files are read now.
+    pub fn load(file: &Path) -> Result<WebConfig, WebConfigError> {
+        let err = |key: &str, message: String| WebConfigError {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| err("file", format!("cannot read the web configuration: {e}")))?;
+        let raw: RawWebConfig = if text.trim().is_empty() {
+            RawWebConfig::default()
+        } else {
+            serde_yaml::from_str(&text).map_err(|e| err("yaml", e.to_string()))?
+        };
+        let base = file.parent().unwrap_or(Path::new("."));
+        let tls = match raw.tls_server_config {
+            Some(tls) => Some(Arc::new(
+                server_config(tls, base).map_err(|(k, m)| err(&k, m))?,
+            )),
+            None => None,
+        };
+        let mut users = BTreeMap::new();
+        for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
+            let key = format!("basic_auth_users.{user}");
+            if user.is_empty() || user.contains(':') {
+                return Err(err(
+                    &key,
+                    "a user name must be non-empty and without ':'".into(),
+                ));
+            }
+            if hash.parse::<bcrypt::HashParts>().is_err() {
+                return Err(err(
+                    &key,
+                    "is not a bcrypt hash like \"$2y$10$...\" (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)".into(),
+                ));
+            }
+            users.insert(user, hash);
+        }
+        let mut headers = Vec::new();
+        let http = raw.http_server_config.unwrap_or_default();
+        if http.http2 == Some(true) {
+            tracing::info!(file = %file.display(), "http_server_config.http2: the exporter serves HTTP/1.1 only");
+        }
+        for (name, value) in http.headers.unwrap_or_default() {
+            let Some(known) = HEADERS.iter().find(|h| h.eq_ignore_ascii_case(&name)) else {
+                return Err(err(
+                    &format!("http_server_config.headers.{name}"),
+                    format!(
+                        "not a header that may be set (one of {})",
+                        HEADERS.join(", ")
+                    ),
+                ));
+            };
+            if hyper::header::HeaderValue::from_str(&value).is_err() {
+                return Err(err(
+                    &format!("http_server_config.headers.{name}"),
+                    "is not a valid header value".into(),
+                ));
+            }
+            headers.push(((*known).to_owned(), value));
+        }
+        Ok(WebConfig {
+            file: Some(file.to_owned()),
+            tls,
+            users,
+            headers,
+            verified: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// True when requests must carry basic authentication.
+    pub fn needs_auth(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Checks an `Authorization` header. An unknown user costs a bcrypt run like a wrong
+    /// password, so that the time of an answer does not tell which user names exist.
+    pub async fn authorize(self: &Arc<Self>, header: Option<&str>) -> bool {
+        if !self.needs_auth() {
+            return true;
+        }
+        let Some((user, password)) = header.and_then(parse_basic) else {
+            return false;
+        };
+        let (hash, known) = match self.users.get(&user) {
+            Some(hash) => (hash.clone(), true),
+            // The first user's hash: the same cost as a real check.
+            None => (
+                self.users.values().next().cloned().unwrap_or_default(),
+                false,
+            ),
+        };
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(user.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .chain_update([0])
+            .chain_update(hash.as_bytes())
+            .finalize()
+            .into();
+        if known
+            && self
+                .verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&digest)
+        {
+            return true;
+        }
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false)
+                && known;
+        if ok {
+            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if verified.len() >= CACHE_SIZE {
+                verified.clear();
+            }
+            verified.insert(digest);
+        }
+        ok
+    }
+
+    /// One line for logs and `check-config`.
+    pub fn describe(&self) -> String {
+        match &self.file {
+            None => "plain HTTP, no authentication".to_owned(),
+            Some(f) => format!(
+                "{} (TLS: {}, basic auth users: {})",
+                f.display(),
+                if self.tls.is_some() { "on" } else { "off" },
+                self.users.len()
+            ),
+        }
+    }
+}
+
+/// `Basic base64(user:password)`.
+fn parse_basic(header: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_decode(encoded.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Standard base64 with padding (RFC 4648), as browsers and Prometheus send it.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
+        if pad > 2 {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            let v = if i >= 4 - pad { 0 } else { value(*c)? };
+            n = (n << 6) | v;
+        }
+        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&decoded[..3 - pad]);
+    }
+    Some(out)
+}
+
+type Invalid = (String, String);
+
+fn server_config(tls: RawTls, base: &Path) -> Result<ServerConfig, Invalid> {
+    let key = |k: &str| format!("tls_server_config.{k}");
+    let path = |p: &Path| {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        }
+    };
+    let cert_file = tls.cert_file.as_deref().map(path).ok_or((
+        key("cert_file"),
+        "missing: the server's certificate (PEM)".to_owned(),
+    ))?;
+    let key_file = tls.key_file.as_deref().map(path).ok_or((
+        key("key_file"),
+        "missing: the server's private key (PEM)".to_owned(),
+    ))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| (key("cert_file"), format!("{}: {e}", cert_file.display())))?;
+    if certs.is_empty() {
+        return Err((
+            key("cert_file"),
+            format!("{}: no certificate", cert_file.display()),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(&key_file)
+        .map_err(|e| (key("key_file"), format!("{}: {e}", key_file.display())))?;
+
+    let version = |v: &Option<String>, k: &str| -> Result<Option<u8>, Invalid> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some("TLS12") => Ok(Some(12)),
+            Some("TLS13") => Ok(Some(13)),
+            Some(other) => Err((
+                key(k),
+                format!("{other:?}: TLS12 or TLS13 (older versions are not offered)"),
+            )),
+        }
+    };
+    let min = version(&tls.min_version, "min_version")?.unwrap_or(12);
+    let max = version(&tls.max_version, "max_version")?.unwrap_or(13);
+    if min > max {
+        return Err((key("min_version"), "is above max_version".into()));
+    }
+    let versions: Vec<&'static SupportedProtocolVersion> = [(12, &TLS12), (13, &TLS13)]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, p)| p)
+        .collect();
+
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| (key("min_version"), e.to_string()))?;
+    let auth_type = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let client_roots = || -> Result<Arc<RootCertStore>, Invalid> {
+        let file = tls.client_ca_file.as_deref().map(path).ok_or((
+            key("client_ca_file"),
+            format!(
+                "missing: client_auth_type {auth_type} needs the CA that signs client certificates"
+            ),
+        ))?;
+        let mut roots = RootCertStore::empty();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&file)
+            .and_then(|i| i.collect::<Result<_, _>>())
+            .map_err(|e| (key("client_ca_file"), format!("{}: {e}", file.display())))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err((
+                key("client_ca_file"),
+                format!("{}: no usable certificate", file.display()),
+            ));
+        }
+        Ok(Arc::new(roots))
+    };
+    let builder = match auth_type {
+        "NoClientCert" => {
+            if tls.client_ca_file.is_some() {
+                return Err((
+                    key("client_ca_file"),
+                    "is set but client_auth_type is NoClientCert: set client_auth_type to RequireAndVerifyClientCert or VerifyClientCertIfGiven".into(),
+                ));
+            }
+            builder.with_no_client_auth()
+        }
+        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(client_roots()?, provider);
+            if auth_type == "VerifyClientCertIfGiven" {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
+                .build()
+                .map_err(|e| (key("client_ca_file"), e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            return Err((
+                key("client_auth_type"),
+                format!(
+                    "{auth_type} (unverified client certificates) is not supported: use RequireAndVerifyClientCert or VerifyClientCertIfGiven with client_ca_file"
+                ),
+            ));
+        }
+        other => {
+            return Err((
+                key("client_auth_type"),
+                format!(
+                    "{other:?}: one of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+                ),
+            ));
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, private)
+        .map_err(|e| (key("key_file"), format!("does not match cert_file: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_headers_are_decoded() {
+        assert_eq!(
+            parse_basic("Basic cHJvbWV0aGV1czpzM2NyZXQ="),
+            Some(("prometheus".into(), "s3cret".into()))
+        );
+        assert_eq!(parse_basic("Basic YTo="), Some(("a".into(), "".into())));
+        assert_eq!(parse_basic("Bearer abc"), None);
+        assert_eq!(parse_basic("Basic ***"), None);
+        assert_eq!(parse_basic("Basic YWJj"), None, "no colon");
+    }
+
+    #[tokio::test]
+    async fn wrong_users_and_passwords_are_refused_and_right_ones_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.yml");
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        std::fs::write(&file, format!("basic_auth_users:\n  prometheus: {hash}\n")).unwrap();
+        let web = Arc::new(WebConfig::load(&file).unwrap());
+        assert!(web.needs_auth());
+        assert!(web.authorize(Some("Basic cHJvbWV0aGV1czpzM2NyZXQ=")).await);
+        assert!(
+            web.authorize(Some("Basic cHJvbWV0aGV1czpzM2NyZXQ=")).await,
+            "cached"
+        );
+        // prometheus:wrong, nobody:s3cret, none
+        assert!(!web.authorize(Some("Basic cHJvbWV0aGV1czp3cm9uZw==")).await);
+        assert!(!web.authorize(Some("Basic bm9ib2R5OnMzY3JldA==")).await);
+        assert!(!web.authorize(None).await);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.yml");
+        for (text, key) in [
+            ("basic_auth_users:\n  a: plain\n", "basic_auth_users.a"),
+            (
+                "tls_server_config:\n  key_file: k.pem\n",
+                "tls_server_config.cert_file",
+            ),
+            (
+                "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n",
+                "tls_server_config.cert_file",
+            ),
+            ("unknown: 1\n", "yaml"),
+            (
+                "http_server_config:\n  headers:\n    Set-Cookie: x\n",
+                "http_server_config.headers.Set-Cookie",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = WebConfig::load(&file).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+}
