@@ -19,6 +19,8 @@ mod proxmox;
 mod real_terraform;
 #[path = "suite/reconcile.rs"]
 mod reconcile;
+#[path = "suite/secrets.rs"]
+mod secrets;
 #[path = "suite/server.rs"]
 mod server;
 #[path = "suite/unmanaged.rs"]

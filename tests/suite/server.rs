@@ -18,6 +18,8 @@ pub struct Server {
     child: Child,
     pub address: String,
     logs: mpsc::Receiver<String>,
+    /// Every line the exporter logged so far.
+    all_logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -27,6 +29,11 @@ impl Server {
 
     /// Starts and checks that the start-up logs (before "listening") contain `expected`.
     fn start_logged(config: &Path, expected: &str) -> Server {
+        Server::start_with(config, expected, &[])
+    }
+
+    /// Starts with extra command-line arguments (`--log.level trace`).
+    pub fn start_with(config: &Path, expected: &str, extra: &[&str]) -> Server {
         let mut child = bin()
             .args([
                 "--config",
@@ -34,23 +41,26 @@ impl Server {
                 "--web.listen-address",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let (tx, logs) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let all_logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = all_logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                keep.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
             }
         });
         let mut server = Server {
             child,
             address: String::new(),
             logs,
+            all_logs,
         };
         if !expected.is_empty() {
             server.wait_log(expected, Duration::from_secs(20));
@@ -109,6 +119,11 @@ impl Server {
             serde_json::from_str(&body)
                 .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}")),
         )
+    }
+
+    /// Every line logged so far.
+    pub fn logged(&self) -> Vec<String> {
+        self.all_logs.lock().unwrap().clone()
     }
 
     pub fn metrics(&self) -> String {
