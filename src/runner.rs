@@ -341,6 +341,7 @@ async fn read_stdout(
                 if n == 0 {
                     break;
                 }
+                summary.cut = line.last() != Some(&b'\n');
                 summary.push_line(&String::from_utf8_lossy(&line));
             }
             Ok((summary, Vec::new(), String::new()))

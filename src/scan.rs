@@ -532,11 +532,22 @@ impl Scan<'_> {
                 ),
                 None => "ended in an unknown way".to_owned(),
             };
+            let cut = if output.stream.cut {
+                "; its output stopped in the middle of a line"
+            } else {
+                ""
+            };
             error.summary = format!(
-                "terraform {} {how} without an error message",
+                "terraform {} {how} without an error message{cut}",
                 phase.command()
             );
-            error.detail = tail(&output.text, 2000);
+            let stray = tail(&output.stream.stray, 2000);
+            let text = tail(&output.text, 2000);
+            error.detail = match (stray.is_empty(), text.is_empty()) {
+                (true, _) => text,
+                (false, true) => format!("standard output:\n{stray}"),
+                (false, false) => format!("standard output:\n{stray}\nstandard error:\n{text}"),
+            };
         }
         error
     }

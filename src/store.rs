@@ -157,12 +157,30 @@ impl EnvStore {
             .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
             .unwrap_or_default();
         let base = format!("{env}-{stamp}");
-        let mut id = base.clone();
-        let mut n = 1;
+        // Ids issued in this process: a report that could not be written (a full disk)
+        // leaves no file, and its id must not be given again in the same second.
+        type Issued = Vec<(String, String, u32)>;
+        static ISSUED: std::sync::Mutex<Issued> = std::sync::Mutex::new(Vec::new());
+        let mut issued = ISSUED.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = issued
+            .iter()
+            .find(|(e, b, _)| e == env && *b == base)
+            .map(|(_, _, n)| n + 1)
+            .unwrap_or(1);
+        let make = |n: u32| {
+            if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        };
+        let mut id = make(n);
         while self.history_dir().join(format!("{id}.json")).exists() {
             n += 1;
-            id = format!("{base}-{n}");
+            id = make(n);
         }
+        issued.retain(|(e, _, _)| e != env);
+        issued.push((env.to_owned(), base.clone(), n));
         id
     }
 

@@ -13,6 +13,8 @@ mod classify_streams;
 mod cli_config;
 #[path = "suite/explain_fixtures.rs"]
 mod explain_fixtures;
+#[path = "suite/faults.rs"]
+mod faults;
 #[path = "suite/proxmox.rs"]
 mod proxmox;
 #[path = "suite/real_terraform.rs"]

@@ -33,6 +33,8 @@ pub struct StreamSummary {
     pub interrupted: bool,
     /// Lines that were not JSON messages, kept (bounded) for classification.
     pub stray: String,
+    /// The stream ended in the middle of a line (terraform killed, or a pipe cut).
+    pub cut: bool,
 }
 
 /// Upper bound of stray text kept from a stream: enough for any error message, and a

@@ -121,6 +121,10 @@ impl Server {
         )
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every line logged so far.
     pub fn logged(&self) -> Vec<String> {
         self.all_logs.lock().unwrap().clone()
