@@ -15,6 +15,8 @@ mod cli_config;
 mod explain_fixtures;
 #[path = "suite/faults.rs"]
 mod faults;
+#[path = "suite/fuzz.rs"]
+mod fuzz;
 #[path = "suite/proxmox.rs"]
 mod proxmox;
 #[path = "suite/real_terraform.rs"]

@@ -50,7 +50,10 @@ pub fn served_plan(json: &[u8], mut secrets: SecretCollector) -> Result<Vec<u8>,
             .into_iter()
             .flatten()
         {
-            mask_change(&mut item["change"], &mut secrets);
+            // A malformed entry (not an object, no change) has nothing to mask.
+            if let Some(change) = item.get_mut("change") {
+                mask_change(change, &mut secrets);
+            }
         }
     }
     for output in out
@@ -69,6 +72,9 @@ pub fn served_plan(json: &[u8], mut secrets: SecretCollector) -> Result<Vec<u8>,
 
 /// Replaces the sensitive parts of `before`/`after` by their masks, recording the secrets.
 fn mask_change(change: &mut Value, secrets: &mut SecretCollector) {
+    if !change.is_object() {
+        return;
+    }
     for (side, mask) in [("before", "before_sensitive"), ("after", "after_sensitive")] {
         let mask = change.get(mask).cloned();
         if let Some(value) = change.get(side).filter(|v| !v.is_null()).cloned() {
