@@ -4,7 +4,10 @@
 # three at a time. Every 10 s it samples the exporter's resident memory, its open file
 # descriptors and its threads, and the number of terraform processes left; at the end it
 # prints the samples' first and last quarter side by side. Needs terraform, curl, python3.
-# Output: a CSV (OUT, default bench/soak.csv) and a summary on stdout.
+# Output: a CSV (OUT, default bench/soak.csv) and a summary on stdout. RETENTION (default
+# 90d, the exporter's default) is storage.retention: the history index in memory holds one
+# summary per kept scan, so with 90d it grows by about 1 KiB a scan; RETENTION=2m bounds
+# it and shows whether anything else grows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scans=${SCANS:-2000}
@@ -21,6 +24,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 cat > "$work/config.toml" <<EOT
 [storage]
 path = "state"
+retention = "${RETENTION:-90d}"
 [defaults]
 interval = "1s"
 jitter = "0s"
