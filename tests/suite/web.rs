@@ -312,3 +312,42 @@ fn promtool_accepts_the_shipped_web_configuration() {
     );
     assert_eq!(curl(&["--cacert", &ca], &https), 401);
 }
+
+#[test]
+fn slow_clients_are_dropped_and_large_bodies_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "");
+    use std::io::{Read, Write};
+    // Connections that never finish their headers.
+    let mut idle: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&server.address).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    // They do not keep others out.
+    assert_eq!(server.request("GET", "/-/healthy", None).0, 200);
+    // And they are closed once the header timeout (10 s) has passed.
+    std::thread::sleep(Duration::from_secs(12));
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        // Ok: the server closed it (an error here would be our own read timeout).
+        let closed = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf);
+        assert!(closed.is_ok(), "still open after the header timeout: {closed:?}");
+        assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    // A body over 64 KiB is refused before it is read.
+    let mut s = std::net::TcpStream::connect(&server.address).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /scan/lab HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
