@@ -398,13 +398,7 @@ impl Config {
                     }
                 })
                 .collect();
-            let list = |items: &[String]| {
-                if items.is_empty() {
-                    "-".to_owned()
-                } else {
-                    items.join(", ")
-                }
-            };
+            let list = |items: &[String]| listed(items.to_vec());
             let _ = writeln!(
                 out,
                 "  ignore:       vmids {}; names {}; tags {}",
@@ -439,13 +433,7 @@ impl Config {
             let _ = writeln!(out, "  init:         {}", env.init);
             let _ = writeln!(out, "  refresh only: {}", env.refresh_only);
             let _ = writeln!(out, "  parallelism:  {}", env.parallelism);
-            let list = |items: Vec<String>| {
-                if items.is_empty() {
-                    "-".to_owned()
-                } else {
-                    items.join(", ")
-                }
-            };
+            let list = listed;
             let _ = writeln!(
                 out,
                 "  var files:    {}",
@@ -506,6 +494,15 @@ impl Config {
             let _ = writeln!(out, "  next runs:    {first}{}", runs.join(", "));
         }
         out
+    }
+}
+
+/// Items joined by commas, or `-` for none (check-config).
+fn listed(items: Vec<String>) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
     }
 }
 

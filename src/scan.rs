@@ -106,17 +106,7 @@ pub async fn scan(
 ) -> Result<(Report, Option<Vec<u8>>), Cancelled> {
     let started_at = Utc::now();
     let clock = Instant::now();
-    let mut scan = Scan {
-        env,
-        tool: Tool {
-            binary: Some(env.binary.clone()),
-            version: None,
-        },
-        secrets: Redactor::default(),
-        cancel,
-        cancelled: false,
-        served_plan: None,
-    };
+    let mut scan = Scan::new(env, cancel);
     let mut report = match scan.run(storage, clock + env.timeout).await {
         Ok(mut outcome) => {
             let today = chrono::Local::now().date_naive();
@@ -196,17 +186,7 @@ pub async fn pull_state(
         // The pull reports the storage problem itself.
         Err(_) => None,
     };
-    let mut pull = Scan {
-        env,
-        tool: Tool {
-            binary: Some(env.binary.clone()),
-            version: None,
-        },
-        secrets: Redactor::default(),
-        cancel,
-        cancelled: false,
-        served_plan: None,
-    };
+    let mut pull = Scan::new(env, cancel);
     let result = pull.pull(storage, deadline).await;
     if pull.cancelled {
         return Err(PullError::Cancelled);
@@ -250,6 +230,22 @@ struct Prepared {
     /// Whether init ran in this preparation.
     initialised: bool,
     fingerprint: String,
+}
+
+impl<'a> Scan<'a> {
+    fn new(env: &'a Environment, cancel: &'a CancellationToken) -> Scan<'a> {
+        Scan {
+            env,
+            tool: Tool {
+                binary: Some(env.binary.clone()),
+                version: None,
+            },
+            secrets: Redactor::default(),
+            cancel,
+            cancelled: false,
+            served_plan: None,
+        }
+    }
 }
 
 impl Scan<'_> {

@@ -68,8 +68,7 @@ impl EnvStore {
         self.root.join("history")
     }
 
-    /// Waits for, then takes, the environment's scan lock (blocking).
-    pub fn lock(&self) -> Result<ScanLock, StoreError> {
+    fn lock_file(&self) -> Result<(File, PathBuf), StoreError> {
         let path = self.root.join("scan.lock");
         let file = OpenOptions::new()
             .create(true)
@@ -78,20 +77,19 @@ impl EnvStore {
             .mode(0o600)
             .open(&path)
             .map_err(at(&path))?;
+        Ok((file, path))
+    }
+
+    /// Waits for, then takes, the environment's scan lock (blocking).
+    pub fn lock(&self) -> Result<ScanLock, StoreError> {
+        let (file, path) = self.lock_file()?;
         file.lock().map_err(at(&path))?;
         Ok(ScanLock { _file: file })
     }
 
     /// Takes the scan lock when it is free; `None` while a scan holds it.
     pub fn try_lock(&self) -> Result<Option<ScanLock>, StoreError> {
-        let path = self.root.join("scan.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(at(&path))?;
+        let (file, path) = self.lock_file()?;
         match file.try_lock() {
             Ok(()) => Ok(Some(ScanLock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

@@ -322,7 +322,8 @@ fn slow_clients_are_dropped_and_large_bodies_refused() {
     let mut idle: Vec<std::net::TcpStream> = (0..50)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(&server.address).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
             s
         })
         .collect();
@@ -336,7 +337,10 @@ fn slow_clients_are_dropped_and_large_bodies_refused() {
         // Ok: the server closed it (an error here would be our own read timeout).
         let closed = s.read_to_end(&mut buf);
         let text = String::from_utf8_lossy(&buf);
-        assert!(closed.is_ok(), "still open after the header timeout: {closed:?}");
+        assert!(
+            closed.is_ok(),
+            "still open after the header timeout: {closed:?}"
+        );
         assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
     }
     // A body over 64 KiB is refused before it is read.
