@@ -355,3 +355,94 @@ fn slow_clients_are_dropped_and_large_bodies_refused() {
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+#[test]
+fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
+    if !have("curl") || !have("prometheus") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let server = start(
+        dir.path(),
+        &format!(
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: {}\n",
+            hash("scrape-pw")
+        ),
+    );
+    std::fs::write(dir.path().join("password"), "scrape-pw").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prom_config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tfdrift\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: prometheus\n      password_file: {}\n    static_configs:\n      - targets: [\"{}\"]\n  - job_name: tfdrift-no-auth\n    scheme: https\n    tls_config:\n      ca_file: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
+        pki.path("ca.crt"),
+        dir.path().join("password").display(),
+        server.address,
+        pki.path("ca.crt"),
+        server.address,
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), prom_config).unwrap();
+    struct Daemon(std::process::Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Daemon(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let targets = |job: &str| -> Option<String> {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{port}/api/v1/targets"))
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["data"]["activeTargets"]
+            .as_array()?
+            .iter()
+            .find(|t| t["labels"]["job"] == job)
+            .map(|t| {
+                format!(
+                    "{} {}",
+                    t["health"].as_str().unwrap_or(""),
+                    t["lastError"].as_str().unwrap_or("")
+                )
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (with, without) = (targets("tfdrift"), targets("tfdrift-no-auth"));
+        if with.as_deref().is_some_and(|h| h.starts_with("up"))
+            && without.as_deref().is_some_and(|h| h.starts_with("down"))
+        {
+            assert!(
+                without.unwrap().contains("401"),
+                "refused for want of credentials"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus targets: {with:?} / {without:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
