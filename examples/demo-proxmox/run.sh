@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real drift in a minute: starts the simulated Proxmox VE API (tests/pvesim), applies a small
 # homelab through the Rust test provider (prod, lab, monitoring), then raises the memory of
-# lab's VM "by hand" through the API, as the Proxmox UI would, and runs the exporter on it.
+# lab's VM "by hand" through the API, as the Proxmox UI would, creates a VM outside
+# Terraform, and runs the exporter on it.
 # Open http://127.0.0.1:9848/ ; Ctrl-C stops everything. Needs cargo, terraform, protoc
 # (Debian: protobuf-compiler libprotobuf-dev) and curl. Everything listens on 127.0.0.1.
 set -euo pipefail
@@ -70,6 +71,11 @@ echo "raising lab-app's memory to 3072 MB by hand, through the API:"
 curl -sS --cacert "$work/pve-root-ca.pem" -X PUT -H "Authorization: PVEAPIToken=$token" \
   -d '{"memory": 3072}' "$api/api2/json/nodes/pve1/qemu/110/config"
 echo
+echo "creating VM 150 'web2' by hand, outside Terraform:"
+curl -sS --cacert "$work/pve-root-ca.pem" -X POST -H "Authorization: PVEAPIToken=$token" \
+  -d '{"vmid": 150, "name": "web2"}' "$api/api2/json/nodes/pve1/qemu"
+echo
+printf '%s' "${token#*=}" > "$work/pve-token"
 
 cat > "$work/config.toml" <<EOT
 [web]
@@ -81,6 +87,16 @@ interval = "1m"
 jitter = "0s"
 init = "never"          # dev_overrides: the provider is not installed by init
 env = { TF_CLI_CONFIG_FILE = "$work/terraform.rc" }
+[proxmox]
+api_url = "$api"
+token_id = "${token%%=*}"
+token_secret_file = "pve-token"
+ca_file = "pve-root-ca.pem"
+interval = "30s"
+# The demo's own guests use the test provider's types (pvesim_vm, pvesim_lxc), which the
+# check does not read; a real homelab's bpg or Telmate states need no such line.
+[proxmox.ignore]
+vmids = ["100-121"]
 [environments.prod]
 dir = "prod"
 [environments.lab]
@@ -92,5 +108,7 @@ echo "exporter on http://127.0.0.1:9848/ (Ctrl-C stops)"
 target/release/tfdrift-exporter --config "$work/config.toml" &
 exporter=$!
 sleep 5
-curl -s http://127.0.0.1:9848/metrics | grep -E '^tfdrift_(status|outside_changes)'
+curl -s http://127.0.0.1:9848/metrics | grep -E '^tfdrift_(status|outside_changes|unmanaged_resource)'
+echo "import blocks for the VM made by hand:"
+target/release/tfdrift-exporter reconcile --config "$work/config.toml" lab | sed -n '/^Guests created/,$p'
 wait "$exporter"
