@@ -99,6 +99,34 @@ impl Guest {
         )))
     }
 
+    /// The guest's configuration: `Some(None)` when it is gone from the API, `None` after a
+    /// failure (reported as a diagnostic).
+    async fn fetch(&self, diags: &mut Diagnostics, s: &GuestState<'_>) -> Option<Option<Json>> {
+        let api = self.api(diags)?;
+        match api
+            .call("GET", &format!("{}/config", self.path(s)), None)
+            .await
+        {
+            Err(e) => {
+                self.error(diags, "reading", s, e);
+                None
+            }
+            Ok((500, body))
+                if body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("does not exist")) =>
+            {
+                Some(None)
+            }
+            Ok((200, body)) => Some(Some(body["data"].clone())),
+            Ok((status, body)) => {
+                let message = format!("{status} {}", body["message"].as_str().unwrap_or(""));
+                self.error(diags, "reading", s, message);
+                None
+            }
+        }
+    }
+
     /// `Some` for a 200 answer; any other answer or failure becomes a diagnostic.
     fn succeeded(
         &self,
@@ -180,53 +208,27 @@ impl Resource for Guest {
         let Value::Value(mut s) = state else {
             return Some((state, private));
         };
-        let api = self.api(diags)?;
-        match api
-            .call("GET", &format!("{}/config", self.path(&s)), None)
-            .await
-        {
-            Err(e) => {
-                self.error(diags, "reading", &s, e);
-                None
-            }
-            Ok((500, body))
-                if body["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("does not exist")) =>
-            {
-                Some((Value::Null, private))
-            }
-            Ok((200, body)) => {
-                let data = &body["data"];
-                let name = data["name"].as_str().or(data["hostname"].as_str());
-                s.name = name
-                    .map(|n| Value::Value(Cow::Owned(n.to_owned())))
-                    .unwrap_or(Value::Null);
-                s.memory = data["memory"]
-                    .as_i64()
-                    .map(Value::Value)
-                    .unwrap_or(Value::Null);
-                s.cores = data["cores"]
-                    .as_i64()
-                    .map(Value::Value)
-                    .unwrap_or(Value::Null);
-                s.tags = match data["tags"].as_str() {
-                    Some(t) if !t.is_empty() => Value::Value(Cow::Owned(t.to_owned())),
-                    _ if s.tags.is_null() => Value::Null,
-                    _ => Value::Value(Cow::Borrowed("")),
-                };
-                Some((Value::Value(s), private))
-            }
-            Ok((status, body)) => {
-                self.error(
-                    diags,
-                    "reading",
-                    &s,
-                    format!("{status} {}", body["message"].as_str().unwrap_or("")),
-                );
-                None
-            }
-        }
+        let Some(data) = self.fetch(diags, &s).await? else {
+            return Some((Value::Null, private));
+        };
+        let name = data["name"].as_str().or(data["hostname"].as_str());
+        s.name = name
+            .map(|n| Value::Value(Cow::Owned(n.to_owned())))
+            .unwrap_or(Value::Null);
+        s.memory = data["memory"]
+            .as_i64()
+            .map(Value::Value)
+            .unwrap_or(Value::Null);
+        s.cores = data["cores"]
+            .as_i64()
+            .map(Value::Value)
+            .unwrap_or(Value::Null);
+        s.tags = match data["tags"].as_str() {
+            Some(t) if !t.is_empty() => Value::Value(Cow::Owned(t.to_owned())),
+            _ if s.tags.is_null() => Value::Null,
+            _ => Value::Value(Cow::Borrowed("")),
+        };
+        Some((Value::Value(s), private))
     }
 
     async fn plan_create<'a>(
@@ -434,39 +436,17 @@ impl Resource for BpgGuest {
         let Value::Value(mut s) = state else {
             return Some((state, private));
         };
-        let api = self.0.api(diags)?;
         let g = s.guest();
-        match api
-            .call("GET", &format!("{}/config", self.0.path(&g)), None)
-            .await
-        {
-            Err(e) => {
-                self.0.error(diags, "reading", &g, e);
-                None
-            }
-            Ok((500, body))
-                if body["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("does not exist")) =>
-            {
-                Some((Value::Null, private))
-            }
-            Ok((200, body)) => {
-                let data = &body["data"];
-                s.name = data["name"]
-                    .as_str()
-                    .or(data["hostname"].as_str())
-                    .map(|n| Value::Value(Cow::Owned(n.to_owned())))
-                    .unwrap_or(Value::Null);
-                s.id = Value::Value(Cow::Owned(number(&s.vm_id).unwrap_or_default().to_string()));
-                Some((Value::Value(s), private))
-            }
-            Ok((status, body)) => {
-                let message = format!("{status} {}", body["message"].as_str().unwrap_or(""));
-                self.0.error(diags, "reading", &g, message);
-                None
-            }
-        }
+        let Some(data) = self.0.fetch(diags, &g).await? else {
+            return Some((Value::Null, private));
+        };
+        s.name = data["name"]
+            .as_str()
+            .or(data["hostname"].as_str())
+            .map(|n| Value::Value(Cow::Owned(n.to_owned())))
+            .unwrap_or(Value::Null);
+        s.id = Value::Value(Cow::Owned(number(&s.vm_id).unwrap_or_default().to_string()));
+        Some((Value::Value(s), private))
     }
 
     async fn plan_create<'a>(
