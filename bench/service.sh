@@ -8,16 +8,12 @@
 # the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=$PWD/target/release/tfdrift-exporter
-work=$(mktemp -d)
+source bench/common.sh
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$work"; }
 trap cleanup EXIT
 
-cp -r examples/demo/conform examples/demo/drift examples/demo/unreachable "$work/"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-hang=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+hang=$(free_port)
 python3 - "$hang" <<'PY' &
 import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -32,25 +28,8 @@ pids+=($!)
 mkdir -p "$work/hanging"
 sed "s/127.0.0.1:1\"/127.0.0.1:$hang\"/" examples/demo/unreachable/main.tf > "$work/hanging/main.tf"
 
-cat > "$work/config.toml" <<EOT
-[storage]
-path = "state"
-[defaults]
-interval = "2s"
-jitter = "0s"
-timeout = "2m"
-kill_grace = "2s"
-[scheduler]
-max_concurrent_scans = 3
-[environments.prod]
-dir = "conform"
-[environments.lab]
-dir = "drift"
-[environments.monitoring]
-dir = "unreachable"
-EOT
+demo_config 2s 90d
 
-total() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^tfdrift_scans_total/ { s += $2 } END { print s + 0 }'; }
 running() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^tfdrift_scan_in_progress/ { s += $2 } END { print s + 0 }'; }
 
 "$bin" --config "$work/config.toml" --web.listen-address "127.0.0.1:$port" 2> "$work/log" &

@@ -12,35 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scans=${SCANS:-2000}
 out=${OUT:-bench/soak.csv}
-cargo build --release --quiet
-bin=$PWD/target/release/tfdrift-exporter
-work=$(mktemp -d)
+source bench/common.sh
 exporter=
 cleanup() { [ -n "$exporter" ] && kill "$exporter" 2>/dev/null; sleep 1; rm -rf "$work"; }
 trap cleanup EXIT
+demo_config 1s "${RETENTION:-90d}"
 
-cp -r examples/demo/conform examples/demo/drift examples/demo/unreachable "$work/"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/config.toml" <<EOT
-[storage]
-path = "state"
-retention = "${RETENTION:-90d}"
-[defaults]
-interval = "1s"
-jitter = "0s"
-timeout = "2m"
-kill_grace = "2s"
-[scheduler]
-max_concurrent_scans = 3
-[environments.prod]
-dir = "conform"
-[environments.lab]
-dir = "drift"
-[environments.monitoring]
-dir = "unreachable"
-EOT
-
-total() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^tfdrift_scans_total/ { s += $2 } END { print s + 0 }'; }
 "$bin" --config "$work/config.toml" --web.listen-address "127.0.0.1:$port" 2> "$work/log" &
 exporter=$!
 start=$(date +%s)

@@ -88,6 +88,13 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(status, &json!({"error": message.into()}))
 }
 
+fn too_large() -> Response<Body> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request bodies are limited to {MAX_BODY} bytes"),
+    )
+}
+
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
     r.headers_mut()
@@ -179,10 +186,7 @@ async fn guarded(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Respons
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| n > MAX_BODY as u64)
     {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request bodies are limited to {MAX_BODY} bytes"),
-        )
+        too_large()
     } else {
         handle(app, req, peer).await
     };
@@ -289,10 +293,7 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
                 .await
                 .is_err()
             {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request bodies are limited to {MAX_BODY} bytes"),
-                );
+                return too_large();
             }
             if app.exporter.view(env).is_some() && !app.scan_allowed(env) {
                 let mut r = error(
@@ -328,10 +329,7 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
         (["-", "ready"], &Method::GET) => respond(StatusCode::OK, "text/plain", "Ready\n"),
         (["-", "reload"], &Method::POST) => {
             match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Err(_) => error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request bodies are limited to {MAX_BODY} bytes"),
-                ),
+                Err(_) => too_large(),
                 Ok(_) => match (app.reload)() {
                     Ok(()) => json_response(StatusCode::OK, &json!({"status": "reloaded"})),
                     Err(message) => error(StatusCode::BAD_REQUEST, message),

@@ -77,12 +77,6 @@ impl CheckError {
     }
 }
 
-impl fmt::Display for CheckError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.reason, self.summary)
-    }
-}
-
 /// The result of one check (`GET /unmanaged`, `tfdrift-exporter unmanaged --format json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unmanaged {
@@ -143,11 +137,7 @@ impl Unmanaged {
         for p in self.providers.values() {
             *counts.entry(*p).or_default() += 1;
         }
-        counts
-            .into_iter()
-            .max_by_key(|(p, n)| (*n, std::cmp::Reverse(*p)))
-            .map(|(p, _)| p)
-            .unwrap_or(Provider::Bpg)
+        state::most_used(&counts).unwrap_or(Provider::Bpg)
     }
 }
 

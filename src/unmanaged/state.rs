@@ -72,11 +72,16 @@ pub struct Managed {
 impl Managed {
     /// The provider most of the state's guests use.
     pub fn main_provider(&self) -> Option<Provider> {
-        self.providers
-            .iter()
-            .max_by_key(|(p, n)| (**n, std::cmp::Reverse(**p)))
-            .map(|(p, _)| *p)
+        most_used(&self.providers)
     }
+}
+
+/// The provider with the highest count (bpg on a tie).
+pub fn most_used(counts: &BTreeMap<Provider, usize>) -> Option<Provider> {
+    counts
+        .iter()
+        .max_by_key(|(p, n)| (**n, std::cmp::Reverse(**p)))
+        .map(|(p, _)| *p)
 }
 
 #[derive(Debug, Deserialize)]
