@@ -396,14 +396,25 @@ impl Scan<'_> {
         if let Some(version) = plan.stream.version.clone() {
             self.tool.version = Some(version);
         }
-        match plan.code() {
-            Some(0) => Ok(PlanOutcome {
+        let exit = plan.code();
+        if exit == Some(0) && !plan.stream.reported_changes {
+            // The exit code never decides alone: conform needs a plan that was really made.
+            let missing = plan
+                .stream
+                .incomplete()
+                .or_else(|| (!plan_file.is_file()).then_some("no plan file"));
+            if let Some(missing) = missing {
+                return Err(self.not_a_plan(&plan, missing));
+            }
+            return Ok(PlanOutcome {
                 changes: Vec::new(),
                 ignored: Vec::new(),
                 error: None,
                 tool_version: None,
-            }),
-            Some(2) => {
+            });
+        }
+        match exit {
+            Some(0) | Some(2) => {
                 let show = self
                     .run_step(
                         &TfCommand::show(&plan_file),
@@ -507,6 +518,19 @@ impl Scan<'_> {
             });
         }
         Ok(output)
+    }
+
+    /// A plan that exited 0 without being one: `binary` is not terraform, or it stopped
+    /// before the end of its plan.
+    fn not_a_plan(&self, output: &Output, missing: &str) -> ScanError {
+        ScanError {
+            reason: ErrorReason::Terraform,
+            summary: format!(
+                "{} plan exited 0 but its output is not a plan ({missing}): is environments.{}.binary terraform or tofu?",
+                self.env.binary, self.env.name
+            ),
+            detail: self.failure(output, Phase::Plan).detail,
+        }
     }
 
     /// The error of a failed step, from its diagnostics, else from its text output.

@@ -11,6 +11,8 @@ mod bad_input;
 mod classify_streams;
 #[path = "suite/cli_config.rs"]
 mod cli_config;
+#[path = "suite/edges.rs"]
+mod edges;
 #[path = "suite/explain_fixtures.rs"]
 mod explain_fixtures;
 #[path = "suite/faults.rs"]

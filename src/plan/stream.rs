@@ -35,6 +35,12 @@ pub struct StreamSummary {
     pub stray: String,
     /// The stream ended in the middle of a line (terraform killed, or a pipe cut).
     pub cut: bool,
+    /// A `change_summary` line was read: the plan ran to its end.
+    pub change_summary: bool,
+    /// A `planned_change` or `resource_drift` line was read: the plan has something to
+    /// show, whatever its exit code says (OpenTofu exits 0 for a refresh-only plan with
+    /// drift).
+    pub reported_changes: bool,
 }
 
 /// Upper bound of stray text kept from a stream: enough for any error message, and a
@@ -84,6 +90,8 @@ impl StreamSummary {
                     self.diagnostics.push(d);
                 }
             }
+            "change_summary" => self.change_summary = true,
+            "planned_change" | "resource_drift" => self.reported_changes = true,
             "log" if msg.message.contains("Interrupt received") => self.interrupted = true,
             _ => {}
         }
@@ -94,6 +102,16 @@ impl StreamSummary {
         let mut summary = StreamSummary::default();
         text.lines().for_each(|l| summary.push_line(l));
         summary
+    }
+
+    /// What is missing for this stream to be a complete plan, `None` when it is one: a
+    /// `version` line and a `change_summary`.
+    pub fn incomplete(&self) -> Option<&'static str> {
+        match (self.version.is_some(), self.change_summary) {
+            (true, true) => None,
+            (false, _) => Some("no version line"),
+            (true, false) => Some("no change summary"),
+        }
     }
 
     /// The error diagnostics, in order.

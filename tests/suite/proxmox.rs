@@ -296,6 +296,37 @@ fn a_vm_deleted_by_hand_is_a_create_outside_terraform_and_refresh_only_sees_it()
 }
 
 #[test]
+fn refresh_only_drift_is_found_when_the_binary_exits_0_as_opentofu_does() {
+    // OpenTofu exits 0 for a refresh-only plan with drift (opentofu#3107): a wrapper around
+    // the real terraform that does the same. The stream's resource_drift decides.
+    let Some(lab) = Homelab::new() else { return };
+    let wrapper = lab.root.path().join("tofu-like");
+    crate::support::script(
+        &wrapper,
+        "terraform \"$@\"; rc=$?\ncase \" $* \" in *\" -refresh-only \"*) [ $rc -eq 2 ] && exit 0;; esac\nexit $rc\n",
+    );
+    let binary = format!("refresh_only = true\nbinary = \"{}\"", wrapper.display());
+    let (code, r) = lab.scan(&binary);
+    assert_eq!(code, 0, "conform after apply: {r}");
+    assert_eq!(
+        lab.sim.call(
+            "PUT",
+            "/nodes/pve1/qemu/120/config",
+            Some(json!({"memory": 3072}))
+        ),
+        200
+    );
+    let (code, r) = lab.scan(&binary);
+    assert_eq!(code, 2, "{r}");
+    assert_eq!(r["status"], "drift");
+    assert_eq!(r["changes"][0]["address"], "pvesim_vm.web");
+    assert_eq!(
+        r["changes"][0]["attributes"],
+        json!([{"path": "memory", "actual": 3072, "expected": 2048}])
+    );
+}
+
+#[test]
 fn api_failures_are_classified() {
     let Some(mut lab) = Homelab::new() else {
         return;
