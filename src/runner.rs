@@ -65,11 +65,16 @@ pub struct TfCommand {
 }
 
 impl TfCommand {
-    /// `init -input=false -no-color -lockfile=readonly [-backend-config=...]`
-    pub fn init(backend_config: &[String]) -> TfCommand {
+    /// `init -input=false -no-color -lockfile=readonly [-reconfigure] [-backend-config=...]`.
+    /// `reconfigure` follows a changed backend without touching any state (never
+    /// `-migrate-state`, which writes state).
+    pub fn init(backend_config: &[String], reconfigure: bool) -> TfCommand {
         let mut args: Vec<OsString> = ["-input=false", "-no-color", "-lockfile=readonly"]
             .map(OsString::from)
             .to_vec();
+        if reconfigure {
+            args.push("-reconfigure".into());
+        }
         args.extend(
             backend_config
                 .iter()
@@ -412,8 +417,20 @@ mod tests {
                 "-var-file=prod.tfvars"
             ]
         );
-        let init: Vec<OsString> = TfCommand::init(&["backend.hcl".into()]).argv();
+        let init: Vec<OsString> = TfCommand::init(&["backend.hcl".into()], false).argv();
         assert_eq!(init.last().unwrap(), "-backend-config=backend.hcl");
+        let init: Vec<OsString> = TfCommand::init(&["backend.hcl".into()], true).argv();
+        assert_eq!(
+            init,
+            [
+                "init",
+                "-input=false",
+                "-no-color",
+                "-lockfile=readonly",
+                "-reconfigure",
+                "-backend-config=backend.hcl"
+            ]
+        );
         assert_eq!(TfCommand::state_pull().argv(), ["state", "pull"]);
     }
 }

@@ -455,9 +455,12 @@ impl Scan<'_> {
         fingerprint: &str,
     ) -> Result<(), ScanError> {
         let _ = store.set_init_fingerprint(None);
+        // A re-init follows the backend the code and backend_config name now (a moved
+        // endpoint, another key): this TF_DATA_DIR is the exporter's own, no state moves.
+        let reconfigure = store.tf_data_dir().join("terraform.tfstate").is_file();
         let output = self
             .run_step(
-                &TfCommand::init(&self.env.backend_config),
+                &TfCommand::init(&self.env.backend_config, reconfigure),
                 inv,
                 StdoutMode::Text,
                 Phase::Init,

@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::support::{Workspace, script};
+use std::path::Path;
+
+use crate::support::{Workspace, have_terraform, script, terraform};
 
 /// A workspace whose `binary` is a script written into it.
 fn with_binary(body: &str) -> (Workspace, std::path::PathBuf) {
@@ -66,4 +68,74 @@ fn a_complete_stream_without_a_plan_file_is_not_conform() {
     );
     let (code, r, _, _) = w.scan(&config);
     assert_not_conform(&r, code, "no plan file");
+}
+
+const LOCAL_BACKEND: &str = r#"
+terraform {
+  backend "local" { path = "PATH" }
+}
+resource "terraform_data" "vm" {
+  input = { name = "web", memory = 2048 }
+}
+"#;
+
+/// Copies the state at `from` to `to` in `ws`, with memory raised to 3072 (drift).
+fn copy_state_with_drift(ws: &Path, from: &str, to: &str) {
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.join(from)).unwrap()).unwrap();
+    let attrs = &mut state["resources"][0]["instances"][0]["attributes"];
+    attrs["input"]["value"]["memory"] = 3072.into();
+    std::fs::write(ws.join(to), state.to_string()).unwrap();
+}
+
+#[test]
+fn a_moved_backend_is_followed_by_the_next_scan_not_an_init_error_forever() {
+    if !have_terraform() {
+        return;
+    }
+    let w = Workspace::new(&LOCAL_BACKEND.replace("PATH", "a.tfstate"));
+    terraform(&w.ws(), &["init", "-input=false", "-no-color"]);
+    terraform(
+        &w.ws(),
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    let config = w.config("");
+    let (code, r, stderr, _) = w.scan(&config);
+    assert_eq!(code, 0, "{r}\n{stderr}");
+
+    // The backend block moves to another state (in the code): the next scan reads it.
+    copy_state_with_drift(&w.ws(), "a.tfstate", "b.tfstate");
+    std::fs::write(
+        w.ws().join("main.tf"),
+        LOCAL_BACKEND.replace("PATH", "b.tfstate"),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let (code, r, stderr, _) = w.scan(&config);
+        assert_eq!(code, 2, "{r}\n{stderr}");
+        assert_eq!(r["changes"][0]["attributes"][0]["actual"], 3072, "{r}");
+    }
+
+    // Another key in a backend_config file: followed too.
+    std::fs::write(
+        w.ws().join("main.tf"),
+        LOCAL_BACKEND.replace(" path = \"PATH\" ", ""),
+    )
+    .unwrap();
+    std::fs::copy(w.ws().join("a.tfstate"), w.ws().join("c.tfstate")).unwrap();
+    std::fs::write(w.ws().join("backend.hcl"), "path = \"c.tfstate\"\n").unwrap();
+    let config = w.config("backend_config = [\"backend.hcl\"]");
+    let (code, r, stderr, _) = w.scan(&config);
+    assert_eq!(code, 0, "{r}\n{stderr}");
+    std::fs::write(w.ws().join("backend.hcl"), "path = \"b.tfstate\"\n").unwrap();
+    let (code, r, stderr, _) = w.scan(&config);
+    assert_eq!(code, 2, "{r}\n{stderr}");
+
+    // No state was migrated or written by the exporter.
+    let a: Value =
+        serde_json::from_str(&std::fs::read_to_string(w.ws().join("a.tfstate")).unwrap()).unwrap();
+    assert_eq!(
+        a["resources"][0]["instances"][0]["attributes"]["input"]["value"]["memory"],
+        2048
+    );
 }
