@@ -55,6 +55,65 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// The range a duration key accepts: below it a value is a typo, beyond it timers and
+/// terraform's own flags overflow (a `timeout` of u64::MAX seconds, a `lock_timeout` past
+/// Go's 290 years).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    min: Duration,
+    max: Duration,
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+const DAY: u64 = 86_400;
+const INTERVAL: Bounds = Bounds {
+    min: secs(1),
+    max: secs(366 * DAY),
+};
+const JITTER: Bounds = Bounds {
+    min: secs(0),
+    max: secs(7 * DAY),
+};
+const TIMEOUT: Bounds = Bounds {
+    min: secs(1),
+    max: secs(DAY),
+};
+const KILL_GRACE: Bounds = Bounds {
+    min: secs(0),
+    max: secs(3_600),
+};
+const LOCK_TIMEOUT: Bounds = Bounds {
+    min: secs(0),
+    max: secs(DAY),
+};
+const RETENTION: Bounds = Bounds {
+    min: secs(DAY),
+    max: secs(3_660 * DAY),
+};
+const PROXMOX_TIMEOUT: Bounds = Bounds {
+    min: secs(1),
+    max: secs(3_600),
+};
+
+/// `d` when it lies within `bounds`, else an error naming `key` and the range.
+fn within(key: &str, d: Duration, bounds: Bounds) -> Result<Duration, (String, String)> {
+    if d < bounds.min || d > bounds.max {
+        return Err((
+            key.to_owned(),
+            format!(
+                "{} is out of range: it must be between {} and {}",
+                humantime::format_duration(d),
+                humantime::format_duration(bounds.min),
+                humantime::format_duration(bounds.max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
 /// When `init` runs before a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -554,6 +613,11 @@ fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             "no environment is configured; add an [environments.NAME] table with a dir".into(),
         ));
     }
+    let retention = match raw.storage.retention {
+        Some(d) => within("storage.retention", d.0, RETENTION)
+            .map_err(|(key, message)| invalid(&key, message))?,
+        None => Duration::from_secs(90 * DAY),
+    };
     let mut environments = BTreeMap::new();
     for (name, env) in &raw.environments {
         let environment = merge_environment(name, env, &raw.defaults, &absolute)
@@ -587,11 +651,7 @@ fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
                     .path
                     .unwrap_or_else(|| PathBuf::from("/var/lib/tfdrift-exporter")),
             ),
-            retention: raw
-                .storage
-                .retention
-                .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(90 * 86_400)),
+            retention,
         },
         max_concurrent_scans,
         max_resource_series: raw.metrics.max_resource_series.unwrap_or(100),
@@ -663,20 +723,17 @@ fn validate_proxmox(
         ));
     }
     let interval = match p.interval {
-        Some(d) if d.0 < Duration::from_secs(1) => {
-            return Err((key("interval"), "must be at least 1s".into()));
-        }
-        Some(d) => d.0,
+        Some(d) => within(&key("interval"), d.0, INTERVAL)?,
         None => environments
             .values()
             .map(|e| e.schedule.period())
             .min()
             .unwrap_or(Duration::from_secs(86_400)),
     };
-    let timeout = p.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(30));
-    if timeout.is_zero() {
-        return Err((key("timeout"), "must be longer than 0s".into()));
-    }
+    let timeout = match p.timeout {
+        Some(d) => within(&key("timeout"), d.0, PROXMOX_TIMEOUT)?,
+        None => Duration::from_secs(30),
+    };
     let mut vmids = Vec::new();
     for (i, range) in p.ignore.vmids.iter().enumerate() {
         let parsed = match range.split_once('-') {
@@ -769,15 +826,32 @@ fn merge_environment(
         (false, false) => Schedule::Interval(Duration::from_secs(86_400)),
     };
 
-    let pick = |own: Option<HumanDuration>, default: Option<HumanDuration>, builtin: u64| {
-        own.or(default)
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(builtin))
+    // The environment's own value, else the default's, each checked under its own key.
+    let pick = |name: &str,
+                own: Option<HumanDuration>,
+                default: Option<HumanDuration>,
+                builtin: u64,
+                bounds: Bounds| match (own, default) {
+        (Some(d), _) => within(&key(name), d.0, bounds),
+        (None, Some(d)) => within(&format!("defaults.{name}"), d.0, bounds),
+        (None, None) => Ok(Duration::from_secs(builtin)),
     };
-    let timeout = pick(env.timeout, defaults.timeout, 300);
-    if timeout.is_zero() {
-        return Err((key("timeout"), "must be longer than 0s".into()));
-    }
+    let timeout = pick("timeout", env.timeout, defaults.timeout, 300, TIMEOUT)?;
+    let jitter = pick("jitter", env.jitter, defaults.jitter, 300, JITTER)?;
+    let kill_grace = pick(
+        "kill_grace",
+        env.kill_grace,
+        defaults.kill_grace,
+        30,
+        KILL_GRACE,
+    )?;
+    let lock_timeout = pick(
+        "lock_timeout",
+        env.lock_timeout,
+        defaults.lock_timeout,
+        60,
+        LOCK_TIMEOUT,
+    )?;
     let parallelism = env.parallelism.or(defaults.parallelism).unwrap_or(10);
     if parallelism == 0 {
         return Err((key("parallelism"), "must be at least 1".into()));
@@ -832,10 +906,10 @@ fn merge_environment(
         dir: absolute(dir),
         binary,
         schedule,
-        jitter: pick(env.jitter, defaults.jitter, 300),
+        jitter,
         timeout,
-        kill_grace: pick(env.kill_grace, defaults.kill_grace, 30),
-        lock_timeout: pick(env.lock_timeout, defaults.lock_timeout, 60),
+        kill_grace,
+        lock_timeout,
         init: env.init.or(defaults.init).unwrap_or(InitMode::Auto),
         refresh_only: env.refresh_only.or(defaults.refresh_only).unwrap_or(false),
         parallelism,
@@ -869,10 +943,7 @@ fn schedule_of(raw: &RawEnvironment, key: &str) -> Result<Schedule, (String, Str
             key.to_owned(),
             "set either interval or cron, not both".into(),
         )),
-        (Some(d), None) if d.0 < Duration::from_secs(1) => {
-            Err((key.to_owned(), "must be at least 1s".into()))
-        }
-        (Some(d), None) => Ok(Schedule::Interval(d.0)),
+        (Some(d), None) => within(key, d.0, INTERVAL).map(Schedule::Interval),
         (None, Some(expr)) => Schedule::cron(expr).map_err(|e| (cron_key, e)),
         (None, None) => unreachable!("schedule_of is only called when one is set"),
     }

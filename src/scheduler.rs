@@ -286,7 +286,13 @@ async fn env_loop(mut l: Loop) {
             _ = l.cancel.cancelled() => return,
         };
         l.exporter.set_running(&l.name, true);
-        let result = l.scanner.scan(env.clone(), l.cancel.child_token()).await;
+        // In a task of its own: a scan that panics ends as a logged error, and the
+        // environment goes on being scheduled instead of staying "in progress" for ever.
+        let scan = tokio::spawn(l.scanner.scan(env.clone(), l.cancel.child_token()));
+        let result = scan.await.unwrap_or_else(|e| {
+            tracing::error!(environment = %l.name, error = %e, "the scan task failed; the next scan runs as scheduled");
+            None
+        });
         drop(permit);
         l.exporter.set_running(&l.name, false);
         l.set_busy(false);
@@ -395,6 +401,52 @@ mod tests {
             settle().await;
             left -= s;
         }
+    }
+
+    /// A scanner with a bug: every scan panics.
+    struct Panicking(AtomicUsize);
+
+    impl Scanner for Arc<Panicking> {
+        fn scan(
+            &self,
+            _env: Environment,
+            _cancel: CancellationToken,
+        ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
+            let me = self.clone();
+            Box::pin(async move {
+                me.0.fetch_add(1, Ordering::SeqCst);
+                panic!("a scan with a bug");
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scan_that_panics_does_not_leave_its_environment_stuck_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[storage]\npath = \"{}\"\n[environments.lab]\ndir = \".\"\ninterval = \"10m\"\njitter = \"0s\"\n",
+            dir.path().display()
+        );
+        let config = Config::from_toml(&dir.path().join("config.toml"), &text).unwrap();
+        let exporter = Arc::new(Exporter::start(config.clone()));
+        let scanner = Arc::new(Panicking(AtomicUsize::new(0)));
+        let scheduler = Scheduler::new(exporter.clone(), Arc::new(scanner.clone()), 1);
+        scheduler.apply(&config);
+        settle().await;
+        advance(Duration::from_secs(2)).await;
+        assert_eq!(scanner.0.load(Ordering::SeqCst), 1);
+        assert!(
+            !exporter.view("lab").unwrap().running,
+            "not in progress after the panic"
+        );
+        assert_eq!(
+            scheduler.trigger("lab"),
+            Triggered::Started,
+            "a new scan starts, not joins"
+        );
+        advance(Duration::from_secs(2)).await;
+        assert_eq!(scanner.0.load(Ordering::SeqCst), 2);
+        scheduler.shutdown().await;
     }
 
     #[tokio::test(start_paused = true)]

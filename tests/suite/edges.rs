@@ -139,3 +139,46 @@ fn a_moved_backend_is_followed_by_the_next_scan_not_an_init_error_forever() {
         2048
     );
 }
+
+#[test]
+fn durations_that_overflow_are_refused_at_load_naming_the_key_and_range() {
+    let w = Workspace::new("");
+    for (line, key) in [
+        (
+            "timeout = \"18446744073709551615s\"",
+            "environments.lab.timeout",
+        ),
+        (
+            "kill_grace = \"18446744073709551615s\"",
+            "environments.lab.kill_grace",
+        ),
+        (
+            "lock_timeout = \"1000000d\"",
+            "environments.lab.lock_timeout",
+        ),
+        ("interval = \"100000000d\"", "environments.lab.interval"),
+        ("jitter = \"1000y\"", "environments.lab.jitter"),
+    ] {
+        let config = w.config(line);
+        let path = config.to_str().unwrap();
+        for command in ["check-config", "scan"] {
+            let (code, stdout, stderr) = crate::support::run(&[command, "--config", path]);
+            assert_eq!(code, 78, "{command} {line}: {stdout}{stderr}");
+            assert!(stderr.contains(key), "{command} {line}: {stderr}");
+            assert!(stderr.contains("must be between"), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        }
+    }
+    // A default out of range is named as the default.
+    let path = w.root.path().join("defaults.toml");
+    std::fs::write(
+        &path,
+        "[storage]\npath = \"s\"\nretention = \"100000d\"\n[environments.lab]\ndir = \"ws\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) =
+        crate::support::run(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("storage.retention"), "{stderr}");
+}
