@@ -77,6 +77,8 @@ struct VariableConfig {
 
 #[derive(Deserialize)]
 struct ResourceChange<'a> {
+    /// Empty in the `resource_drift` entries of Terraform 0.15.4 to 1.0.0, which had none.
+    #[serde(default)]
     address: String,
     #[serde(default)]
     previous_address: Option<String>,
@@ -395,7 +397,19 @@ impl Gathered {
                 _ => {}
             },
             Piece::Element { key, index, value } => {
-                let rc: ResourceChange<'_> = parse(&format!("{key}[{index}]"), value)?;
+                let place = format!("{key}[{index}]");
+                let rc: ResourceChange<'_> = parse(&place, value)?;
+                if rc.address.is_empty() {
+                    if key == "resource_changes" {
+                        return Err(PlanError::Malformed(format!(
+                            "{place}: missing field `address`"
+                        )));
+                    }
+                    // Terraform 0.15.4 to 1.0.0: a drift entry that names no resource cannot
+                    // be matched to a change; its secrets still count.
+                    rc.change.collect_secrets(&place, secrets)?;
+                    return Ok(());
+                }
                 rc.change.collect_secrets(&rc.address, secrets)?;
                 if rc.is_data() {
                     return Ok(());

@@ -182,3 +182,49 @@ fn durations_that_overflow_are_refused_at_load_naming_the_key_and_range() {
     assert_eq!(code, 78, "{stderr}");
     assert!(stderr.contains("storage.retention"), "{stderr}");
 }
+
+#[test]
+fn a_terraform_1_0_0_plan_whose_drift_entries_have_no_address_is_read() {
+    // Terraform 0.15.4 to 1.0.0 wrote resource_drift entries without `address` (and 1.0.0
+    // listed unchanged resources there too); the rest of the plan is read normally.
+    let plan = serde_json::json!({
+        "format_version": "0.2",
+        "terraform_version": "1.0.0",
+        "resource_drift": [
+            {"mode": "managed", "type": "terraform_data", "name": "vm",
+             "provider_name": "registry.terraform.io/hashicorp/null",
+             "change": {"actions": ["update"], "before": {"memory": 2048}, "after": {"memory": 3072},
+                        "before_sensitive": {}, "after_sensitive": {}}},
+            {"mode": "managed", "type": "terraform_data", "name": "same",
+             "change": {"actions": ["no-op"], "before": {"a": 1}, "after": {"a": 1}}}
+        ],
+        "resource_changes": [
+            {"address": "terraform_data.vm", "mode": "managed", "type": "terraform_data", "name": "vm",
+             "change": {"actions": ["update"], "before": {"memory": 3072}, "after": {"memory": 2048},
+                        "after_unknown": {}, "before_sensitive": {}, "after_sensitive": {}}}
+        ]
+    });
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, plan.to_string().as_bytes()).unwrap();
+    let (code, stdout, stderr) =
+        crate::support::run(&["explain", "--format", "json", f.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["status"], "drift");
+    assert_eq!(r["changes"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["changes"][0]["address"], "terraform_data.vm");
+    assert_eq!(
+        r["changes"][0]["attributes"],
+        serde_json::json!([{"path": "memory", "actual": 3072, "expected": 2048}])
+    );
+    // A planned change without an address is still malformed.
+    let bad = serde_json::json!({"format_version": "1.2", "resource_changes": [{"change": {"actions": ["update"]}}]});
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, bad.to_string().as_bytes()).unwrap();
+    let (code, _, stderr) = crate::support::run(&["explain", f.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("resource_changes[0]: missing field `address`"),
+        "{stderr}"
+    );
+}
