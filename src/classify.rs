@@ -21,6 +21,9 @@ const HELD_LOCK: &[&str] = &[
     "ConditionalCheckFailed",
 ];
 
+/// What init says before listing configuration errors.
+const INIT_UMBRELLA: &str = "encountered problems during initiali";
+
 /// The rules, most specific first. Each matches a lower-cased substring of summary+detail.
 const RULES: &[(ErrorReason, &[&str])] = &[
     (
@@ -114,6 +117,12 @@ const RULES: &[(ErrorReason, &[&str])] = &[
             "call to unknown function",
             "invalid for_each argument",
             "invalid count argument",
+            "invalid escape sequence",
+            "invalid multi-line string",
+            "unterminated template string",
+            "invalid template",
+            "invalid value for variable",
+            "variable validation",
         ],
     ),
 ];
@@ -121,7 +130,19 @@ const RULES: &[(ErrorReason, &[&str])] = &[
 /// The reason of a failed command, from its error diagnostics (stream first, then the
 /// `Error:` blocks of stderr). `None` of either: terraform gave no reason at all.
 pub fn classify(diagnostics: &[Diagnostic], phase: Phase) -> ScanError {
-    let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    let mut errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    // init's umbrella error ("... including problems with the configuration, described
+    // below") says nothing itself: the errors after it are the real ones, and whatever they
+    // are, the configuration is invalid.
+    let umbrella = |d: &Diagnostic| {
+        format!("{} {}", d.summary, d.detail)
+            .to_lowercase()
+            .contains(INIT_UMBRELLA)
+    };
+    let config_problem = errors.iter().any(|d| umbrella(d));
+    if config_problem && errors.len() > 1 {
+        errors.retain(|d| !umbrella(d));
+    }
     let texts: Vec<String> = errors
         .iter()
         .map(|d| format!("{}\n{}", d.summary, d.detail).to_lowercase())
@@ -142,6 +163,7 @@ pub fn classify(diagnostics: &[Diagnostic], phase: Phase) -> ScanError {
         }
     }
     let fallback = match phase {
+        _ if config_problem => ErrorReason::Config,
         Phase::Init => ErrorReason::Init,
         Phase::Plan | Phase::Show => ErrorReason::Terraform,
         Phase::StatePull => ErrorReason::StateBackend,
