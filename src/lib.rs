@@ -27,6 +27,7 @@ pub mod runner;
 pub mod scan;
 pub mod schedule;
 pub mod scheduler;
+pub mod sensitive;
 pub mod serve;
 pub mod store;
 pub mod unmanaged;

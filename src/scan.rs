@@ -266,7 +266,21 @@ impl Scan<'_> {
                 env.dir.display()
             )));
         }
-        let (mut vars, secret_values) = self.environment_variables()?;
+        let (mut vars, mut secret_values) = self.environment_variables()?;
+        let (dir, var_files, all_vars) = (env.dir.clone(), env.var_files.clone(), vars.clone());
+        match tokio::task::spawn_blocking(move || {
+            crate::sensitive::values(&dir, &var_files, &all_vars)
+        })
+        .await
+        {
+            Ok(values) => secret_values.extend(values),
+            Err(e) => {
+                return Err(config_error(format!(
+                    "environments.{}: cannot read the sensitive variables: {e}",
+                    env.name
+                )));
+            }
+        }
         let mut collector = SecretCollector::default();
         secret_values.iter().for_each(|v| collector.add(v));
         self.secrets = collector.finish();

@@ -19,12 +19,18 @@ const SENSITIVE_ATTR: &str = "SENTINEL-ATTR-5c1d";
 const ENV_FILE: &str = "SENTINEL-ENVFILE-3b7e";
 const TOKEN_SECRET: &str = "SENTINEL-TOKEN-4e9b";
 const ECHOED: &str = "SENTINEL-ERR-77c3";
-const ALL: [&str; 5] = [
+/// A sensitive variable's value in a `.tfvars` file, echoed by its own validation message.
+const TFVARS_ECHOED: &str = "SENTINEL-TFVARS-9d4c";
+/// The same through the variable's default.
+const DEFAULT_ECHOED: &str = "SENTINEL-DEFAULT-2a6f";
+const ALL: [&str; 7] = [
     SENSITIVE_VAR,
     SENSITIVE_ATTR,
     ENV_FILE,
     TOKEN_SECRET,
     ECHOED,
+    TFVARS_ECHOED,
+    DEFAULT_ECHOED,
 ];
 
 fn assert_clean(what: &str, text: &str) {
@@ -94,6 +100,23 @@ fn no_sentinel_secret_is_found_anywhere() {
     )
     .unwrap();
     std::fs::write(dir.join("broken.env"), format!("TF_VAR_secret={ECHOED}\n")).unwrap();
+    // tokens: a sensitive variable from a var file, and one with a default, each echoed by
+    // its validation message (terraform prints them in clear).
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    std::fs::write(
+        dir.join("tokens/main.tf"),
+        format!(
+            "variable \"pve_token\" {{\n  type = string\n  sensitive = true\n  validation {{\n    condition = length(var.pve_token) < 3\n    error_message = \"The value ${{var.pve_token}} is too long.\"\n  }}\n}}\n\
+             variable \"fallback\" {{\n  type = string\n  sensitive = true\n  default = \"{DEFAULT_ECHOED}\"\n  validation {{\n    condition = length(var.fallback) < 3\n    error_message = \"The default ${{var.fallback}} is too long.\"\n  }}\n}}\n\
+             resource \"terraform_data\" \"x\" {{\n  input = var.pve_token\n}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tokens/tokens.tfvars"),
+        format!("pve_token = \"{TFVARS_ECHOED}\"\n"),
+    )
+    .unwrap();
     std::fs::write(dir.join("pve-token"), format!("{TOKEN_SECRET}\n")).unwrap();
     let config = dir.join("config.toml");
     std::fs::write(
@@ -102,7 +125,8 @@ fn no_sentinel_secret_is_found_anywhere() {
             "[storage]\npath = \"storage\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\n\
              [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\ninterval = \"1s\"\nallow_empty_inventory = true\n\
              [environments.lab]\ndir = \"lab\"\nvar_files = [\"lab.tfvars\"]\nenv_files = [\"lab.env\"]\n\
-             [environments.broken]\ndir = \"broken\"\nenv_files = [\"broken.env\"]\n",
+             [environments.broken]\ndir = \"broken\"\nenv_files = [\"broken.env\"]\n\
+             [environments.tokens]\ndir = \"tokens\"\nvar_files = [\"tokens.tfvars\"]\n",
             sim.url(),
             sim.ca().display()
         ),
@@ -111,7 +135,7 @@ fn no_sentinel_secret_is_found_anywhere() {
 
     let server = Server::start_with(&config, "", &["--log.level", "trace"]);
     let detail = server.wait_detail(Duration::from_secs(120), |d| {
-        ["lab", "broken"]
+        ["lab", "broken", "tokens"]
             .iter()
             .all(|e| d["environments"][e]["status"].is_string())
     });
@@ -127,6 +151,15 @@ fn no_sentinel_secret_is_found_anywhere() {
     assert!(
         message.contains("The secret (sensitive) is too long"),
         "terraform echoed the credential and the exporter scrubbed it: {message}"
+    );
+    // A refused value of a sensitive variable: reason config, value scrubbed.
+    let tokens = &detail["environments"]["tokens"];
+    assert_eq!(tokens["status"], "error", "{tokens}");
+    assert_eq!(tokens["error"]["reason"], "config", "{tokens}");
+    let message = tokens["error"].to_string();
+    assert!(
+        message.contains("(sensitive) is too long"),
+        "terraform echoed the sensitive value and the exporter scrubbed it: {message}"
     );
     // The unmanaged-guest check with the token file's secret.
     let unmanaged = loop {
@@ -146,6 +179,7 @@ fn no_sentinel_secret_is_found_anywhere() {
         "/detail",
         "/detail/lab",
         "/detail/broken",
+        "/detail/tokens",
         "/detail/lab/plan",
         "/history",
         "/unmanaged",
@@ -193,6 +227,7 @@ fn no_sentinel_secret_is_found_anywhere() {
         vec!["scan", "--config", config_arg],
         vec!["reconcile", "--config", config_arg, "lab"],
         vec!["reconcile", "--config", config_arg, "broken"],
+        vec!["reconcile", "--config", config_arg, "tokens"],
         vec![
             "unmanaged",
             "--format",
@@ -232,6 +267,7 @@ fn no_sentinel_secret_is_found_anywhere() {
             && path.is_dir()
             && !path.starts_with(storage.join("envs/lab/tf-data"))
             && !path.starts_with(storage.join("envs/broken/tf-data"))
+            && !path.starts_with(storage.join("envs/tokens/tf-data"))
         {
             assert_eq!(*mode, 0o700, "{}", path.display());
         } else if ours {
