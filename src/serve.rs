@@ -100,7 +100,14 @@ pub async fn run(
         move || -> Result<(), String> {
             let loaded = load(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|new| load_web(&new).map(|w| (new, w)).map_err(|e| e.to_string()));
+                .and_then(|new| load_web(&new).map(|w| (new, w)).map_err(|e| e.to_string()))
+                .and_then(|(new, new_web)| {
+                    let running = web.read().unwrap_or_else(|p| p.into_inner()).clone();
+                    match new_web.downgrade_from(&running) {
+                        Some(refused) => Err(refused),
+                        None => Ok((new, new_web)),
+                    }
+                });
             match loaded {
                 Ok((new, new_web)) => {
                     *web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new_web);

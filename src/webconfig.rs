@@ -152,6 +152,30 @@ impl WebConfig {
         })
     }
 
+    /// What this configuration would drop of the protection `running` gives (TLS, basic
+    /// authentication), `None` when it drops nothing. A reload never lowers security: an
+    /// emptied or truncated file must not turn a TLS endpoint into plain HTTP.
+    pub fn downgrade_from(&self, running: &WebConfig) -> Option<String> {
+        let mut dropped = Vec::new();
+        if running.tls.is_some() && self.tls.is_none() {
+            dropped.push("TLS (tls_server_config)");
+        }
+        if running.needs_auth() && !self.needs_auth() {
+            dropped.push("basic authentication (basic_auth_users)");
+        }
+        if dropped.is_empty() {
+            return None;
+        }
+        let file = match &self.file {
+            Some(f) => format!("the web configuration {}", f.display()),
+            None => "a configuration without a web configuration file".to_owned(),
+        };
+        Some(format!(
+            "reload refused: {file} would turn off {} in force; restart the exporter to serve without it",
+            dropped.join(" and ")
+        ))
+    }
+
     /// True when requests must carry basic authentication.
     pub fn needs_auth(&self) -> bool {
         !self.users.is_empty()

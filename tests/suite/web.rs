@@ -282,6 +282,81 @@ fn the_web_configuration_reloads_and_a_broken_one_keeps_the_running_one() {
 }
 
 #[test]
+fn a_reload_that_would_drop_tls_or_basic_auth_is_refused() {
+    if !have("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let server = start(
+        dir.path(),
+        &format!(
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: {}\n",
+            hash("pw")
+        ),
+    );
+    let ca = pki.path("ca.crt");
+    let url = |path: &str| format!("https://{}{path}", server.address);
+    let reload = |expected: u16| {
+        assert_eq!(
+            curl(
+                &["--cacert", &ca, "-u", "prometheus:pw", "-X", "POST"],
+                &url("/-/reload")
+            ),
+            expected
+        )
+    };
+    // Emptied (an editor's truncation, a failed deploy): TLS and auth would both go.
+    std::fs::write(dir.path().join("web.yml"), "").unwrap();
+    reload(400);
+    assert_eq!(
+        curl(&["--cacert", &ca], &url("/metrics")),
+        401,
+        "auth stays"
+    );
+    assert_eq!(
+        curl(&["--cacert", &ca, "-u", "prometheus:pw"], &url("/metrics")),
+        200,
+        "TLS stays"
+    );
+    // Only TLS dropped, then only auth dropped: refused too.
+    std::fs::write(
+        dir.path().join("web.yml"),
+        format!("basic_auth_users:\n  prometheus: {}\n", hash("pw")),
+    )
+    .unwrap();
+    reload(400);
+    std::fs::write(
+        dir.path().join("web.yml"),
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n",
+    )
+    .unwrap();
+    reload(400);
+    assert_eq!(curl(&["--cacert", &ca], &url("/metrics")), 401);
+    assert!(
+        server
+            .logged()
+            .iter()
+            .any(|l| l.contains("reload refused") && l.contains("basic authentication")),
+        "the refusal is logged"
+    );
+    // A change that keeps both applies.
+    std::fs::write(
+        dir.path().join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: {}\n",
+            hash("new")
+        ),
+    )
+    .unwrap();
+    reload(200);
+    assert_eq!(
+        curl(&["--cacert", &ca, "-u", "prometheus:new"], &url("/metrics")),
+        200
+    );
+}
+
+#[test]
 fn promtool_accepts_the_shipped_web_configuration() {
     if !have("promtool") {
         return;
