@@ -201,7 +201,26 @@ async fn guarded(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Respons
     response
 }
 
-async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+/// `HEAD` is answered on every `GET` path: the `GET` answer's status and headers (with its
+/// length), without the body.
+async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    if req.method() != Method::HEAD {
+        return route(app, req, peer).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    parts.method = Method::GET;
+    let response = route(app, Request::from_parts(parts, body), peer).await;
+    let (mut parts, body) = response.into_parts();
+    let length = hyper::body::Body::size_hint(&body)
+        .exact()
+        .unwrap_or_default();
+    parts
+        .headers
+        .insert(hyper::header::CONTENT_LENGTH, length.into());
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+async fn route(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let method = req.method().clone();
@@ -217,7 +236,7 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
                 .headers()
                 .get(ACCEPT)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("application/openmetrics-text"));
+                .is_some_and(prefers_openmetrics);
             let content_type = if openmetrics {
                 OPENMETRICS_FORMAT
             } else {
@@ -349,9 +368,38 @@ async fn handle(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Respons
             | ["-", "healthy"]
             | ["-", "ready"],
             _,
-        ) => method_not_allowed("GET"),
+        ) => method_not_allowed("GET, HEAD"),
         _ => error(StatusCode::NOT_FOUND, format!("no such path {path:?}")),
     }
+}
+
+/// Content negotiation of `/metrics` as Prometheus' Go client does it: the media ranges of
+/// `Accept` by quality (`q=0` means "not this"), media types compared without case; the
+/// first one the exporter can serve wins, and text is the fallback.
+fn prefers_openmetrics(accept: &str) -> bool {
+    let mut ranges: Vec<(f32, String)> = accept
+        .split(',')
+        .filter_map(|range| {
+            let mut params = range.split(';');
+            let media = params.next()?.trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map(|(_, v)| v.trim().parse::<f32>().unwrap_or(0.0))
+                .unwrap_or(1.0);
+            (q > 0.0 && !media.is_empty()).then_some((q, media))
+        })
+        .collect();
+    // Stable: among equal qualities the order of the header decides.
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (_, media) in ranges {
+        match media.as_str() {
+            "application/openmetrics-text" => return true,
+            "text/plain" | "text/*" | "*/*" => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn history(app: &App, query: &str) -> Response<Body> {
@@ -388,4 +436,25 @@ fn history(app: &App, query: &str) -> Response<Body> {
     }
     let scans = app.exporter.history.list(env.as_deref(), from);
     json_response(StatusCode::OK, &Scans { scans })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_openmetrics;
+
+    #[test]
+    fn accept_is_negotiated_by_quality_like_the_go_client() {
+        // Prometheus' own header.
+        assert!(prefers_openmetrics(
+            "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ));
+        assert!(!prefers_openmetrics("application/openmetrics-text;q=0"));
+        assert!(!prefers_openmetrics(
+            "text/plain;q=0.9, application/openmetrics-text;q=0.5"
+        ));
+        assert!(prefers_openmetrics("Application/OpenMetrics-Text; Q=1"));
+        assert!(!prefers_openmetrics("*/*"));
+        assert!(!prefers_openmetrics("application/json"));
+        assert!(!prefers_openmetrics(""));
+    }
 }

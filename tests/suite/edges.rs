@@ -228,3 +228,74 @@ fn a_terraform_1_0_0_plan_whose_drift_entries_have_no_address_is_read() {
         "{stderr}"
     );
 }
+
+/// The raw head of a request's answer (status line and headers) and its body.
+fn raw(server: &crate::server::Server, method: &str, path: &str, accept: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn head_is_answered_on_every_get_path_and_accept_follows_q_values() {
+    let w = Workspace::new("");
+    let config = w.config("run_on_start = false");
+    let server = crate::server::Server::start(&config);
+    for path in [
+        "/",
+        "/metrics",
+        "/detail",
+        "/history",
+        "/-/healthy",
+        "/-/ready",
+    ] {
+        let (get, body) = raw(&server, "GET", path, "*/*");
+        let (head, empty) = raw(&server, "HEAD", path, "*/*");
+        assert!(head.starts_with("http/1.1 200"), "HEAD {path}: {head}");
+        assert!(empty.is_empty(), "HEAD {path} has no body");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())) || path == "/metrics",
+            "HEAD {path} tells the GET length {}: {head}",
+            body.len()
+        );
+        assert!(get.starts_with("http/1.1 200"));
+    }
+    let (head, _) = raw(&server, "PUT", "/metrics", "*/*");
+    assert!(
+        head.starts_with("http/1.1 405") && head.contains("allow: get, head"),
+        "{head}"
+    );
+
+    let content_type = |accept: &str| {
+        let (head, _) = raw(&server, "GET", "/metrics", accept);
+        head.lines()
+            .find_map(|l| l.strip_prefix("content-type: ").map(str::to_owned))
+            .unwrap()
+    };
+    assert!(content_type("application/openmetrics-text;q=0").starts_with("text/plain"));
+    assert!(
+        content_type("text/plain;q=1, application/openmetrics-text;q=0.5")
+            .starts_with("text/plain")
+    );
+    assert!(
+        content_type("Application/OpenMetrics-Text;version=1.0.0")
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(
+        content_type(
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3"
+        )
+        .starts_with("application/openmetrics-text")
+    );
+}
