@@ -357,8 +357,20 @@ fn reconcile(path: &Path, name: &str) -> u8 {
     } else {
         address.ip().to_string()
     };
-    let url = format!("http://{host}:{}", address.port());
-    print!("{}", crate::reconcile::guide(env, &report, &url));
+    // The web configuration in force decides the scheme and the credentials; an unreadable
+    // one is the running exporter's problem, not the guide's.
+    let web = config
+        .web
+        .config_file
+        .as_deref()
+        .and_then(|f| crate::webconfig::WebConfig::load(f).ok())
+        .unwrap_or_default();
+    let exporter = crate::reconcile::trigger_command(
+        &format!("{host}:{}", address.port()),
+        web.tls.is_some(),
+        web.first_user(),
+    );
+    print!("{}", crate::reconcile::guide(env, &report, &exporter));
     if let Some(unmanaged) = &unmanaged {
         print!("{}", crate::reconcile::adopt_unmanaged(env, unmanaged));
     } else if config.proxmox.is_some() {

@@ -17,6 +17,19 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// The environment's binary as a person types it (`terraform`, `tofu`, a quoted path).
+fn program(env: &Environment) -> String {
+    let plain = env
+        .binary
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+    if plain {
+        env.binary.clone()
+    } else {
+        shell_quote(&env.binary)
+    }
+}
+
 /// A JSON value written as HCL.
 pub fn hcl(value: &Value, indent: usize) -> String {
     match value {
@@ -66,7 +79,9 @@ fn marker(v: &Value) -> bool {
 }
 
 /// The guide for one environment's latest report.
-pub fn guide(env: &Environment, report: &Report, exporter_url: &str) -> String {
+/// `exporter` is the start of a `curl -X POST` to the running exporter, URL base included
+/// (see [`trigger_command`]).
+pub fn guide(env: &Environment, report: &Report, exporter: &str) -> String {
     let mut out = String::new();
     let id = report.id.as_deref().unwrap_or("?");
     let when = report
@@ -113,6 +128,7 @@ pub fn guide(env: &Environment, report: &Report, exporter_url: &str) -> String {
         .collect();
     let dir = std::fs::canonicalize(&env.dir).unwrap_or_else(|_| env.dir.clone());
     let chdir = shell_quote(&format!("-chdir={}", dir.display()));
+    let tf = program(env);
     let _ = writeln!(
         out,
         "Nothing below has been run. For each resource, choose one way:\n"
@@ -125,7 +141,7 @@ pub fn guide(env: &Environment, report: &Report, exporter_url: &str) -> String {
         };
         let _ = writeln!(out, "## {} ({}, {origin})", change.address, change.action);
         let revert = format!(
-            "terraform {chdir} apply{var_files} -target={}",
+            "{tf} {chdir} apply{var_files} -target={}",
             shell_quote(&change.address)
         );
         match change.action {
@@ -157,7 +173,7 @@ pub fn guide(env: &Environment, report: &Report, exporter_url: &str) -> String {
             Action::Create => {
                 let _ = writeln!(
                     out,
-                    "revert (create it again as the code declares):\n    {revert}\nadopt (it is gone for good: drop it from the code, and from the state without destroying anything):\n    remove its resource block, and add:\n    removed {{\n      from = {}\n      lifecycle {{\n        destroy = false\n      }}\n    }}\n    (or: terraform {chdir} state rm {})",
+                    "revert (create it again as the code declares):\n    {revert}\nadopt (it is gone for good: drop it from the code, and from the state without destroying anything):\n    remove its resource block, and add:\n    removed {{\n      from = {}\n      lifecycle {{\n        destroy = false\n      }}\n    }}\n    (or: {tf} {chdir} state rm {})",
                     change.address.split('[').next().unwrap_or(&change.address),
                     shell_quote(&change.address)
                 );
@@ -165,7 +181,7 @@ pub fn guide(env: &Environment, report: &Report, exporter_url: &str) -> String {
             Action::Delete => {
                 let _ = writeln!(
                     out,
-                    "revert (destroy it, as the code no longer declares it):\n    {revert}\nadopt (keep it: put its resource block back in the code; `terraform {chdir} state show {}` shows its values)",
+                    "revert (destroy it, as the code no longer declares it):\n    {revert}\nadopt (keep it: put its resource block back in the code; `{tf} {chdir} state show {}` shows its values)",
                     shell_quote(&change.address)
                 );
             }
@@ -175,9 +191,15 @@ pub fn guide(env: &Environment, report: &Report, exporter_url: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "Then confirm: tfdrift-exporter scan {}   (or: curl -X POST {exporter_url}/scan/{})",
+        "Then confirm: tfdrift-exporter scan {}   (or: {exporter}/scan/{})",
         env.name, env.name
     );
+    if exporter.contains("https://") {
+        let _ = writeln!(
+            out,
+            "(curl needs --cacert FILE when the exporter's certificate comes from a private CA)"
+        );
+    }
     out
 }
 
@@ -227,12 +249,26 @@ pub fn adopt_unmanaged(env: &Environment, unmanaged: &Unmanaged) -> String {
     out.push_str(&import_blocks(&unmanaged.guests, provider));
     let _ = writeln!(
         out,
-        "then let terraform write their configuration and check it:\n  terraform {} plan -generate-config-out=generated.tf\n\
+        "then let terraform write their configuration and check it:\n  {} {} plan -generate-config-out=generated.tf\n\
          Review generated.tf, apply to record them in the state, and remove the import blocks.\n\
          To leave a guest outside Terraform on purpose, list it under [proxmox.ignore] (vmids, names or tags).",
+        program(env),
         shell_quote(&format!("-chdir={}", env.dir.display()))
     );
     out
+}
+
+/// `curl ... -X POST <base>` for the running exporter: `https` when it serves TLS, `-u USER`
+/// (curl asks for the password) when it wants basic authentication. A certificate from a
+/// private CA also needs `--cacert FILE`, which the guide says.
+pub fn trigger_command(base: &str, tls: bool, user: Option<&str>) -> String {
+    let mut command = String::from("curl");
+    if let Some(user) = user {
+        let _ = write!(command, " -u {}", shell_quote(user));
+    }
+    let scheme = if tls { "https" } else { "http" };
+    let _ = write!(command, " -X POST {scheme}://{base}");
+    command
 }
 
 #[cfg(test)]

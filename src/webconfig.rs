@@ -176,6 +176,11 @@ impl WebConfig {
         ))
     }
 
+    /// The first configured user (for commands printed to people).
+    pub fn first_user(&self) -> Option<&str> {
+        self.users.keys().next().map(String::as_str)
+    }
+
     /// True when requests must carry basic authentication.
     pub fn needs_auth(&self) -> bool {
         !self.users.is_empty()

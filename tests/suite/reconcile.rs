@@ -152,3 +152,105 @@ fn an_ignore_rule_makes_a_real_drift_conform_until_it_expires() {
     assert_eq!(r["summary"]["ignored"], 0);
     assert!(stderr.contains("ignore rule expired"), "{stderr}");
 }
+
+#[test]
+fn reconcile_prints_the_configured_binary_and_a_trigger_that_works_over_tls_with_auth() {
+    if !have_terraform() {
+        return;
+    }
+    let w = Workspace::new(SCALAR_VM);
+    terraform(
+        &w.ws(),
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    // `tofu` here is a wrapper around the real terraform, by absolute path.
+    let bin_dir = w.root.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let tofu = bin_dir.join("tofu");
+    crate::support::script(&tofu, "exec terraform \"$@\"\n");
+    let pki = crate::web::Pki::new(w.root.path());
+    std::fs::write(
+        w.root.path().join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: {}\n",
+            crate::web::hash("pw")
+        ),
+    )
+    .unwrap();
+    let config = w.config(&format!("binary = \"{}\"", tofu.display()));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("[web]\nconfig_file = \"web.yml\"\nlisten_address = \"127.0.0.1:0\"\n{text}"),
+    )
+    .unwrap();
+    set_state_input(&w.ws(), 3072);
+    assert_eq!(w.scan(&config).0, 2);
+    let guide = reconcile(&config);
+    let revert = guide
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains(" apply") && l.contains("-target="))
+        .unwrap_or_else(|| panic!("{guide}"));
+    assert!(
+        revert.starts_with(&format!("{} ", tofu.display())),
+        "the configured binary, not terraform: {revert}"
+    );
+    assert!(!guide.contains("terraform '-chdir"), "{guide}");
+    let trigger = guide
+        .lines()
+        .find_map(|l| l.split_once("(or: ").map(|(_, c)| c.trim_end_matches(')')))
+        .unwrap_or_else(|| panic!("{guide}"));
+    assert!(
+        trigger.starts_with("curl -u 'prometheus' -X POST https://"),
+        "{trigger}"
+    );
+    assert!(guide.contains("--cacert"), "{guide}");
+
+    // Against the running exporter (on its own port): the printed command with the password
+    // a person would type and the private CA.
+    let server = crate::server::Server::start(&config);
+    let printed_base = trigger
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap();
+    let url = format!(
+        "https://{}{}",
+        server.address,
+        &printed_base["https://".len()..][printed_base["https://".len()..].find('/').unwrap()..]
+    );
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args([
+            "--cacert",
+            &pki.path("ca.crt"),
+            "-u",
+            "prometheus:pw",
+            "-X",
+            "POST",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "202", "{url}");
+
+    // The printed revert, run through the wrapper, makes the next scan conform.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{revert} -auto-approve -input=false -no-color > /dev/null"
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(server);
+    assert_eq!(w.scan(&config).0, 0);
+}

@@ -10,12 +10,12 @@ use crate::server::Server;
 use crate::support::skip;
 
 /// A CA, a server certificate for 127.0.0.1 signed by it, and a client certificate.
-struct Pki {
+pub struct Pki {
     dir: PathBuf,
 }
 
 impl Pki {
-    fn new(dir: &Path) -> Pki {
+    pub fn new(dir: &Path) -> Pki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -43,7 +43,7 @@ impl Pki {
         }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
 }
@@ -91,7 +91,7 @@ fn curl(args: &[&str], url: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn hash(password: &str) -> String {
+pub fn hash(password: &str) -> String {
     bcrypt_hash(password, 8)
 }
 
