@@ -25,6 +25,8 @@ mod proxmox;
 mod real_terraform;
 #[path = "suite/reconcile.rs"]
 mod reconcile;
+#[path = "suite/s3.rs"]
+mod s3;
 #[path = "suite/secrets.rs"]
 mod secrets;
 #[path = "suite/server.rs"]
