@@ -133,11 +133,7 @@ impl Exporter {
                 self.metrics
                     .set_expired_rules(name, crate::ignore::expired(&env.ignore, today));
                 envs.entry(name.clone()).or_insert_with(|| {
-                    let latest = self
-                        .history
-                        .list(Some(name), DateTime::<Utc>::MIN_UTC)
-                        .first()
-                        .and_then(|s| s.id.as_deref().and_then(|id| self.history.read(name, id)));
+                    let latest = self.history.latest(name);
                     if let Some(report) = &latest {
                         self.metrics
                             .show_report(report, None, config.max_resource_series);

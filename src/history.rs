@@ -1,38 +1,35 @@
-//! The history of scans kept on disk (see [`crate::store`] for the layout): an in-memory
-//! index of every stored report's summary, loaded at start, appended after each scan and
-//! pruned after `retention`. Full reports are read from disk when asked for.
+//! The history of scans kept on disk (see [`crate::store`] for the layout). In memory: per
+//! environment one small entry per stored report (id, end, status) in the order the reports
+//! were written, loaded at start from the index file, appended after each scan and pruned
+//! after `retention`. Summaries and full reports are read from their files when asked for,
+//! a page at a time, so that 100,000 stored scans cost a few megabytes and start in a
+//! blink.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::report::{Report, ScanError, Status, Summary, Tool};
+use crate::store::{IndexLine, history_files, report_path, rewrite_index, stored_environments};
 
 /// A stored scan without its changes (what `/history` lists).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanSummary {
     pub id: Option<String>,
     pub environment: Option<String>,
     pub status: Status,
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "crate::report::rfc3339_seconds")]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "crate::report::rfc3339_seconds")]
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<f64>,
     pub tool: Option<Tool>,
     pub summary: Summary,
     pub error: Option<ScanError>,
-}
-
-fn seconds<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        None => s.serialize_none(),
-    }
 }
 
 impl From<&Report> for ScanSummary {
@@ -51,72 +48,101 @@ impl From<&Report> for ScanSummary {
     }
 }
 
-/// The index of stored scans, per environment, oldest first.
+/// One stored scan in memory.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: Box<str>,
+    finished_at: Option<DateTime<Utc>>,
+    status: Status,
+    /// Position in the order written (grows, never reused within a run).
+    seq: u64,
+}
+
+impl From<&IndexLine> for Entry {
+    fn from(l: &IndexLine) -> Entry {
+        Entry {
+            id: l.id.as_str().into(),
+            finished_at: l.finished_at,
+            status: l.status,
+            seq: 0,
+        }
+    }
+}
+
+impl Entry {
+    fn line(&self) -> IndexLine {
+        IndexLine {
+            id: self.id.to_string(),
+            finished_at: self.finished_at,
+            status: self.status,
+        }
+    }
+}
+
+/// The index of stored scans, per environment, in the order written.
 #[derive(Debug)]
 pub struct History {
     storage: PathBuf,
-    index: Mutex<BTreeMap<String, Vec<ScanSummary>>>,
+    /// Held only to read or change the entries: never across file I/O.
+    index: Mutex<Index>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    envs: BTreeMap<String, Vec<Entry>>,
+    next_seq: u64,
 }
 
 /// What loading found for one environment.
 #[derive(Debug, Default)]
 pub struct Restored {
-    /// The newest stored report.
+    /// The stored report written last (skipping files that no longer read).
     pub latest: Option<Report>,
     /// End of the newest scan that did not error.
     pub last_success: Option<DateTime<Utc>>,
 }
 
-fn is_report_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "json")
-        && !path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+/// One page of `/history`.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub scans: Vec<ScanSummary>,
+    /// Give it as `before` for the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// A scan in a listing: (finished_at, seq, environment, id).
+type PageKey = (Option<DateTime<Utc>>, u64, String, Box<str>);
+
+/// What `/history` asks for.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub environment: Option<&'a str>,
+    pub since: DateTime<Utc>,
+    /// A cursor from a previous page.
+    pub before: Option<&'a str>,
+    pub limit: usize,
 }
 
 impl History {
-    /// Reads every stored report under `storage` (a corrupt or partial file is skipped with
-    /// a warning) and returns the index with, per environment, what to restore.
+    /// Reads the index of every environment under `storage` (blocking), heals it from the
+    /// report files when they disagree (a crash between a report and its index line, a
+    /// storage from before the index), and returns it with what to restore.
     pub fn load(storage: &Path) -> (History, BTreeMap<String, Restored>) {
-        let mut index: BTreeMap<String, Vec<ScanSummary>> = BTreeMap::new();
-        let mut restored: BTreeMap<String, Restored> = BTreeMap::new();
-        let envs = std::fs::read_dir(storage.join("envs"))
-            .into_iter()
-            .flatten()
-            .flatten();
-        for env_dir in envs {
-            let env = env_dir.file_name().to_string_lossy().into_owned();
-            // Times are stored to the second: within one second, the file written last is
-            // the newer scan.
-            let mut reports: Vec<(Report, std::time::SystemTime)> = Vec::new();
-            let files = std::fs::read_dir(env_dir.path().join("history"))
+        let mut index = Index::default();
+        let mut restored = BTreeMap::new();
+        for env in stored_environments(storage) {
+            let entries = load_env(storage, &env);
+            let mut entries: Vec<Entry> = entries
                 .into_iter()
-                .flatten()
-                .flatten();
-            for file in files.map(|f| f.path()).filter(|p| is_report_file(p)) {
-                let written = std::fs::metadata(&file)
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                match std::fs::read(&file)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice::<Report>(&b).map_err(|e| e.to_string()))
-                {
-                    Ok(report) => reports.push((report, written)),
-                    Err(e) => {
-                        tracing::warn!(file = %file.display(), error = %e, "skipping an unreadable stored report")
-                    }
-                }
-            }
-            reports.sort_by_key(|(r, written)| (r.finished_at, *written));
-            let mut reports: Vec<Report> = reports.into_iter().map(|(r, _)| r).collect();
-            let entry = restored.entry(env.clone()).or_default();
-            entry.last_success = reports
-                .iter()
-                .rev()
-                .find(|r| r.status != Status::Error)
-                .and_then(|r| r.finished_at);
-            index.insert(env, reports.iter().map(ScanSummary::from).collect());
-            entry.latest = reports.pop();
+                .map(|mut e| {
+                    e.seq = index.next_seq;
+                    index.next_seq += 1;
+                    e
+                })
+                .collect();
+            let found = restore(storage, &env, &mut entries);
+            restored.insert(env.clone(), found);
+            index.envs.insert(env, entries);
         }
         let history = History {
             storage: storage.to_owned(),
@@ -125,76 +151,252 @@ impl History {
         (history, restored)
     }
 
-    /// Adds a stored report to the index.
-    pub fn record(&self, report: &Report) {
-        let Some(env) = report.environment.clone() else {
-            return;
-        };
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        index
-            .entry(env)
-            .or_default()
-            .push(ScanSummary::from(report));
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Summaries newest first, of one environment or all, finished at or after `since`.
-    pub fn list(&self, env: Option<&str>, since: DateTime<Utc>) -> Vec<ScanSummary> {
-        let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<ScanSummary> = index
+    /// Adds a stored report to the index (its line is already in the index file).
+    pub fn record(&self, report: &Report) {
+        let (Some(env), Some(line)) = (report.environment.clone(), IndexLine::of(report)) else {
+            return;
+        };
+        let mut index = self.lock();
+        let mut entry = Entry::from(&line);
+        entry.seq = index.next_seq;
+        index.next_seq += 1;
+        index.envs.entry(env).or_default().push(entry);
+    }
+
+    /// The stored report of `env` written last, skipping files that no longer read.
+    pub fn latest(&self, env: &str) -> Option<Report> {
+        let ids: Vec<Box<str>> = {
+            let index = self.lock();
+            index
+                .envs
+                .get(env)?
+                .iter()
+                .rev()
+                .map(|e| e.id.clone())
+                .collect()
+        };
+        ids.iter().find_map(|id| self.read(env, id))
+    }
+
+    /// How many scans are stored, per environment.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let index = self.lock();
+        index
+            .envs
             .iter()
-            .filter(|(name, _)| env.is_none_or(|e| e == name.as_str()))
-            // Newest first, also among scans that ended in the same second (the index is in
-            // the order they were stored, and the sort is stable).
-            .flat_map(|(_, scans)| scans.iter().rev())
-            .filter(|s| s.finished_at.is_some_and(|t| t >= since))
-            .cloned()
-            .collect();
-        out.sort_by_key(|s| std::cmp::Reverse(s.finished_at));
-        out
+            .map(|(env, e)| (env.clone(), e.len()))
+            .collect()
+    }
+
+    /// A page of summaries, newest first (by end, then by the order written), of one
+    /// environment or all, finished at or after `since`. `Err` names a bad cursor.
+    pub fn page(&self, q: &Query<'_>) -> Result<Page, String> {
+        // Every match, newest first.
+        let mut keys: Vec<PageKey> = {
+            let index = self.lock();
+            index
+                .envs
+                .iter()
+                .filter(|(name, _)| q.environment.is_none_or(|e| e == name.as_str()))
+                .flat_map(|(name, entries)| {
+                    entries
+                        .iter()
+                        .filter(|e| e.finished_at.is_some_and(|t| t >= q.since))
+                        .map(move |e| (e.finished_at, e.seq, name.clone(), e.id.clone()))
+                })
+                .collect()
+        };
+        keys.sort_by_key(|k| std::cmp::Reverse((k.0, k.1)));
+        let start = match q.before {
+            None => 0,
+            Some(cursor) => {
+                let found = cursor
+                    .split_once('.')
+                    .and_then(|(env, id)| keys.iter().position(|k| k.2 == env && &*k.3 == id));
+                match found {
+                    Some(i) => i + 1,
+                    None => {
+                        return Err(format!(
+                            "before={cursor:?} is not a stored scan of this listing (pruned, or not a cursor from a previous page)"
+                        ));
+                    }
+                }
+            }
+        };
+        let mut scans = Vec::new();
+        let mut end = start;
+        for (_, _, env, id) in keys.iter().skip(start) {
+            if scans.len() == q.limit {
+                break;
+            }
+            end += 1;
+            match self.summary(env, id) {
+                Some(s) => scans.push(s),
+                None => {
+                    tracing::warn!(environment = %env, id = %id, "skipping an unreadable stored report")
+                }
+            }
+        }
+        let next = (end < keys.len() && end > 0).then(|| {
+            let (_, _, env, id) = &keys[end - 1];
+            format!("{env}.{id}")
+        });
+        Ok(Page { scans, next })
+    }
+
+    /// The summary of one stored report, read from its file.
+    fn summary(&self, env: &str, id: &str) -> Option<ScanSummary> {
+        let bytes = std::fs::read(report_path(&self.storage, env, id)?).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// The full stored report `id` of `env`, if there is one.
     pub fn read(&self, env: &str, id: &str) -> Option<Report> {
-        let safe = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        };
-        if !safe(env) || !safe(id) {
-            return None;
-        }
-        let path = self
-            .storage
-            .join("envs")
-            .join(env)
-            .join("history")
-            .join(format!("{id}.json"));
-        let bytes = std::fs::read(path).ok()?;
+        let bytes = std::fs::read(report_path(&self.storage, env, id)?).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Deletes reports that finished more than `retention` before `now`.
+    /// Deletes reports that finished more than `retention` before `now`, and rewrites the
+    /// index of each environment that lost some. The index lock is held only to pick them.
     pub fn prune(&self, retention: Duration, now: DateTime<Utc>) {
         let Ok(retention) = chrono::Duration::from_std(retention) else {
             return;
         };
         let cutoff = now - retention;
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        for (env, scans) in index.iter_mut() {
-            scans.retain(|s| {
-                let keep = s.finished_at.is_none_or(|t| t >= cutoff);
-                if !keep && let Some(id) = &s.id {
-                    let path = self.storage.join("envs").join(env).join("history").join(format!("{id}.json"));
-                    if let Err(e) = std::fs::remove_file(&path)
-                        && e.kind() != std::io::ErrorKind::NotFound
-                    {
-                        tracing::warn!(file = %path.display(), error = %e, "cannot prune an old report");
-                        return true;
-                    }
+        let mut pruned: Vec<(String, Vec<Entry>, Vec<IndexLine>)> = Vec::new();
+        {
+            let mut index = self.lock();
+            for (env, entries) in index.envs.iter_mut() {
+                if !entries
+                    .iter()
+                    .any(|e| e.finished_at.is_some_and(|t| t < cutoff))
+                {
+                    continue;
                 }
-                keep
-            });
+                let (old, keep): (Vec<Entry>, Vec<Entry>) = std::mem::take(entries)
+                    .into_iter()
+                    .partition(|e| e.finished_at.is_some_and(|t| t < cutoff));
+                *entries = keep;
+                let lines = entries.iter().map(Entry::line).collect();
+                pruned.push((env.clone(), old, lines));
+            }
         }
+        for (env, old, lines) in pruned {
+            for entry in &old {
+                let Some(path) = report_path(&self.storage, &env, &entry.id) else {
+                    continue;
+                };
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot prune an old report");
+                }
+            }
+            if let Err(e) = rewrite_index(&self.storage, &env, &lines) {
+                tracing::warn!(environment = %env, error = %e, "cannot rewrite the history index; the next start heals it");
+            }
+            tracing::debug!(environment = %env, pruned = old.len(), "old reports pruned");
+        }
+    }
+}
+
+/// The entries of one environment, in the order written, healed against its files.
+fn load_env(storage: &Path, env: &str) -> Vec<Entry> {
+    let found = history_files(storage, env);
+    let on_disk: HashMap<&str, std::time::SystemTime> = found
+        .files
+        .iter()
+        .map(|(id, t)| (id.as_str(), *t))
+        .collect();
+    // The last line of an id wins (a report rewritten under the same id).
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    for (i, line) in found.index.iter().enumerate() {
+        position.insert(line.id.as_str(), i);
+    }
+    let mut entries: Vec<Entry> = found
+        .index
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            position.get(l.id.as_str()) == Some(i) && on_disk.contains_key(l.id.as_str())
+        })
+        .map(|(_, l)| Entry::from(l))
+        .collect();
+    let stale = found.index.len() != entries.len();
+    // Files the index does not know: read them once, in the order they were written.
+    let mut missing: Vec<(&str, std::time::SystemTime)> = found
+        .files
+        .iter()
+        .filter(|(id, _)| !position.contains_key(id.as_str()))
+        .map(|(id, t)| (id.as_str(), *t))
+        .collect();
+    missing.sort_by_key(|(id, t)| (*t, *id));
+    if !missing.is_empty() {
+        tracing::info!(environment = %env, reports = missing.len(), rebuilt = !found.has_index, "adding stored reports to the history index");
+    }
+    let mut healed = 0;
+    for (id, _) in missing {
+        let summary = report_path(storage, env, id)
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<ScanSummary>(&b).ok());
+        match summary {
+            Some(s) => {
+                entries.push(Entry {
+                    id: id.into(),
+                    finished_at: s.finished_at,
+                    status: s.status,
+                    seq: 0,
+                });
+                healed += 1;
+            }
+            None => tracing::warn!(environment = %env, id, "skipping an unreadable stored report"),
+        }
+    }
+    if stale || healed > 0 {
+        let lines: Vec<IndexLine> = entries.iter().map(Entry::line).collect();
+        if let Err(e) = rewrite_index(storage, env, &lines) {
+            tracing::warn!(environment = %env, error = %e, "cannot rewrite the history index");
+        }
+    }
+    entries
+}
+
+/// The latest readable report (walking back over unreadable ones, which leave the index)
+/// and the end of the last scan that did not error.
+fn restore(storage: &Path, env: &str, entries: &mut Vec<Entry>) -> Restored {
+    let mut latest = None;
+    while let Some(entry) = entries.last() {
+        let read = report_path(storage, env, &entry.id)
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| match serde_json::from_slice::<Report>(&b) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(environment = %env, id = %entry.id, error = %e, "skipping an unreadable stored report");
+                    None
+                }
+            });
+        match read {
+            Some(report) => {
+                latest = Some(report);
+                break;
+            }
+            None => {
+                entries.pop();
+            }
+        }
+    }
+    let last_success = entries
+        .iter()
+        .rev()
+        .find(|e| e.status != Status::Error)
+        .and_then(|e| e.finished_at);
+    Restored {
+        latest,
+        last_success,
     }
 }
 
@@ -202,6 +404,7 @@ impl History {
 mod tests {
     use super::*;
     use crate::report::{PlanOutcome, Report};
+    use crate::store::EnvStore;
 
     fn report(env: &str, id: &str, finished: DateTime<Utc>) -> Report {
         let mut r = Report::from_outcome(PlanOutcome {
@@ -216,6 +419,17 @@ mod tests {
         r
     }
 
+    fn all(h: &History, env: Option<&str>) -> Vec<ScanSummary> {
+        h.page(&Query {
+            environment: env,
+            since: DateTime::<Utc>::MIN_UTC,
+            before: None,
+            limit: 5000,
+        })
+        .unwrap()
+        .scans
+    }
+
     #[test]
     fn old_reports_are_pruned_and_broken_ones_skipped() {
         let dir = tempfile::tempdir().unwrap();
@@ -227,6 +441,7 @@ mod tests {
         for r in [&old, &new] {
             let path = history.join(format!("{}.json", r.id.as_deref().unwrap()));
             std::fs::write(path, serde_json::to_vec(r).unwrap()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::fs::write(history.join("lab-broken.json"), b"{\"id\": ").unwrap();
         let (h, restored) = History::load(dir.path());
@@ -234,18 +449,76 @@ mod tests {
             restored["lab"].latest.as_ref().unwrap().id.as_deref(),
             Some("lab-new")
         );
-        assert_eq!(
-            h.list(None, DateTime::<Utc>::MIN_UTC).len(),
-            2,
-            "the broken file is skipped"
-        );
+        assert_eq!(all(&h, None).len(), 2, "the broken file is skipped");
         h.prune(Duration::from_secs(90 * 86_400), now);
         assert!(!history.join("lab-old.json").exists());
         assert!(history.join("lab-new.json").exists());
-        let listed = h.list(Some("lab"), DateTime::<Utc>::MIN_UTC);
-        assert_eq!(listed.len(), 1);
+        assert_eq!(all(&h, Some("lab")).len(), 1);
         assert!(h.read("lab", "lab-new").is_some());
         assert!(h.read("lab", "../lab-new").is_none(), "no path traversal");
+        // The rewritten index is what the next start reads.
+        let (h, _) = History::load(dir.path());
+        assert_eq!(all(&h, Some("lab")).len(), 1);
+    }
+
+    /// Regression: a report stamped in the future (a wrong clock once) stays the latest at
+    /// every restart; the latest is the report written last.
+    #[test]
+    fn a_report_from_a_wrong_clock_is_not_the_latest_once_another_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EnvStore::open(dir.path(), "lab").unwrap();
+        let now = Utc::now();
+        let future = report(
+            "lab",
+            "lab-20990101T000000Z",
+            "2099-01-01T00:00:00Z".parse().unwrap(),
+        );
+        store.save(&future).unwrap();
+        let mut next = report("lab", "lab-now", now);
+        next.status = Status::Drift;
+        store.save(&next).unwrap();
+        for _ in 0..2 {
+            let (_, restored) = History::load(dir.path());
+            assert_eq!(
+                restored["lab"].latest.as_ref().unwrap().id.as_deref(),
+                Some("lab-now")
+            );
+        }
+    }
+
+    #[test]
+    fn pages_follow_each_other_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EnvStore::open(dir.path(), "lab").unwrap();
+        let t0 = Utc::now() - chrono::Duration::days(1);
+        for i in 0..25 {
+            let r = report(
+                "lab",
+                &format!("lab-{i:03}"),
+                t0 + chrono::Duration::minutes(i),
+            );
+            store.save(&r).unwrap();
+        }
+        let (h, _) = History::load(dir.path());
+        let mut seen = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = h
+                .page(&Query {
+                    environment: Some("lab"),
+                    since: DateTime::<Utc>::MIN_UTC,
+                    before: before.as_deref(),
+                    limit: 10,
+                })
+                .unwrap();
+            seen.extend(page.scans.iter().map(|s| s.id.clone().unwrap()));
+            match page.next {
+                Some(n) => before = Some(n),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (0..25).rev().map(|i| format!("lab-{i:03}")).collect();
+        assert_eq!(seen, expected);
     }
 }
 
@@ -285,11 +558,14 @@ mod same_second {
             restored["lab"].latest.as_ref().unwrap().id.as_deref(),
             Some("lab-a")
         );
-        assert_eq!(
-            h.list(Some("lab"), DateTime::<Utc>::MIN_UTC)[0]
-                .id
-                .as_deref(),
-            Some("lab-a")
-        );
+        let page = h
+            .page(&Query {
+                environment: Some("lab"),
+                since: DateTime::<Utc>::MIN_UTC,
+                before: None,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(page.scans[0].id.as_deref(), Some("lab-a"));
     }
 }

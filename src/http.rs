@@ -26,7 +26,7 @@ use crate::webconfig::WebConfig;
 
 /// The largest request body read (POST bodies are not used).
 const MAX_BODY: usize = 64 * 1024;
-/// Connections served at once; more wait in the kernel's accept queue.
+/// Connections open at once; past it the longest-idle one is closed for a new one.
 const MAX_CONNECTIONS: usize = 256;
 /// Time a client gets to send a request's headers (and to finish a TLS handshake).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,18 +102,98 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
-/// Serves until `shutdown` is cancelled: at most `MAX_CONNECTIONS` at once, TLS when the
-/// web configuration says so (read per connection, so that a reload applies to new ones).
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => return,
+/// The open connections. When all `MAX_CONNECTIONS` are taken, the connection idle the
+/// longest (no request in flight: still sending its headers, in its TLS handshake, or kept
+/// alive between requests) is closed to make room, so that idle or trickling connections
+/// can never keep a scrape out; memory stays bounded by the cap.
+#[derive(Default)]
+struct Connections {
+    table: Mutex<ConnTable>,
+}
+
+#[derive(Default)]
+struct ConnTable {
+    next: u64,
+    open: HashMap<u64, Conn>,
+}
+
+struct Conn {
+    /// Requests being answered now.
+    busy: usize,
+    idle_since: Instant,
+    close: CancellationToken,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection, closing the longest-idle one when all are taken;
+    /// `None` when every connection is answering a request (the new one is dropped).
+    fn open(&self) -> Option<(u64, CancellationToken)> {
+        let mut t = self.lock();
+        if t.open.len() >= MAX_CONNECTIONS {
+            let oldest = t
+                .open
+                .iter()
+                .filter(|(_, c)| c.busy == 0)
+                .min_by_key(|(_, c)| c.idle_since)
+                .map(|(id, _)| *id)?;
+            if let Some(c) = t.open.remove(&oldest) {
+                c.close.cancel();
+            }
+        }
+        let id = t.next;
+        t.next += 1;
+        let close = CancellationToken::new();
+        t.open.insert(
+            id,
+            Conn {
+                busy: 0,
+                idle_since: Instant::now(),
+                close: close.clone(),
             },
-            _ = shutdown.cancelled() => return,
-        };
+        );
+        Some((id, close))
+    }
+
+    fn close(&self, id: u64) {
+        self.lock().open.remove(&id);
+    }
+
+    /// Marks a request of connection `id` in flight until the guard drops.
+    fn busy(self: &Arc<Self>, id: u64) -> Busy {
+        if let Some(c) = self.lock().open.get_mut(&id) {
+            c.busy += 1;
+        }
+        Busy {
+            connections: self.clone(),
+            id,
+        }
+    }
+}
+
+struct Busy {
+    connections: Arc<Connections>,
+    id: u64,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(c) = self.connections.lock().open.get_mut(&self.id) {
+            c.busy = c.busy.saturating_sub(1);
+            c.idle_since = Instant::now();
+        }
+    }
+}
+
+/// Serves until `shutdown` is cancelled: at most `MAX_CONNECTIONS` at once (see
+/// [`Connections`]), TLS when the web configuration says so (read per connection, so that
+/// a reload applies to new ones).
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+    let connections = Arc::new(Connections::default());
+    loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -125,34 +205,66 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
             },
             _ = shutdown.cancelled() => return,
         };
+        let Some((id, close)) = connections.open() else {
+            tracing::debug!(peer = %peer, "every connection is answering a request: refusing one more");
+            continue;
+        };
         let app = app.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            let web = app.web();
-            match &web.tls {
-                None => serve_connection(app, TokioIo::new(stream), peer).await,
-                Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(app, TokioIo::new(stream), peer).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
-                    }
+            tokio::select! {
+                _ = connection(app, stream, peer, connections.clone(), id) => {}
+                _ = close.cancelled() => {
+                    tracing::debug!(peer = %peer, "closed an idle connection to make room");
                 }
             }
+            connections.close(id);
         });
     }
 }
 
-async fn serve_connection<I>(app: Arc<App>, io: I, peer: SocketAddr)
-where
+async fn connection(
+    app: Arc<App>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    connections: Arc<Connections>,
+    id: u64,
+) {
+    let web = app.web();
+    match &web.tls {
+        None => serve_connection(app, TokioIo::new(stream), peer, connections, id).await,
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(app, TokioIo::new(stream), peer, connections, id).await
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                }
+                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_connection<I>(
+    app: Arc<App>,
+    io: I,
+    peer: SocketAddr,
+    connections: Arc<Connections>,
+    id: u64,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(guarded(&app, req, peer).await) }
+        let busy = connections.busy(id);
+        async move {
+            let response = guarded(&app, req, peer).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -286,8 +398,8 @@ async fn route(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response
                 }
             }
         },
-        (["history"], &Method::GET) => history(app, &query),
-        (["history", env, id], &Method::GET) => match app.exporter.history.read(env, id) {
+        (["history"], &Method::GET) => history(app, &query).await,
+        (["history", env, id], &Method::GET) => match stored_report(app, env, id).await {
             Some(report) => json_response(StatusCode::OK, &report),
             None => error(
                 StatusCode::NOT_FOUND,
@@ -402,13 +514,38 @@ fn prefers_openmetrics(accept: &str) -> bool {
     false
 }
 
-fn history(app: &App, query: &str) -> Response<Body> {
+/// A stored report, read off the runtime's threads.
+async fn stored_report(app: &App, env: &str, id: &str) -> Option<Report> {
+    let (exporter, env, id) = (app.exporter.clone(), env.to_owned(), id.to_owned());
+    tokio::task::spawn_blocking(move || exporter.history.read(&env, &id))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Most summaries one `/history` answer holds, and how many when `limit` is not given.
+const HISTORY_MAX_LIMIT: usize = 5000;
+const HISTORY_DEFAULT_LIMIT: usize = 500;
+
+async fn history(app: &App, query: &str) -> Response<Body> {
     let mut env: Option<String> = None;
+    let mut before: Option<String> = None;
+    let mut limit = HISTORY_DEFAULT_LIMIT;
     let mut since = std::time::Duration::from_secs(30 * 86_400);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "environment" => env = Some(value.to_owned()),
+            "before" => before = Some(value.to_owned()),
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=HISTORY_MAX_LIMIT).contains(&n) => limit = n,
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit={value:?} must be a number from 1 to {HISTORY_MAX_LIMIT}"),
+                    );
+                }
+            },
             "since" => match humantime::parse_duration(value) {
                 Ok(d) => since = d,
                 Err(_) => {
@@ -421,7 +558,7 @@ fn history(app: &App, query: &str) -> Response<Body> {
             _ => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown parameter {key:?} (use environment, since)"),
+                    format!("unknown parameter {key:?} (use environment, since, limit, before)"),
                 );
             }
         }
@@ -430,12 +567,22 @@ fn history(app: &App, query: &str) -> Response<Body> {
         .ok()
         .and_then(|d| Utc::now().checked_sub_signed(d))
         .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-    #[derive(serde::Serialize)]
-    struct Scans {
-        scans: Vec<crate::history::ScanSummary>,
+    // The summaries are read from their files: off the runtime's threads.
+    let exporter = app.exporter.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        exporter.history.page(&crate::history::Query {
+            environment: env.as_deref(),
+            since: from,
+            before: before.as_deref(),
+            limit,
+        })
+    })
+    .await;
+    match page {
+        Ok(Ok(page)) => json_response(StatusCode::OK, &page),
+        Ok(Err(message)) => error(StatusCode::BAD_REQUEST, message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
-    let scans = app.exporter.history.list(env.as_deref(), from);
-    json_response(StatusCode::OK, &Scans { scans })
 }
 
 #[cfg(test)]

@@ -92,7 +92,9 @@ pub fn first_delay(
     if env.run_on_start {
         return Duration::ZERO;
     }
-    match (&env.schedule, last_finished) {
+    // A scan stamped in the future (a clock that was wrong) counts as ending now: the next
+    // one is never pushed past one interval.
+    match (&env.schedule, last_finished.map(|t| t.min(now))) {
         (Schedule::Interval(i), Some(t)) => {
             let due = chrono::Duration::from_std(*i)
                 .ok()
@@ -550,6 +552,12 @@ mod tests {
             "overdue: now"
         );
         assert_eq!(first_delay(&env, None, now), Duration::from_secs(3600));
+        let year_2099 = "2099-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            first_delay(&env, Some(year_2099), now),
+            Duration::from_secs(3600),
+            "a report from a wrong clock never pushes the next scan past one interval"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! ```text
 //! <storage>/envs/<env>/tf-data/
 //! <storage>/envs/<env>/history/<env>-20261125T031502Z.json
+//! <storage>/envs/<env>/history/index.jsonl   (one line per stored report, in the order written)
 //! <storage>/envs/<env>/scan.lock
 //! <storage>/envs/<env>/init.fingerprint
 //! <storage>/envs/<env>/plan-XXXXXX/plan.tfplan   (0700, removed after the scan)
@@ -15,7 +16,34 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::report::Report;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::report::{Report, Status};
+
+/// Name of the history's index: one [`IndexLine`] per stored report, appended in the order
+/// the reports were written, so that "the latest" is the one written last whatever its
+/// clock said, and start-up reads one small file instead of every report.
+const INDEX: &str = "index.jsonl";
+
+/// One stored report in the history's index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexLine {
+    pub id: String,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: Status,
+}
+
+impl IndexLine {
+    pub fn of(report: &Report) -> Option<IndexLine> {
+        Some(IndexLine {
+            id: report.id.clone()?,
+            finished_at: report.finished_at,
+            status: report.status,
+        })
+    }
+}
 
 /// A storage problem, naming the path.
 #[derive(Debug, thiserror::Error)]
@@ -195,8 +223,104 @@ impl EnvStore {
         let json =
             serde_json::to_vec_pretty(report).map_err(|e| at(&path)(std::io::Error::other(e)))?;
         write_atomic(&path, &json)?;
+        if let Some(line) = IndexLine::of(report) {
+            self.append_index(&line)?;
+        }
         Ok(path)
     }
+
+    /// Appends one line to the history's index (one write of a whole line, then fsync; a
+    /// crash leaves at most a torn last line, which reading skips and the next start heals).
+    fn append_index(&self, line: &IndexLine) -> Result<(), StoreError> {
+        let path = self.history_dir().join(INDEX);
+        let mut text = serde_json::to_vec(line).map_err(|e| at(&path)(std::io::Error::other(e)))?;
+        text.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(at(&path))?;
+        file.write_all(&text).map_err(at(&path))?;
+        file.sync_all().map_err(at(&path))
+    }
+}
+
+/// The history of one environment as its directory holds it.
+#[derive(Debug, Default)]
+pub struct HistoryFiles {
+    /// The index, in the order written; lines that do not parse are left out.
+    pub index: Vec<IndexLine>,
+    /// Whether the index file exists at all (storage from before the index).
+    pub has_index: bool,
+    /// Every report id with a file, and the file's modification time.
+    pub files: Vec<(String, std::time::SystemTime)>,
+}
+
+/// Reads the index and lists the report files of `env` (blocking).
+pub fn history_files(storage: &Path, env: &str) -> HistoryFiles {
+    let dir = storage.join("envs").join(env).join("history");
+    let mut out = HistoryFiles::default();
+    if let Ok(text) = fs::read_to_string(dir.join(INDEX)) {
+        out.has_index = true;
+        out.index = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+    }
+    for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if id.starts_with('.') {
+            continue;
+        }
+        let written = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        out.files.push((id.to_owned(), written));
+    }
+    out
+}
+
+/// Replaces the index of `env` with `lines` (after pruning or healing), atomically.
+pub fn rewrite_index(storage: &Path, env: &str, lines: &[IndexLine]) -> Result<(), StoreError> {
+    let path = storage.join("envs").join(env).join("history").join(INDEX);
+    let mut text = Vec::with_capacity(lines.len() * 96);
+    for line in lines {
+        serde_json::to_writer(&mut text, line).map_err(|e| at(&path)(std::io::Error::other(e)))?;
+        text.push(b'\n');
+    }
+    write_atomic(&path, &text)
+}
+
+/// Names of the environments that have a storage directory.
+pub fn stored_environments(storage: &Path) -> Vec<String> {
+    fs::read_dir(storage.join("envs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The file of report `id` of `env`, when both are safe names (no path traversal).
+pub fn report_path(storage: &Path, env: &str, id: &str) -> Option<PathBuf> {
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    (safe(env) && safe(id)).then(|| {
+        storage
+            .join("envs")
+            .join(env)
+            .join("history")
+            .join(format!("{id}.json"))
+    })
 }
 
 /// Write to a temporary file in the same directory, fsync, rename over, fsync the directory.

@@ -299,3 +299,49 @@ fn head_is_answered_on_every_get_path_and_accept_follows_q_values() {
         .starts_with("application/openmetrics-text")
     );
 }
+
+#[test]
+fn a_thousand_idle_or_trickling_connections_do_not_keep_a_scrape_out() {
+    use std::io::Write;
+    let w = Workspace::new("");
+    let config = w.config("run_on_start = false");
+    let server = crate::server::Server::start(&config);
+    // 1,000 connections that never send a request, and 20 that send one byte a second.
+    let mut idle: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| std::net::TcpStream::connect(&server.address).unwrap())
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let (address, stop) = (server.address.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut slow: Vec<std::net::TcpStream> = (0..20)
+                .map(|_| std::net::TcpStream::connect(&address).unwrap())
+                .collect();
+            let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n";
+            for byte in request.iter().cycle().take(30) {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                for s in &mut slow {
+                    let _ = s.write_all(&[*byte]);
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for path in ["/-/healthy", "/metrics"] {
+        let start = std::time::Instant::now();
+        let (status, _, _) = server.request("GET", path, None);
+        let took = start.elapsed();
+        assert_eq!(status, 200, "{path}");
+        // Before the fix the scrape waited for the 10 s header timeout of the idle ones.
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{path} took {took:?}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
+    idle.clear();
+}
