@@ -870,7 +870,12 @@ fn merge_environment(
 
     let mut vars = defaults.env.clone().unwrap_or_default();
     vars.extend(env.env.clone().unwrap_or_default());
-    for reserved in ["TF_DATA_DIR", "TF_IN_AUTOMATION", "TF_INPUT"] {
+    for reserved in [
+        "TF_DATA_DIR",
+        "TF_IN_AUTOMATION",
+        "TF_INPUT",
+        crate::orphans::VAR,
+    ] {
         if vars.contains_key(reserved) {
             return Err((
                 key("env"),

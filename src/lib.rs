@@ -18,6 +18,7 @@ pub mod http;
 pub mod ignore;
 pub mod logging;
 pub mod metrics;
+pub mod orphans;
 pub mod output;
 pub mod page;
 pub mod plan;

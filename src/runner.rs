@@ -245,9 +245,14 @@ pub async fn run(
     let err_task = tokio::spawn(read_text(stderr));
 
     let (status, stop) = wait_or_interrupt(&mut child, pgid, inv).await;
-    // Whatever terraform left behind in its group (provider plugins) goes too.
+    // Whatever terraform left behind in its group (provider plugins) goes too, and so
+    // does anything of this run that left the group (`setsid`).
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    if let Some((_, tag)) = inv.env.iter().find(|(k, _)| k == crate::orphans::VAR) {
+        let tag = tag.clone();
+        let _ = tokio::task::spawn_blocking(move || crate::orphans::kill_left_by(&tag)).await;
     }
 
     let (stream, document, out_text) = finish(

@@ -291,6 +291,10 @@ impl Scan<'_> {
         vars.push(("TF_INPUT".into(), "0".into()));
         vars.push(("CHECKPOINT_DISABLE".into(), "1".into()));
         vars.push((
+            crate::orphans::VAR.into(),
+            crate::orphans::tag(storage, &env.name),
+        ));
+        vars.push((
             "TF_DATA_DIR".into(),
             store.tf_data_dir().display().to_string(),
         ));

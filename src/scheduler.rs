@@ -135,6 +135,23 @@ impl Scheduler {
         }
     }
 
+    /// A scheduler whose scans wait for [`Scheduler::resume`] (timers run meanwhile), so
+    /// that the processes of a dead exporter are gone before a new scan starts.
+    pub fn paused(
+        exporter: Arc<Exporter>,
+        scanner: Arc<dyn Scanner>,
+        max_concurrent: usize,
+    ) -> Scheduler {
+        let scheduler = Scheduler::new(exporter, scanner, max_concurrent);
+        scheduler.limit.forget_permits(max_concurrent);
+        scheduler
+    }
+
+    /// Lets the scans of a [`Scheduler::paused`] scheduler run.
+    pub fn resume(&self) {
+        self.limit.add_permits(self.limit_size);
+    }
+
     /// Starts, updates or stops environment tasks to match `config`. An unchanged
     /// environment keeps its timer; a changed one starts a new period; a removed one is
     /// cancelled (its running scan interrupted).

@@ -2,6 +2,7 @@
 //! restored, scheduler and HTTP started, reload on SIGHUP or `POST /-/reload`, graceful
 //! shutdown on SIGTERM/SIGINT (running terraform interrupted so that locks are released).
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -83,12 +84,33 @@ pub async fn run(
     let scanner = Arc::new(TerraformScanner {
         storage: config.storage.path.clone(),
     });
-    let scheduler = Arc::new(Scheduler::new(
+    // Scans wait until what a dead exporter left running (kill -9, OOM) is gone: it may
+    // hold the state lock and uses the same TF_DATA_DIR.
+    let scheduler = Arc::new(Scheduler::paused(
         exporter.clone(),
         scanner,
         config.max_concurrent_scans,
     ));
     scheduler.apply(&config);
+    {
+        let scheduler = scheduler.clone();
+        let storage = config.storage.path.clone();
+        let grace: BTreeMap<String, Duration> = config
+            .environments
+            .iter()
+            .map(|(name, env)| (name.clone(), env.kill_grace))
+            .collect();
+        tokio::spawn(async move {
+            let ended = tokio::task::spawn_blocking(move || {
+                crate::orphans::end_dead_exporters(&storage, &grace)
+            })
+            .await;
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "cannot look for processes of a dead exporter");
+            }
+            scheduler.resume();
+        });
+    }
     let watcher = Arc::new(Watcher::start(exporter.clone()));
 
     let reload = {

@@ -345,3 +345,62 @@ fn a_thousand_idle_or_trickling_connections_do_not_keep_a_scrape_out() {
     trickle.join().unwrap();
     idle.clear();
 }
+
+#[test]
+fn a_grandchild_that_calls_setsid_does_not_outlive_its_scan() {
+    let (w, config) =
+        with_binary("setsid sleep 300 < /dev/null > /dev/null 2>&1 &\nsleep 0.2\nexit 1\n");
+    let (code, r, _, _) = w.scan(&config);
+    assert_eq!(code, 1, "{r}");
+    let storage = w.storage().display().to_string();
+    assert_eq!(
+        crate::support::process_with_env(&storage),
+        None,
+        "the setsid grandchild is gone with its scan"
+    );
+}
+
+#[test]
+fn terraform_left_by_an_exporter_killed_with_sigkill_is_ended_when_it_starts_again() {
+    if !have_terraform() {
+        return;
+    }
+    // A plan that hangs on an S3 endpoint that never answers (terraform ignores SIGINT
+    // while an S3 request hangs, so the ending must go all the way to SIGKILL).
+    let hang = crate::real_terraform::SilentServer::start();
+    let w =
+        Workspace::new(&crate::real_terraform::S3_BACKEND.replace("PORT", &hang.port.to_string()));
+    let config = w.config("timeout = \"10m\"\nkill_grace = \"3s\"");
+    let mut server = crate::server::Server::start(&config);
+    server.wait_log("msg=\"scan started\"", std::time::Duration::from_secs(20));
+    let storage = w.storage().display().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while crate::support::process_with_env(&storage).is_none() {
+        assert!(std::time::Instant::now() < deadline, "terraform never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.kill9();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        crate::support::process_with_env(&storage).is_some(),
+        "the orphan runs on without its exporter"
+    );
+
+    // systemd restarts the exporter at once.
+    let config = w.config("timeout = \"10m\"\nkill_grace = \"3s\"\nrun_on_start = false");
+    let started = std::time::Instant::now();
+    let server = crate::server::Server::start(&config);
+    while crate::support::process_with_env(&storage).is_some() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3 + 15),
+            "terraform of the dead exporter still runs after kill_grace + 15 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        server.logged().iter().any(|l| l.contains("dead exporter")),
+        "{:?}",
+        server.logged()
+    );
+    drop(hang);
+}

@@ -76,7 +76,7 @@ impl Server {
     }
 
     /// Waits for a log line containing `needle`.
-    fn wait_log(&mut self, needle: &str, limit: Duration) -> String {
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -155,6 +155,12 @@ impl Server {
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .unwrap();
+    }
+
+    /// SIGKILL, as the OOM killer or `kill -9` ends it: nothing of it runs afterwards.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM and the time until the process exited.
