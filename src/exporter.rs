@@ -14,14 +14,41 @@ use crate::report::{Report, Status};
 use crate::scan::Stored;
 use crate::unmanaged::Unmanaged;
 
+/// Changes (and ignored changes) of the latest scan kept in memory per environment, at
+/// least: what the HTML page shows. The whole report stays on disk and is served from
+/// there, so that a plan of 200,000 changes does not live in the exporter between scans.
+pub const KEPT_CHANGES: usize = 200;
+
 /// What is known of one environment.
 #[derive(Debug, Clone, Default)]
 pub struct EnvView {
+    /// The latest report, its `changes` and `ignored` cut to the first [`KEPT_CHANGES`]
+    /// (or `metrics.max_resource_series`, when larger).
     pub latest: Option<Arc<Report>>,
+    /// How many changes and ignored changes the latest report has in full.
+    pub changes_total: usize,
+    pub ignored_total: usize,
+    /// The latest report is in the history (else only what is kept here exists).
+    pub stored: bool,
     pub last_success: Option<DateTime<Utc>>,
     pub next_scan: Option<DateTime<Utc>>,
     /// A scan is running now.
     pub running: bool,
+}
+
+impl EnvView {
+    /// Takes `report` as the latest, keeping only its first changes in memory.
+    fn keep(&mut self, mut report: Report, stored: bool, max_series: usize) {
+        let keep = KEPT_CHANGES.max(max_series);
+        self.changes_total = report.changes.len();
+        self.ignored_total = report.ignored.len();
+        report.changes.truncate(keep);
+        report.changes.shrink_to_fit();
+        report.ignored.truncate(keep);
+        report.ignored.shrink_to_fit();
+        self.stored = stored;
+        self.latest = Some(Arc::new(report));
+    }
 }
 
 /// Shared by the scheduler and the HTTP handlers.
@@ -54,14 +81,14 @@ impl Exporter {
                 metrics.show_report(report, last_success, config.max_resource_series);
                 tracing::info!(environment = %name, status = %report.status, id = report.id.as_deref().unwrap_or(""), "restored the latest stored scan");
             }
-            envs.insert(
-                name.clone(),
-                EnvView {
-                    latest: latest.map(Arc::new),
-                    last_success,
-                    ..EnvView::default()
-                },
-            );
+            let mut view = EnvView {
+                last_success,
+                ..EnvView::default()
+            };
+            if let Some(report) = latest {
+                view.keep(report, true, config.max_resource_series);
+            }
+            envs.insert(name.clone(), view);
         }
         let unmanaged = config.proxmox.as_ref().and_then(|_| {
             let stored = crate::unmanaged::load(&config.storage.path)?;
@@ -134,14 +161,13 @@ impl Exporter {
                     .set_expired_rules(name, crate::ignore::expired(&env.ignore, today));
                 envs.entry(name.clone()).or_insert_with(|| {
                     let latest = self.history.latest(name);
-                    if let Some(report) = &latest {
+                    let mut view = EnvView::default();
+                    if let Some(report) = latest {
                         self.metrics
-                            .show_report(report, None, config.max_resource_series);
+                            .show_report(&report, None, config.max_resource_series);
+                        view.keep(report, true, config.max_resource_series);
                     }
-                    EnvView {
-                        latest: latest.map(Arc::new),
-                        ..EnvView::default()
-                    }
+                    view
                 });
             }
         }
@@ -210,7 +236,6 @@ impl Exporter {
             .get(&name)
             .map(|e| crate::ignore::expired(&e.ignore, chrono::Local::now().date_naive()))
             .unwrap_or_default();
-        let report = Arc::new(report);
         self.update(&name, |v| {
             if report.status != Status::Error {
                 v.last_success = report.finished_at;
@@ -219,7 +244,7 @@ impl Exporter {
                 .show_report(&report, v.last_success, max_series);
             self.metrics.count_scan(&name, report.status);
             self.metrics.set_expired_rules(&name, expired);
-            v.latest = Some(report.clone());
+            v.keep(report, stored, max_series);
         });
         self.history.prune(config.storage.retention, Utc::now());
     }

@@ -248,10 +248,10 @@ impl History {
         Ok(Page { scans, next })
     }
 
-    /// The summary of one stored report, read from its file.
+    /// The summary of one stored report, read from its file as a stream (its changes are
+    /// skipped, never held: a report of 200,000 changes costs no memory here).
     fn summary(&self, env: &str, id: &str) -> Option<ScanSummary> {
-        let bytes = std::fs::read(report_path(&self.storage, env, id)?).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        read_summary(&report_path(&self.storage, env, id)?)
     }
 
     /// The full stored report `id` of `env`, if there is one.
@@ -304,6 +304,11 @@ impl History {
     }
 }
 
+fn read_summary(path: &Path) -> Option<ScanSummary> {
+    let file = std::fs::File::open(path).ok()?;
+    serde_json::from_reader(std::io::BufReader::new(file)).ok()
+}
+
 /// The entries of one environment, in the order written, healed against its files.
 fn load_env(storage: &Path, env: &str) -> Vec<Entry> {
     let found = history_files(storage, env);
@@ -340,9 +345,7 @@ fn load_env(storage: &Path, env: &str) -> Vec<Entry> {
     }
     let mut healed = 0;
     for (id, _) in missing {
-        let summary = report_path(storage, env, id)
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice::<ScanSummary>(&b).ok());
+        let summary = report_path(storage, env, id).and_then(|p| read_summary(&p));
         match summary {
             Some(s) => {
                 entries.push(Entry {

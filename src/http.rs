@@ -1,7 +1,7 @@
 //! The HTTP interface (interface §6) on hyper 1. Handlers only read the shared state or
 //! ask the scheduler; nothing here waits for a scan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exporter::Exporter;
 use crate::metrics::{OPENMETRICS_FORMAT, TEXT_FORMAT};
-use crate::report::Report;
 use crate::scheduler::{Scheduler, Triggered};
 use crate::webconfig::WebConfig;
 
@@ -68,10 +69,87 @@ impl App {
     }
 }
 
-type Body = Full<Bytes>;
+/// Answers are either whole (small) or streamed from files (reports, plans), so that no
+/// answer holds a large report in memory.
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A piece of a streamed answer.
+enum Part {
+    Text(Bytes),
+    /// An open file and its length, read 64 KiB at a time. Opened when the answer is made,
+    /// so that a file replaced meanwhile (a rename) is served whole, as it was.
+    File(tokio::fs::File, u64),
+}
+
+impl Part {
+    async fn file(path: &std::path::Path) -> Option<Part> {
+        let file = tokio::fs::File::open(path).await.ok()?;
+        let meta = file.metadata().await.ok()?;
+        meta.is_file().then(|| Part::File(file, meta.len()))
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Part::Text(t) => t.len() as u64,
+            Part::File(_, n) => *n,
+        }
+    }
+}
+
+/// An answer made of `parts`, streamed with its length: at most one chunk of a file is in
+/// memory.
+fn streamed(content_type: &str, parts: Vec<Part>) -> Response<Body> {
+    use tokio::io::AsyncReadExt;
+    let length: u64 = parts.iter().map(Part::len).sum();
+    let state = (
+        std::collections::VecDeque::from(parts),
+        None::<(tokio::fs::File, u64)>,
+    );
+    let stream = futures_util::stream::unfold(state, |(mut parts, mut file)| async move {
+        loop {
+            if let Some((f, left)) = file.as_mut() {
+                if *left == 0 {
+                    file = None;
+                    continue;
+                }
+                let mut chunk = vec![0; (64 * 1024).min(*left as usize)];
+                match f.read(&mut chunk).await {
+                    Ok(0) => {
+                        let e = std::io::Error::other("a served file got shorter");
+                        return Some((Err(e), (Default::default(), None)));
+                    }
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        *left -= n as u64;
+                        return Some((Ok(Frame::data(Bytes::from(chunk))), (parts, file)));
+                    }
+                    Err(e) => return Some((Err(e), (Default::default(), None))),
+                }
+            }
+            match parts.pop_front()? {
+                Part::Text(text) => return Some((Ok(Frame::data(text)), (parts, None))),
+                Part::File(f, n) => file = Some((f, n)),
+            }
+        }
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed());
+    if let Ok(v) = content_type.parse() {
+        response.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_LENGTH, length.into());
+    response
+}
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         response.headers_mut().insert(CONTENT_TYPE, v);
@@ -323,13 +401,13 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     parts.method = Method::GET;
     let response = route(app, Request::from_parts(parts, body), peer).await;
     let (mut parts, body) = response.into_parts();
-    let length = hyper::body::Body::size_hint(&body)
-        .exact()
-        .unwrap_or_default();
-    parts
-        .headers
-        .insert(hyper::header::CONTENT_LENGTH, length.into());
-    Response::from_parts(parts, Full::new(Bytes::new()))
+    // A streamed answer's length is not known without reading it: then none is given.
+    if let Some(length) = hyper::body::Body::size_hint(&body).exact() {
+        parts
+            .headers
+            .insert(hyper::header::CONTENT_LENGTH, length.into());
+    }
+    Response::from_parts(parts, full(Bytes::new()))
 }
 
 async fn route(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
@@ -360,26 +438,14 @@ async fn route(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response
                 app.exporter.metrics.exposition(openmetrics),
             )
         }
-        (["detail"], &Method::GET) => {
-            #[derive(serde::Serialize)]
-            struct Detail {
-                environments: BTreeMap<String, Option<Arc<Report>>>,
-            }
-            let environments = app
-                .exporter
-                .views()
-                .into_iter()
-                .map(|(name, view)| (name, view.latest))
-                .collect();
-            json_response(StatusCode::OK, &Detail { environments })
-        }
+        (["detail"], &Method::GET) => detail_all(app).await,
         (["detail", env], &Method::GET) => match app.exporter.view(env) {
             None => error(
                 StatusCode::NOT_FOUND,
                 format!("unknown environment {env:?}"),
             ),
-            Some(view) => match view.latest {
-                Some(report) => json_response(StatusCode::OK, &*report),
+            Some(view) => match detail_part(app, env, &view).await {
+                Some(part) => streamed("application/json", vec![part]),
                 None => error(StatusCode::NOT_FOUND, format!("no scan of {env:?} yet")),
             },
         },
@@ -389,18 +455,20 @@ async fn route(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response
                 format!("unknown environment {env:?}"),
             ),
             Some(_) => {
-                match crate::store::EnvStore::read_plan(&app.exporter.config().storage.path, env) {
-                    Some(plan) => respond(StatusCode::OK, "application/json", plan),
-                    None => error(
+                let path = crate::store::plan_path(&app.exporter.config().storage.path, env);
+                if let Some(part) = Part::file(&path).await {
+                    streamed("application/json", vec![part])
+                } else {
+                    error(
                         StatusCode::NOT_FOUND,
                         format!("the last scan of {env:?} had no plan"),
-                    ),
+                    )
                 }
             }
         },
         (["history"], &Method::GET) => history(app, &query).await,
         (["history", env, id], &Method::GET) => match stored_report(app, env, id).await {
-            Some(report) => json_response(StatusCode::OK, &report),
+            Some(part) => streamed("application/json", vec![part]),
             None => error(
                 StatusCode::NOT_FOUND,
                 format!("no stored scan {id:?} of {env:?}"),
@@ -514,13 +582,40 @@ fn prefers_openmetrics(accept: &str) -> bool {
     false
 }
 
-/// A stored report, read off the runtime's threads.
-async fn stored_report(app: &App, env: &str, id: &str) -> Option<Report> {
-    let (exporter, env, id) = (app.exporter.clone(), env.to_owned(), id.to_owned());
-    tokio::task::spawn_blocking(move || exporter.history.read(&env, &id))
-        .await
-        .ok()
-        .flatten()
+/// The file of a stored report, opened, when there is one.
+async fn stored_report(app: &App, env: &str, id: &str) -> Option<Part> {
+    let path = crate::store::report_path(&app.exporter.config().storage.path, env, id)?;
+    Part::file(&path).await
+}
+
+/// The latest report of `env` as an answer's part: its stored file, or (when it could not
+/// be stored) what the exporter keeps of it.
+async fn detail_part(app: &App, env: &str, view: &crate::exporter::EnvView) -> Option<Part> {
+    let report = view.latest.as_ref()?;
+    if view.stored
+        && let Some(id) = report.id.as_deref()
+        && let Some(part) = stored_report(app, env, id).await
+    {
+        return Some(part);
+    }
+    let text = serde_json::to_vec_pretty(&**report).unwrap_or_default();
+    Some(Part::Text(Bytes::from(text)))
+}
+
+/// `{"environments": {"<env>": <report or null>, ...}}`, one report at a time.
+async fn detail_all(app: &App) -> Response<Body> {
+    let mut parts = vec![Part::Text(Bytes::from_static(b"{\"environments\": {"))];
+    for (i, (name, view)) in app.exporter.views().into_iter().enumerate() {
+        let key = serde_json::to_string(&name).unwrap_or_default();
+        let separator = if i == 0 { "" } else { ", " };
+        parts.push(Part::Text(Bytes::from(format!("{separator}{key}: "))));
+        match detail_part(app, &name, &view).await {
+            Some(part) => parts.push(part),
+            None => parts.push(Part::Text(Bytes::from_static(b"null"))),
+        }
+    }
+    parts.push(Part::Text(Bytes::from_static(b"}}\n")));
+    streamed("application/json", parts)
 }
 
 /// Most summaries one `/history` answer holds, and how many when `limit` is not given.

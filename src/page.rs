@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::exporter::Exporter;
+use crate::exporter::{Exporter, KEPT_CHANGES};
 use crate::report::Status;
 
 /// Escapes text for HTML content and attribute values.
@@ -181,7 +181,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
         }
         if !report.changes.is_empty() {
             h.push_str("<table><tr><th>Resource</th><th>Action</th><th>Outside Terraform</th><th>Attribute</th><th>Actual -&gt; expected</th></tr>\n");
-            for c in &report.changes {
+            for c in report.changes.iter().take(KEPT_CHANGES) {
                 let rows = c.attributes.len().max(1);
                 let _ = write!(
                     h,
@@ -207,8 +207,9 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
                 }
             }
             h.push_str("</table>\n");
+            more(&mut h, view.changes_total, &n, "changes");
         }
-        for c in &report.ignored {
+        for c in report.ignored.iter().take(KEPT_CHANGES) {
             let _ = writeln!(
                 h,
                 "<p>ignored: <code>{}</code> {} ({})</p>",
@@ -217,7 +218,19 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
                 escape(c.ignored_by.as_deref().unwrap_or(""))
             );
         }
+        more(&mut h, view.ignored_total, &n, "ignored changes");
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// "and N more" under a list cut at [`KEPT_CHANGES`], with the link to the whole report.
+fn more(h: &mut String, total: usize, env: &str, what: &str) {
+    if total > KEPT_CHANGES {
+        let _ = writeln!(
+            h,
+            "<p>and {} more {what}: <a href=\"/detail/{env}\">the whole report (JSON)</a></p>",
+            total - KEPT_CHANGES
+        );
+    }
 }

@@ -158,7 +158,7 @@ pub struct Invocation<'a> {
 }
 
 /// What to do with standard output.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum StdoutMode {
     /// A `-json` stream: parsed line by line, nothing else kept.
     Stream,
@@ -166,6 +166,9 @@ pub enum StdoutMode {
     Document,
     /// Human text (`init`): kept bounded.
     Text,
+    /// A large document (`show -json`): written to this file (in the scan's private
+    /// directory), never held in memory.
+    File(PathBuf),
 }
 
 /// The result of one command.
@@ -360,6 +363,18 @@ async fn read_stdout(
             let mut document = Vec::new();
             stdout.take(MAX_DOCUMENT).read_to_end(&mut document).await?;
             Ok((StreamSummary::default(), document, String::new()))
+        }
+        StdoutMode::File(path) => {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .await?;
+            tokio::io::copy(&mut stdout.take(MAX_DOCUMENT), &mut file).await?;
+            tokio::io::AsyncWriteExt::flush(&mut file).await?;
+            Ok((StreamSummary::default(), Vec::new(), String::new()))
         }
         StdoutMode::Text => Ok((
             StreamSummary::default(),

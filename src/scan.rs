@@ -1,6 +1,7 @@
 //! One scan of one environment: init when needed, plan, show when the plan has changes,
 //! understand the result and make the report. Never anything that writes infrastructure.
 
+use std::io::Write;
 use std::path::Path;
 
 use chrono::Utc;
@@ -10,8 +11,8 @@ use tokio::time::Instant;
 use crate::classify::{Phase, classify};
 use crate::config::{Environment, InitMode};
 use crate::plan::redact::{Redactor, SecretCollector};
-use crate::plan::served::served_plan;
-use crate::plan::show::understand_plan_with;
+use crate::plan::served::write_served_plan;
+use crate::plan::show::understand_plan_redacting;
 use crate::plan::stream::errors_from_text;
 use crate::plan::{ExplainOptions, PlanError};
 use crate::report::{ErrorReason, PlanOutcome, Report, ScanError, Tool};
@@ -60,7 +61,7 @@ pub async fn scan_and_store(
     if let Some(store) = &store {
         let id = store.new_id(&env.name, &report);
         report.id = Some(id);
-        if let Err(e) = store.save_plan(plan.as_deref()) {
+        if let Err(e) = store.save_plan(plan) {
             tracing::error!(environment = %env.name, error = %e, "cannot store the plan for /detail/<env>/plan");
         }
         match store.save(&report) {
@@ -103,7 +104,7 @@ pub async fn scan(
     env: &Environment,
     storage: &Path,
     cancel: &CancellationToken,
-) -> Result<(Report, Option<Vec<u8>>), Cancelled> {
+) -> Result<(Report, Option<tempfile::NamedTempFile>), Cancelled> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let mut scan = Scan::new(env, cancel);
@@ -210,7 +211,7 @@ struct Scan<'a> {
     /// Set when a step was interrupted by `cancel`.
     cancelled: bool,
     /// The plan as `/detail/<env>/plan` serves it, when the scan produced one.
-    served_plan: Option<Vec<u8>>,
+    served_plan: Option<tempfile::NamedTempFile>,
 }
 
 fn config_error(summary: String) -> ScanError {
@@ -433,11 +434,12 @@ impl Scan<'_> {
         }
         match exit {
             Some(0) | Some(2) => {
+                let document = plan_dir.path().join("show.json");
                 let show = self
                     .run_step(
                         &TfCommand::show(&plan_file),
                         &inv,
-                        StdoutMode::Document,
+                        StdoutMode::File(document.clone()),
                         Phase::Show,
                     )
                     .await?;
@@ -447,13 +449,21 @@ impl Scan<'_> {
                 let options = ExplainOptions {
                     refresh_only: env.refresh_only,
                 };
-                let outcome = understand_plan_with(show.document.as_slice(), options, collector())
-                    .map_err(|e: PlanError| ScanError {
-                        reason: ErrorReason::Terraform,
-                        summary: format!("cannot understand the output of show -json: {e}"),
-                        detail: String::new(),
-                    })?;
-                match served_plan(&show.document, collector()) {
+                let served = store
+                    .temp_file()
+                    .map_err(|e| config_error(format!("storage.path: {e}")))?;
+                let secrets = collector();
+                // Seconds of parsing on a plan of 100 MB: off the runtime's threads.
+                let (outcome, served) = tokio::task::spawn_blocking(move || {
+                    understand_and_serve(&document, options, secrets, served)
+                })
+                .await
+                .map_err(|e| ScanError {
+                    reason: ErrorReason::Terraform,
+                    summary: format!("reading the output of show -json failed: {e}"),
+                    detail: String::new(),
+                })??;
+                match served {
                     Ok(served) => self.served_plan = Some(served),
                     Err(e) => {
                         tracing::warn!(environment = %env.name, error = %e, "cannot prepare the plan for /detail/<env>/plan")
@@ -631,6 +641,38 @@ impl Scan<'_> {
         }
         Ok((vars, secrets))
     }
+}
+
+/// Reads the `show -json` document saved at `document` twice, streaming: once to understand
+/// it (and learn its secrets), once to write its served form into `served`. The first
+/// failing fails the scan; the second only loses `/detail/<env>/plan`.
+fn understand_and_serve(
+    document: &Path,
+    options: ExplainOptions,
+    secrets: SecretCollector,
+    mut served: tempfile::NamedTempFile,
+) -> Result<(PlanOutcome, Result<tempfile::NamedTempFile, PlanError>), ScanError> {
+    let unreadable = |e: PlanError| ScanError {
+        reason: ErrorReason::Terraform,
+        summary: format!("cannot understand the output of show -json: {e}"),
+        detail: String::new(),
+    };
+    let open = || {
+        std::fs::File::open(document)
+            .map(std::io::BufReader::new)
+            .map_err(PlanError::Io)
+    };
+    let (outcome, redactor) =
+        understand_plan_redacting(open().map_err(unreadable)?, options, secrets)
+            .map_err(unreadable)?;
+    let written = open().and_then(|input| {
+        let mut out = std::io::BufWriter::new(served.as_file_mut());
+        write_served_plan(input, &redactor, &mut out)?;
+        out.flush()?;
+        drop(out);
+        Ok(served)
+    });
+    Ok((outcome, written))
 }
 
 /// What a successful init depends on: when it changes, init runs again.

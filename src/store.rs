@@ -158,22 +158,32 @@ impl EnvStore {
         }
     }
 
-    /// Keeps the last scan's served plan (`plan.json`, 0600), or removes it when the scan
-    /// had none.
-    pub fn save_plan(&self, plan: Option<&[u8]>) -> Result<(), StoreError> {
+    /// A temporary file (0600) in the environment's directory, for what is later kept with
+    /// a rename (the served plan).
+    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.root)
+            .map_err(at(&self.root))
+    }
+
+    /// Keeps the last scan's served plan (`plan.json`, 0600), written to a file of
+    /// [`EnvStore::temp_file`], or removes it when the scan had none.
+    pub fn save_plan(&self, plan: Option<tempfile::NamedTempFile>) -> Result<(), StoreError> {
         let path = self.root.join("plan.json");
         match plan {
-            Some(bytes) => write_atomic(&path, bytes),
+            Some(file) => {
+                file.as_file().sync_all().map_err(at(&path))?;
+                file.persist(&path).map_err(|e| at(&path)(e.error))?;
+                File::open(&self.root)
+                    .and_then(|d| d.sync_all())
+                    .map_err(at(&self.root))
+            }
             None => match fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(at(&path)(e)),
                 _ => Ok(()),
             },
         }
-    }
-
-    /// The last served plan of `env`, if its last scan had one.
-    pub fn read_plan(storage: &Path, env: &str) -> Option<Vec<u8>> {
-        fs::read(storage.join("envs").join(env).join("plan.json")).ok()
     }
 
     /// A report id not used yet: `<env>-<start time>`, with a suffix on collision.
@@ -220,9 +230,9 @@ impl EnvStore {
             .create(&dir)
             .map_err(at(&dir))?;
         let path = dir.join(format!("{id}.json"));
-        let json =
-            serde_json::to_vec_pretty(report).map_err(|e| at(&path)(std::io::Error::other(e)))?;
-        write_atomic(&path, &json)?;
+        write_atomic_with(&path, |out| {
+            serde_json::to_writer_pretty(out, report).map_err(std::io::Error::other)
+        })?;
         if let Some(line) = IndexLine::of(report) {
             self.append_index(&line)?;
         }
@@ -296,6 +306,11 @@ pub fn rewrite_index(storage: &Path, env: &str, lines: &[IndexLine]) -> Result<(
     write_atomic(&path, &text)
 }
 
+/// Where the last served plan of `env` is kept (absent when its last scan had none).
+pub fn plan_path(storage: &Path, env: &str) -> PathBuf {
+    storage.join("envs").join(env).join("plan.json")
+}
+
 /// Names of the environments that have a storage directory.
 pub fn stored_environments(storage: &Path) -> Vec<String> {
     fs::read_dir(storage.join("envs"))
@@ -325,12 +340,25 @@ pub fn report_path(storage: &Path, env: &str, id: &str) -> Option<PathBuf> {
 
 /// Write to a temporary file in the same directory, fsync, rename over, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(path, |out| out.write_all(bytes))
+}
+
+/// As [`write_atomic`], with the content written by `write` (buffered), never held whole.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(at(dir))?;
-    tmp.write_all(bytes).map_err(at(tmp.path()))?;
+    {
+        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+        write(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(at(path))?;
+    }
     tmp.as_file().sync_all().map_err(at(path))?;
     tmp.persist(path).map_err(|e| at(path)(e.error))?;
     File::open(dir)

@@ -2,12 +2,16 @@
 //! document cut down to the keys tools use, with every sensitive value replaced as in the
 //! report. `variables`, `prior_state`, `planned_values` and `configuration` never leave.
 
-use serde_json::{Map, Value};
+use std::io::{Read, Write};
 
-use super::PlanError;
-use super::redact::{Mask, SecretCollector, render};
+use serde_json::Value;
 
-/// The keys kept, in this order.
+use super::redact::{Mask, Redactor, SecretCollector, render};
+use super::show::understand_plan_redacting;
+use super::split::{Piece, SplitError, Want, split};
+use super::{ExplainOptions, PlanError};
+
+/// The keys kept.
 const KEPT: [&str; 9] = [
     "format_version",
     "terraform_version",
@@ -20,54 +24,139 @@ const KEPT: [&str; 9] = [
     "checks",
 ];
 
-/// The served form of a `show -json` document; `secrets` holds values known to be secret
-/// beforehand (`env_files`).
-pub fn served_plan(json: &[u8], mut secrets: SecretCollector) -> Result<Vec<u8>, PlanError> {
-    let mut doc: Value =
-        serde_json::from_slice(json).map_err(|e| PlanError::Malformed(e.to_string()))?;
-    // Variables declared sensitive: their values are hunted everywhere.
-    let declared = doc["configuration"]["root_module"]["variables"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    for (name, config) in declared {
-        if config["sensitive"] == Value::Bool(true)
-            && let Some(value) = doc["variables"][&name].get("value")
-        {
-            secrets.collect_masked(value, Mask::NONE, true);
+/// The served form of a `show -json` document held in memory; `secrets` holds values known
+/// to be secret beforehand (`env_files`). Scans use [`write_served_plan`], which streams.
+pub fn served_plan(json: &[u8], secrets: SecretCollector) -> Result<Vec<u8>, PlanError> {
+    let (_, redactor) = understand_plan_redacting(json, ExplainOptions::default(), secrets)?;
+    let mut out = Vec::new();
+    write_served_plan(json, &redactor, &mut out)?;
+    Ok(out)
+}
+
+/// Writes the served form of the document `input` to `out`, one top-level member or one
+/// change at a time (a plan of 100 MB is never held, neither as text nor as values).
+/// `redactor` knows every secret of the plan: the one [`understand_plan_redacting`] returned
+/// for the same document.
+pub fn write_served_plan(
+    input: impl Read,
+    redactor: &Redactor,
+    out: &mut impl Write,
+) -> Result<(), PlanError> {
+    let want = |key: &str| match key {
+        "resource_drift" | "resource_changes" => Want::Elements,
+        k if KEPT.contains(&k) => Want::Whole,
+        _ => Want::Skip,
+    };
+    let mut writer = Writer {
+        out,
+        redactor,
+        members: 0,
+        open_list: None,
+    };
+    let mut failure: Option<PlanError> = None;
+    let result = split(input, want, |piece| {
+        writer.take(piece).map_err(|e| {
+            let text = e.to_string();
+            failure = Some(e);
+            text
+        })
+    });
+    match result {
+        Ok(()) => writer.finish(),
+        Err(SplitError::Piece(_)) => {
+            Err(failure.unwrap_or(PlanError::Malformed("unwritable piece".into())))
         }
+        Err(SplitError::Io(e)) => Err(PlanError::Io(e)),
+        Err(e @ SplitError::Syntax { .. }) => Err(PlanError::Malformed(e.to_string())),
     }
-    let mut out = Map::new();
-    for key in KEPT {
-        if let Some(value) = doc.get_mut(key).map(Value::take) {
-            out.insert(key.to_owned(), value);
+}
+
+/// Writes the served object as its pieces stream by.
+struct Writer<'a, W: Write> {
+    out: &'a mut W,
+    redactor: &'a Redactor,
+    /// Members written so far.
+    members: usize,
+    /// The list member being written and how many elements it has so far.
+    open_list: Option<usize>,
+}
+
+impl<W: Write> Writer<'_, W> {
+    fn begin_member(&mut self, key: &str) -> Result<(), PlanError> {
+        self.close_list()?;
+        let separator = if self.members == 0 { "{" } else { "," };
+        self.members += 1;
+        write!(self.out, "{separator}")?;
+        serde_json::to_writer(&mut *self.out, key).map_err(json_error)?;
+        write!(self.out, ":")?;
+        Ok(())
+    }
+
+    fn close_list(&mut self) -> Result<(), PlanError> {
+        if self.open_list.take().is_some() {
+            write!(self.out, "]")?;
         }
+        Ok(())
     }
-    for list in ["resource_drift", "resource_changes"] {
-        for item in out
-            .get_mut(list)
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            // A malformed entry (not an object, no change) has nothing to mask.
-            if let Some(change) = item.get_mut("change") {
-                mask_change(change, &mut secrets);
+
+    fn value(&mut self, mut value: Value) -> Result<(), PlanError> {
+        self.redactor.redact_value(&mut value);
+        serde_json::to_writer(&mut *self.out, &value).map_err(json_error)
+    }
+
+    fn take(&mut self, piece: Piece<'_>) -> Result<(), PlanError> {
+        match piece {
+            Piece::Member { key, value } => {
+                let mut value: Value = parse(key, value)?;
+                if key == "output_changes" {
+                    for output in value
+                        .as_object_mut()
+                        .into_iter()
+                        .flat_map(|m| m.values_mut())
+                    {
+                        mask_change(output, &mut SecretCollector::default());
+                    }
+                }
+                self.begin_member(key)?;
+                self.value(value)
+            }
+            Piece::Present { key } => {
+                self.begin_member(key)?;
+                write!(self.out, "[")?;
+                self.open_list = Some(0);
+                Ok(())
+            }
+            Piece::Element { key, index, value } => {
+                let mut item: Value = parse(&format!("{key}[{index}]"), value)?;
+                // A malformed entry (not an object, no change) has nothing to mask.
+                if let Some(change) = item.get_mut("change") {
+                    mask_change(change, &mut SecretCollector::default());
+                }
+                let n = self.open_list.get_or_insert(0);
+                if *n > 0 {
+                    write!(self.out, ",")?;
+                }
+                *n += 1;
+                self.value(item)
             }
         }
     }
-    for output in out
-        .get_mut("output_changes")
-        .and_then(Value::as_object_mut)
-        .into_iter()
-        .flat_map(|m| m.values_mut())
-    {
-        mask_change(output, &mut secrets);
+
+    fn finish(mut self) -> Result<(), PlanError> {
+        self.close_list()?;
+        let text = if self.members == 0 { "{}" } else { "}" };
+        write!(self.out, "{text}")?;
+        self.out.flush()?;
+        Ok(())
     }
-    let redactor = secrets.finish();
-    let mut out = Value::Object(out);
-    redactor.redact_value(&mut out);
-    serde_json::to_vec(&out).map_err(|e| PlanError::Malformed(e.to_string()))
+}
+
+fn parse(what: &str, value: &[u8]) -> Result<Value, PlanError> {
+    serde_json::from_slice(value).map_err(|e| PlanError::Malformed(format!("{what}: {e}")))
+}
+
+fn json_error(e: serde_json::Error) -> PlanError {
+    PlanError::Io(std::io::Error::other(e))
 }
 
 /// Replaces the sensitive parts of `before`/`after` by their masks, recording the secrets.

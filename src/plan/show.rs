@@ -15,7 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::diff::{Sides, diff};
-use super::redact::{Mask, SecretCollector};
+use super::redact::{Mask, Redactor, SecretCollector};
 use super::split::{Piece, SplitError, Want, split};
 use super::stream::Diagnostic;
 use crate::classify::{Phase, classify};
@@ -49,7 +49,7 @@ pub enum PlanError {
         source: serde_json::Error,
     },
     #[error("reading the plan: {0}")]
-    Io(std::io::Error),
+    Io(#[from] std::io::Error),
 }
 
 #[derive(Deserialize)]
@@ -275,8 +275,18 @@ struct Gathered {
 pub fn understand_plan_with(
     input: impl Read,
     options: ExplainOptions,
-    mut secrets: SecretCollector,
+    secrets: SecretCollector,
 ) -> Result<PlanOutcome, PlanError> {
+    understand_plan_redacting(input, options, secrets).map(|(outcome, _)| outcome)
+}
+
+/// As [`understand_plan_with`], also returning every secret of the plan (what
+/// [`crate::plan::served::write_served_plan`] redacts with).
+pub fn understand_plan_redacting(
+    input: impl Read,
+    options: ExplainOptions,
+    mut secrets: SecretCollector,
+) -> Result<(PlanOutcome, Redactor), PlanError> {
     let mut g = Gathered::default();
     let want = |key: &str| match key {
         "resource_changes" | "resource_drift" => Want::Elements,
@@ -349,12 +359,13 @@ pub fn understand_plan_with(
             detail: "The plan document has \"errored\": true; the errors themselves are in the plan's diagnostics, not in this file.".to_owned(),
         })
     };
-    Ok(PlanOutcome {
+    let outcome = PlanOutcome {
         changes,
         ignored: Vec::new(),
         error,
         tool_version: g.terraform_version,
-    })
+    };
+    Ok((outcome, redactor))
 }
 
 fn parse<'a, T: Deserialize<'a>>(what: &str, value: &'a [u8]) -> Result<T, PlanError> {

@@ -404,3 +404,72 @@ fn terraform_left_by_an_exporter_killed_with_sigkill_is_ended_when_it_starts_aga
     );
     drop(hang);
 }
+
+#[test]
+fn a_plan_of_thousands_of_changes_is_served_whole_from_disk_and_the_page_is_bounded() {
+    // A stand-in terraform whose show prints a plan of 3,000 updates.
+    let w = Workspace::new("");
+    let n = 3000;
+    let changes: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"address":"terraform_data.vm[{i}]","mode":"managed","type":"terraform_data","name":"vm","index":{i},"change":{{"actions":["update"],"before":{{"memory":3072}},"after":{{"memory":2048}},"after_unknown":{{}},"before_sensitive":{{}},"after_sensitive":{{}}}}}}"#
+            )
+        })
+        .collect();
+    let show = w.root.path().join("show.json");
+    std::fs::write(
+        &show,
+        format!(
+            r#"{{"format_version":"1.2","terraform_version":"1.11.4","resource_changes":[{}]}}"#,
+            changes.join(",")
+        ),
+    )
+    .unwrap();
+    let binary = w.root.path().join("fake-terraform");
+    script(
+        &binary,
+        &format!(
+            "case \"$1\" in\n  plan)\n    for a in \"$@\"; do case \"$a\" in -out=*) : > \"${{a#-out=}}\";; esac; done\n    echo '{{\"type\":\"version\",\"terraform\":\"1.11.4\"}}'\n    echo '{{\"type\":\"change_summary\",\"changes\":{{\"change\":{n}}}}}'\n    exit 2;;\n  show) cat '{}';;\nesac\n",
+            show.display()
+        ),
+    );
+    let config = w.config(&format!(
+        "binary = \"{}\"\ninit = \"never\"\nrun_on_start = true",
+        binary.display()
+    ));
+    let server = crate::server::Server::start(&config);
+    let detail = server.wait_detail(std::time::Duration::from_secs(60), |d| {
+        d["environments"]["lab"]["status"] == "drift"
+    });
+    assert_eq!(
+        detail["environments"]["lab"]["changes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        n,
+        "/detail serves the whole stored report"
+    );
+    let (_, lab) = server.get_json("/detail/lab");
+    assert_eq!(lab["changes"].as_array().unwrap().len(), n);
+    assert_eq!(lab["summary"]["update"], n);
+    let id = lab["id"].as_str().unwrap();
+    let (status, stored) = server.get_json(&format!("/history/lab/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(stored, lab);
+    let (status, plan) = server.get_json("/detail/lab/plan");
+    assert_eq!(status, 200);
+    assert_eq!(plan["resource_changes"].as_array().unwrap().len(), n);
+    // The page shows 200 changes, then says how many more and links the JSON.
+    let (_, _, page) = server.request("GET", "/", None);
+    assert_eq!(
+        page.matches("terraform_data.vm[").count(),
+        200,
+        "bounded page"
+    );
+    assert!(
+        page.contains("and 2800 more changes"),
+        "the page says what it left out"
+    );
+    assert!(page.contains("href=\"/detail/lab\""));
+}
