@@ -473,3 +473,25 @@ fn a_plan_of_thousands_of_changes_is_served_whole_from_disk_and_the_page_is_boun
     );
     assert!(page.contains("href=\"/detail/lab\""));
 }
+
+#[test]
+fn an_invalid_escape_sequence_on_the_first_scan_is_config_with_terraform_s_message() {
+    if !have_terraform() {
+        return;
+    }
+    // The first scan runs init, whose umbrella error used to hide the real one.
+    let w =
+        Workspace::new("resource \"terraform_data\" \"x\" {\n  input = \"C:\\\\Users\\q\"\n}\n");
+    let config = w.config("");
+    let (code, r, _, _) = w.scan(&config);
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(r["error"]["reason"], "config", "{r}");
+    assert_eq!(r["error"]["summary"], "Invalid escape sequence", "{r}");
+    assert!(
+        r["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid escape sequence"),
+        "{r}"
+    );
+}
