@@ -1,13 +1,9 @@
-# Sourced by the exporter benchmarks (run from the repository root): builds the release
-# binary, copies the demo's three workspaces (conform, drift, unreachable S3 backend) into
-# a temporary $work, picks a free $port, and defines demo_config and total.
-cargo build --release --quiet
-bin=$PWD/target/release/tfdrift-exporter
-work=$(mktemp -d)
+# Sourced by the exporter benchmarks that scan the demo (run from the repository root): on
+# top of bench/base.sh, copies the demo's three workspaces (conform, drift, unreachable S3
+# backend) into $work, and defines demo_config and total.
+source bench/base.sh
 cp -r examples/demo/conform examples/demo/drift examples/demo/unreachable "$work/"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
 
 # demo_config INTERVAL RETENTION: $work/config.toml scanning the three workspaces, three at a time.
 demo_config() {

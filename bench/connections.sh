@@ -5,13 +5,7 @@
 # latencies and the exporter's resident memory. Needs python3 and curl; 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=$PWD/target/release/tfdrift-exporter
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+source bench/base.sh
 mkdir -p "$work/ws"
 printf '[storage]\npath = "state"\n[defaults]\nrun_on_start = false\n[environments.lab]\ndir = "ws"\n' > "$work/config.toml"
 "$bin" --config "$work/config.toml" --web.listen-address "127.0.0.1:$port" 2> "$work/log" &

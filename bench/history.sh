@@ -8,13 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
-cargo build --release --quiet
-bin=$PWD/target/release/tfdrift-exporter
-work=$(mktemp -d)
-exporter=
-cleanup() { [ -n "$exporter" ] && kill "$exporter" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+source bench/base.sh
 mkdir -p "$work/ws"
 cat > "$work/config.toml" <<EOT
 [storage]

@@ -8,12 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
-cargo build --release --quiet
-bin=$PWD/target/release/tfdrift-exporter
-work=$(mktemp -d)
-exporter=
-cleanup() { [ -n "$exporter" ] && kill "$exporter" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/base.sh
 python3 - "$N" > "$work/show.json" <<'PY'
 import json, sys
 n = int(sys.argv[1])
@@ -50,7 +45,6 @@ esac
 EOT
 chmod +x "$work/terraform"
 mkdir -p "$work/ws"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/config.toml" <<EOT
 [storage]
 path = "state"

@@ -32,16 +32,34 @@ fn reconcile(config: &Path) -> String {
     stdout
 }
 
-#[test]
-fn following_reconcile_revert_or_adopt_makes_the_next_scan_conform() {
-    if !have_terraform() {
-        return;
-    }
+/// A workspace whose scalar `terraform_data.vm` has been applied.
+fn applied() -> Workspace {
     let w = Workspace::new(SCALAR_VM);
     terraform(
         &w.ws(),
         &["apply", "-auto-approve", "-input=false", "-no-color"],
     );
+    w
+}
+
+/// Runs a command printed by `reconcile`, as a person answering "yes" would.
+fn run_printed(command: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{command} -auto-approve -input=false -no-color > /dev/null"
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "{command}");
+}
+
+#[test]
+fn following_reconcile_revert_or_adopt_makes_the_next_scan_conform() {
+    if !have_terraform() {
+        return;
+    }
+    let w = applied();
     let config = w.config("");
 
     // Revert: run the printed command (a person answers "yes"; the test passes -auto-approve).
@@ -55,14 +73,7 @@ fn following_reconcile_revert_or_adopt_makes_the_next_scan_conform() {
         .unwrap()
         .trim();
     assert!(revert.contains("-target='terraform_data.vm'"), "{revert}");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{revert} -auto-approve -input=false -no-color > /dev/null"
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_printed(revert);
     let (code, report, _, _) = w.scan(&config);
     assert_eq!(code, 0, "conform after the revert: {report}");
 
@@ -95,11 +106,7 @@ fn reconcile_explains_a_resource_deleted_outside_terraform_and_runs_nothing() {
     if !have_terraform() {
         return;
     }
-    let w = Workspace::new(SCALAR_VM);
-    terraform(
-        &w.ws(),
-        &["apply", "-auto-approve", "-input=false", "-no-color"],
-    );
+    let w = applied();
     // The object is gone from the state as if deleted: the plan wants to create it.
     let path = w.ws().join("terraform.tfstate");
     let mut state: serde_json::Value =
@@ -158,11 +165,7 @@ fn reconcile_prints_the_configured_binary_and_a_trigger_that_works_over_tls_with
     if !have_terraform() {
         return;
     }
-    let w = Workspace::new(SCALAR_VM);
-    terraform(
-        &w.ws(),
-        &["apply", "-auto-approve", "-input=false", "-no-color"],
-    );
+    let w = applied();
     // `tofu` here is a wrapper around the real terraform, by absolute path.
     let bin_dir = w.root.path().join("bin");
     std::fs::create_dir(&bin_dir).unwrap();
@@ -219,38 +222,15 @@ fn reconcile_prints_the_configured_binary_and_a_trigger_that_works_over_tls_with
         server.address,
         &printed_base["https://".len()..][printed_base["https://".len()..].find('/').unwrap()..]
     );
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-        ])
-        .args([
-            "--cacert",
-            &pki.path("ca.crt"),
-            "-u",
-            "prometheus:pw",
-            "-X",
-            "POST",
-            &url,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "202", "{url}");
+    let ca = pki.path("ca.crt");
+    let status = crate::web::curl(
+        &["--cacert", &ca, "-u", "prometheus:pw", "-X", "POST"],
+        &url,
+    );
+    assert_eq!(status, 202, "{url}");
 
     // The printed revert, run through the wrapper, makes the next scan conform.
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{revert} -auto-approve -input=false -no-color > /dev/null"
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_printed(revert);
     drop(server);
     assert_eq!(w.scan(&config).0, 0);
 }

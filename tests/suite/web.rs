@@ -70,7 +70,7 @@ fn start(dir: &Path, web: &str) -> Server {
 }
 
 /// `curl` with `args`; returns the HTTP status (0 when the connection failed).
-fn curl(args: &[&str], url: &str) -> u16 {
+pub fn curl(args: &[&str], url: &str) -> u16 {
     let out = Command::new("curl")
         .args([
             "-s",
