@@ -268,14 +268,7 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
     let dir = lab.root.path().to_owned();
 
     // The mission's manual change: 1 GB more RAM through the Proxmox API.
-    assert_eq!(
-        lab.sim.call(
-            "PUT",
-            "/nodes/pve1/qemu/120/config",
-            Some(json!({"memory": 3072}))
-        ),
-        200
-    );
+    lab.sim.raise_memory_by_hand();
 
     // The third manual change: a VM created in the Proxmox UI, outside every state.
     assert_eq!(
@@ -463,14 +456,7 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
     });
 
     // 3. Drift again, then the token revoked: the failure inhibits the drift alert.
-    assert_eq!(
-        lab.sim.call(
-            "PUT",
-            "/nodes/pve1/qemu/120/config",
-            Some(json!({"memory": 3072}))
-        ),
-        200
-    );
+    lab.sim.raise_memory_by_hand();
     assert_eq!(exporter.request("POST", "/scan/lab", None).0, 202);
     let am_alerts = format!("http://127.0.0.1:{am_port}/api/v2/alerts");
     let find = |name: &str| -> Option<Value> {

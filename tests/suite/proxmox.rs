@@ -97,6 +97,16 @@ impl Sim {
         runtime.block_on(client.call(method, path, body)).unwrap().0
     }
 
+    /// The mission's manual change: 1 GB more RAM for VM 120, through the API.
+    pub fn raise_memory_by_hand(&self) {
+        let status = self.call(
+            "PUT",
+            "/nodes/pve1/qemu/120/config",
+            Some(json!({"memory": 3072})),
+        );
+        assert_eq!(status, 200);
+    }
+
     fn stop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(2));
@@ -225,14 +235,7 @@ fn memory_raised_by_hand_reaches_metrics_and_detail_as_drift_outside_terraform()
     assert_eq!(code, 0, "conform after apply: {r}");
 
     // The mission's test: 1 GB more RAM through the Proxmox API.
-    assert_eq!(
-        lab.sim.call(
-            "PUT",
-            "/nodes/pve1/qemu/120/config",
-            Some(json!({"memory": 3072}))
-        ),
-        200
-    );
+    lab.sim.raise_memory_by_hand();
     let config = lab.config("run_on_start = true");
     let server = Server::start(&config);
     // The restored conform scan shows first; the scan at start brings the drift.
@@ -308,14 +311,7 @@ fn refresh_only_drift_is_found_when_the_binary_exits_0_as_opentofu_does() {
     let binary = format!("refresh_only = true\nbinary = \"{}\"", wrapper.display());
     let (code, r) = lab.scan(&binary);
     assert_eq!(code, 0, "conform after apply: {r}");
-    assert_eq!(
-        lab.sim.call(
-            "PUT",
-            "/nodes/pve1/qemu/120/config",
-            Some(json!({"memory": 3072}))
-        ),
-        200
-    );
+    lab.sim.raise_memory_by_hand();
     let (code, r) = lab.scan(&binary);
     assert_eq!(code, 2, "{r}");
     assert_eq!(r["status"], "drift");
