@@ -13,8 +13,10 @@ fn write_config(text: &str) -> (tempfile::TempDir, String) {
 
 #[test]
 fn check_config_prints_effective_settings_and_next_three_runs() {
+    // A rule still in force whatever the day the test runs (a fixed date would expire).
+    let in_a_year = (chrono::Local::now().date_naive() + chrono::Days::new(365)).to_string();
     let (_dir, path) = write_config(
-        r#"
+        &r#"
 [defaults]
 timeout = "2m"
 jitter = "1m"
@@ -30,7 +32,7 @@ refresh_only = true
 address = "proxmox_vm_qemu.*"
 attribute = "tags"
 reason = "provider reorders tags"
-expires = "2027-03-01"
+expires = "IN_A_YEAR"
 [[environments.lab.ignore]]
 address = "tags"
 reason = "a mistake: an attribute where an address belongs"
@@ -38,7 +40,8 @@ reason = "a mistake: an attribute where an address belongs"
 address = "proxmox_lxc.*"
 reason = "old exception"
 expires = "2024-01-01"
-"#,
+"#
+        .replace("IN_A_YEAR", &in_a_year),
     );
     let (code, out, err) = run(&["check-config", "--config", &path]);
     assert_eq!(code, 0, "{err}");
