@@ -35,43 +35,41 @@ pub async fn scan_and_store(
             None
         }
     };
+    // The wait for another process's scan of this environment counts against the timeout
+    // and ends with the exporter (a SIGTERM does not wait for the CLI's scan).
+    let started_at = Utc::now();
+    let deadline = Instant::now() + env.timeout;
     let lock = match &store {
-        Some(store) => {
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.lock()).await {
-                Ok(Ok(lock)) => Some(lock),
-                Ok(Err(e)) => {
-                    tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; scanning without it");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; scanning without it");
-                    None
-                }
+        Some(store) => match wait_for_lock(env, store, deadline, cancel).await {
+            Ok(lock) => lock,
+            Err(LockWait::Cancelled) => {
+                tracing::warn!(environment = %env.name, "scan cancelled while waiting for the scan lock");
+                return None;
             }
-        }
+            Err(LockWait::TimedOut(error)) => {
+                let mut report = Report::failed(error);
+                report.environment = Some(env.name.clone());
+                report.started_at = Some(started_at);
+                report.finished_at = Some(Utc::now());
+                return Some(store_report(env, store, report, None));
+            }
+        },
         None => None,
     };
     tracing::info!(environment = %env.name, dir = %env.dir.display(), "scan started");
-    let Ok((mut report, plan)) = scan(env, storage, cancel).await else {
+    let Ok((report, plan)) = scan(env, storage, cancel, deadline).await else {
         tracing::warn!(environment = %env.name, "scan cancelled: terraform was interrupted, nothing is stored");
         return None;
     };
-    let mut stored = false;
-    if let Some(store) = &store {
-        let id = store.new_id(&env.name, &report);
-        report.id = Some(id);
-        if let Err(e) = store.save_plan(plan) {
-            tracing::error!(environment = %env.name, error = %e, "cannot store the plan for /detail/<env>/plan");
-        }
-        match store.save(&report) {
-            Ok(_) => stored = true,
-            Err(e) => {
-                tracing::error!(environment = %env.name, error = %e, "cannot store the report; it is still shown")
-            }
-        }
-    }
+    let stored = match &store {
+        Some(store) => store_report(env, store, report, plan),
+        None => Stored {
+            report,
+            stored: false,
+        },
+    };
     drop(lock);
+    let report = &stored.report;
     let s = &report.summary;
     tracing::info!(
         environment = %env.name,
@@ -85,7 +83,84 @@ pub async fn scan_and_store(
         outside_terraform = s.outside_terraform,
         "scan finished"
     );
-    Some(Stored { report, stored })
+    Some(stored)
+}
+
+/// Gives `report` its id and writes it (and the served plan) to the history. A storage
+/// failure is logged; the report is still returned.
+fn store_report(
+    env: &Environment,
+    store: &EnvStore,
+    mut report: Report,
+    plan: Option<tempfile::NamedTempFile>,
+) -> Stored {
+    report.id = Some(store.new_id(&env.name, &report));
+    if let Err(e) = store.save_plan(plan) {
+        tracing::error!(environment = %env.name, error = %e, "cannot store the plan for /detail/<env>/plan");
+    }
+    let stored = match store.save(&report) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(environment = %env.name, error = %e, "cannot store the report; it is still shown");
+            false
+        }
+    };
+    Stored { report, stored }
+}
+
+/// Why the wait for a scan lock ended without it.
+enum LockWait {
+    Cancelled,
+    TimedOut(ScanError),
+}
+
+/// Waits for the environment's scan lock (held by another process's scan of it) until
+/// `deadline`, polling so that `cancel` ends the wait. `Ok(None)`: the lock file cannot be
+/// used, and the scan goes on without it (logged).
+async fn wait_for_lock(
+    env: &Environment,
+    store: &EnvStore,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<Option<crate::store::ScanLock>, LockWait> {
+    let mut said = false;
+    loop {
+        let attempt = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.try_lock()).await
+        };
+        match attempt {
+            Ok(Ok(Some(lock))) => return Ok(Some(lock)),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; going on without it");
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; going on without it");
+                return Ok(None);
+            }
+        }
+        if !said {
+            tracing::info!(environment = %env.name, "another scan of this environment is running: waiting for it");
+            said = true;
+        }
+        if Instant::now() >= deadline {
+            return Err(LockWait::TimedOut(ScanError {
+                reason: ErrorReason::Timeout,
+                summary: format!(
+                    "another scan of {} held its lock for longer than the timeout of {}",
+                    env.name,
+                    crate::schedule::human(env.timeout)
+                ),
+                detail: String::new(),
+            }));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            _ = cancel.cancelled() => return Err(LockWait::Cancelled),
+        }
+    }
 }
 
 /// A finished scan and whether its report reached the history.
@@ -100,15 +175,18 @@ pub struct Stored {
 pub struct Cancelled;
 
 /// Scans `env` now and returns its report (not stored yet; see [`EnvStore::save`]).
+/// `deadline` ends the whole scan (the environment's timeout, from before any wait for its
+/// lock).
 pub async fn scan(
     env: &Environment,
     storage: &Path,
     cancel: &CancellationToken,
+    deadline: Instant,
 ) -> Result<(Report, Option<tempfile::NamedTempFile>), Cancelled> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let mut scan = Scan::new(env, cancel);
-    let mut report = match scan.run(storage, clock + env.timeout).await {
+    let mut report = match scan.run(storage, deadline).await {
         Ok(mut outcome) => {
             let today = chrono::Local::now().date_naive();
             for rule in env
@@ -159,30 +237,10 @@ pub async fn pull_state(
 ) -> Result<Vec<u8>, PullError> {
     let deadline = Instant::now() + env.timeout;
     let _lock = match EnvStore::open(storage, &env.name) {
-        Ok(store) => loop {
-            match store.try_lock() {
-                Ok(Some(lock)) => break Some(lock),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; pulling the state without it");
-                    break None;
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(PullError::Failed(ScanError {
-                    reason: ErrorReason::Timeout,
-                    summary: format!(
-                        "a scan of {} held its lock for longer than its timeout of {}",
-                        env.name,
-                        crate::schedule::human(env.timeout)
-                    ),
-                    detail: String::new(),
-                }));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
-                _ = cancel.cancelled() => return Err(PullError::Cancelled),
-            }
+        Ok(store) => match wait_for_lock(env, &store, deadline, cancel).await {
+            Ok(lock) => lock,
+            Err(LockWait::Cancelled) => return Err(PullError::Cancelled),
+            Err(LockWait::TimedOut(error)) => return Err(PullError::Failed(error)),
         },
         // The pull reports the storage problem itself.
         Err(_) => None,

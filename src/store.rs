@@ -108,13 +108,6 @@ impl EnvStore {
         Ok((file, path))
     }
 
-    /// Waits for, then takes, the environment's scan lock (blocking).
-    pub fn lock(&self) -> Result<ScanLock, StoreError> {
-        let (file, path) = self.lock_file()?;
-        file.lock().map_err(at(&path))?;
-        Ok(ScanLock { _file: file })
-    }
-
     /// Takes the scan lock when it is free; `None` while a scan holds it.
     pub fn try_lock(&self) -> Result<Option<ScanLock>, StoreError> {
         let (file, path) = self.lock_file()?;

@@ -495,3 +495,71 @@ fn an_invalid_escape_sequence_on_the_first_scan_is_config_with_terraform_s_messa
         "{r}"
     );
 }
+
+#[test]
+fn a_wait_for_another_scans_lock_counts_against_the_timeout_and_ends_on_sigterm() {
+    if !have_terraform() {
+        return;
+    }
+    // A CLI scan holds lab's scan lock: its plan hangs on an S3 endpoint that never answers.
+    let hang = crate::real_terraform::SilentServer::start();
+    let w =
+        Workspace::new(&crate::real_terraform::S3_BACKEND.replace("PORT", &hang.port.to_string()));
+    let cli_config = w.config("timeout = \"2m\"");
+    let mut cli = crate::support::bin()
+        .args(["scan", "--config", cli_config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let storage = w.storage().display().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while crate::support::process_with_env(&storage).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CLI scan never ran terraform"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // The exporter's scan waits for the lock within its own timeout, then fails.
+    let exporter_config = w.root.path().join("exporter.toml");
+    std::fs::write(
+        &exporter_config,
+        std::fs::read_to_string(&cli_config)
+            .unwrap()
+            .replace("timeout = \"2m\"", "timeout = \"3s\""),
+    )
+    .unwrap();
+    let server = crate::server::Server::start(&exporter_config);
+    let detail = server.wait_detail(std::time::Duration::from_secs(20), |d| {
+        d["environments"]["lab"]["status"] == "error"
+    });
+    let error = &detail["environments"]["lab"]["error"];
+    assert_eq!(error["reason"], "timeout", "{error}");
+    assert!(
+        error["summary"].as_str().unwrap().contains("held its lock"),
+        "{error}"
+    );
+    drop(server);
+
+    // Waiting again (a long timeout), it stops at once on SIGTERM.
+    std::fs::write(
+        &exporter_config,
+        std::fs::read_to_string(&cli_config).unwrap(),
+    )
+    .unwrap();
+    let mut server = crate::server::Server::start(&exporter_config);
+    server.wait_log("waiting for it", std::time::Duration::from_secs(20));
+    let (code, elapsed) = server.terminate();
+    assert_eq!(code, Some(0));
+    assert!(
+        elapsed < std::time::Duration::from_secs(3),
+        "SIGTERM does not wait for the other scan: {elapsed:?}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status();
+    let _ = cli.wait();
+    drop(hang);
+}

@@ -164,7 +164,7 @@ impl Server {
     }
 
     /// SIGTERM and the time until the process exited.
-    fn terminate(mut self) -> (Option<i32>, Duration) {
+    pub fn terminate(mut self) -> (Option<i32>, Duration) {
         let start = Instant::now();
         self.signal("TERM");
         let deadline = start + Duration::from_secs(60);
