@@ -119,7 +119,10 @@ pub async fn run(
         let watcher = watcher.clone();
         let web = web.clone();
         let path = config_path.clone();
+        // SIGHUP and POST /-/reload may come at once: one reload at a time, each whole.
+        let one_at_a_time = std::sync::Mutex::new(());
         move || -> Result<(), String> {
+            let _one = one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
             let loaded = load(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|new| load_web(&new).map(|w| (new, w)).map_err(|e| e.to_string()))
@@ -131,7 +134,7 @@ pub async fn run(
                     }
                 });
             match loaded {
-                Ok((new, new_web)) => {
+                Ok((mut new, new_web)) => {
                     *web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new_web);
                     let old = exporter.config();
                     if new.web.listen_address != old.web.listen_address
@@ -140,10 +143,15 @@ pub async fn run(
                         tracing::warn!(
                             "web.listen_address and storage.path changes take effect at the next start"
                         );
+                        // Until then everything goes on with the running ones: never half.
+                        new.web.listen_address = old.web.listen_address;
+                        new.storage.path = old.storage.path.clone();
                     }
+                    // The state first, so that the scheduler's first word on a new
+                    // environment (its next scan) has a place to land; then the watcher.
+                    exporter.set_config(new.clone());
                     scheduler.apply(&new);
                     watcher.apply(&new);
-                    exporter.set_config(new);
                     tracing::info!(file = %path.display(), "configuration reloaded");
                     Ok(())
                 }

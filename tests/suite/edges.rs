@@ -563,3 +563,96 @@ fn a_wait_for_another_scans_lock_counts_against_the_timeout_and_ends_on_sigterm(
     let _ = cli.wait();
     drop(hang);
 }
+
+#[test]
+fn two_hundred_reloads_by_sighup_and_post_at_once_during_scans_end_on_the_last_valid_file() {
+    if !have_terraform() {
+        return;
+    }
+    let w = crate::real_terraform::applied_vm();
+    let head = "[storage]\npath = \"state\"\n[defaults]\njitter = \"0s\"\nkill_grace = \"2s\"\n\
+                [environments.lab]\ndir = \"ws\"\ninterval = \"1s\"\n";
+    let config = w.root.path().join("config.toml");
+    let valid = |k: usize| {
+        format!(
+            "{head}[environments.extra{k}]\ndir = \"ws\"\ninterval = \"{}h\"\nrun_on_start = false\n",
+            k + 1
+        )
+    };
+    std::fs::write(&config, valid(0)).unwrap();
+    let server = crate::server::Server::start(&config);
+    let (pid, address) = (server.pid(), server.address.clone());
+    let reload = |_: &crate::server::Server| {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _ = std::process::Command::new("kill")
+                    .args(["-HUP", &pid.to_string()])
+                    .status();
+            });
+            scope.spawn(|| {
+                use std::io::{Read, Write};
+                let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                let _ = write!(
+                    stream,
+                    "POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = stream.read_to_end(&mut Vec::new());
+            });
+        });
+    };
+    for i in 1..=200 {
+        let text = if i % 2 == 0 {
+            valid(i)
+        } else {
+            format!("{head}[environments.broken]\ninterval = \"not a duration\"\n")
+        };
+        std::fs::write(&config, text).unwrap();
+        reload(&server);
+    }
+    // The last file (extra200) was valid: whatever reload ran last read it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, detail) = server.get_json("/detail");
+        let names: Vec<String> = detail["environments"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        if names == ["extra200", "lab"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "environments: {names:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let m = server.metrics();
+    let env = |name| [("environment", name)];
+    assert_eq!(
+        crate::server::metric(&m, "tfdrift_scan_interval_seconds", &env("extra200")),
+        Some(201.0 * 3600.0),
+        "the scheduler runs the last valid file"
+    );
+    assert!(
+        crate::server::metric(&m, "tfdrift_next_scan_timestamp_seconds", &env("extra200"))
+            .is_some(),
+        "its first next scan is known"
+    );
+    for line in m.lines().filter(|l| l.contains("environment=\"extra")) {
+        assert!(
+            line.contains("extra200"),
+            "a series of an older file: {line}"
+        );
+    }
+    assert!(
+        crate::server::metric(
+            &m,
+            "tfdrift_scans_total",
+            &[("environment", "lab"), ("status", "conform")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "lab was scanned meanwhile"
+    );
+}
