@@ -51,7 +51,7 @@ pub async fn scan_and_store(
                 report.environment = Some(env.name.clone());
                 report.started_at = Some(started_at);
                 report.finished_at = Some(Utc::now());
-                return Some(store_report(env, store, report, None));
+                return Some(store_report(env, store, report, None).await);
             }
         },
         None => None,
@@ -62,7 +62,7 @@ pub async fn scan_and_store(
         return None;
     };
     let stored = match &store {
-        Some(store) => store_report(env, store, report, plan),
+        Some(store) => store_report(env, store, report, plan).await,
         None => Stored {
             report,
             stored: false,
@@ -86,26 +86,49 @@ pub async fn scan_and_store(
     Some(stored)
 }
 
-/// Gives `report` its id and writes it (and the served plan) to the history. A storage
-/// failure is logged; the report is still returned.
-fn store_report(
+/// Gives `report` its id and writes it (and the served plan) to the history, off the
+/// runtime's threads. A storage failure is logged; the report is still returned.
+async fn store_report(
     env: &Environment,
     store: &EnvStore,
-    mut report: Report,
+    report: Report,
     plan: Option<tempfile::NamedTempFile>,
 ) -> Stored {
-    report.id = Some(store.new_id(&env.name, &report));
-    if let Err(e) = store.save_plan(plan) {
-        tracing::error!(environment = %env.name, error = %e, "cannot store the plan for /detail/<env>/plan");
-    }
-    let stored = match store.save(&report) {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(environment = %env.name, error = %e, "cannot store the report; it is still shown");
-            false
+    let (name, store) = (env.name.clone(), store.clone());
+    let id_only = report.id.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let mut report = report;
+        report.id = Some(store.new_id(&name, &report));
+        if let Err(e) = store.save_plan(plan) {
+            tracing::error!(environment = %name, error = %e, "cannot store the plan for /detail/<env>/plan");
         }
-    };
-    Stored { report, stored }
+        let stored = match store.save(&report) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(environment = %name, error = %e, "cannot store the report; it is still shown");
+                false
+            }
+        };
+        Stored { report, stored }
+    })
+    .await;
+    match written {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::error!(environment = %env.name, error = %e, "storing the report failed");
+            let mut report = Report::failed(ScanError {
+                reason: ErrorReason::Terraform,
+                summary: format!("the report could not be stored: {e}"),
+                detail: String::new(),
+            });
+            report.id = id_only;
+            report.environment = Some(env.name.clone());
+            Stored {
+                report,
+                stored: false,
+            }
+        }
+    }
 }
 
 /// Why the wait for a scan lock ended without it.
@@ -318,34 +341,27 @@ impl Scan<'_> {
         eager: bool,
     ) -> Result<Prepared, ScanError> {
         let env = self.env;
-        if !env.dir.is_dir() {
-            return Err(config_error(format!(
-                "environments.{}.dir: {} is not a directory",
-                env.name,
-                env.dir.display()
-            )));
-        }
-        let (mut vars, mut secret_values) = self.environment_variables()?;
-        let (dir, var_files, all_vars) = (env.dir.clone(), env.var_files.clone(), vars.clone());
-        match tokio::task::spawn_blocking(move || {
-            crate::sensitive::values(&dir, &var_files, &all_vars)
-        })
-        .await
-        {
-            Ok(values) => secret_values.extend(values),
-            Err(e) => {
-                return Err(config_error(format!(
-                    "environments.{}: cannot read the sensitive variables: {e}",
-                    env.name
-                )));
-            }
-        }
+        // Files of the environment and of the storage: read off the runtime's threads.
+        let gathered = {
+            let (env, storage) = (env.clone(), storage.to_owned());
+            tokio::task::spawn_blocking(move || gather(&env, &storage)).await
+        };
+        let Gathered {
+            mut vars,
+            secret_values,
+            store,
+            fingerprint,
+            recorded_fingerprint,
+        } = gathered.map_err(|e| {
+            config_error(format!(
+                "environments.{}: cannot prepare the scan: {e}",
+                env.name
+            ))
+        })??;
         let mut collector = SecretCollector::default();
         secret_values.iter().for_each(|v| collector.add(v));
         self.secrets = collector.finish();
 
-        let store = EnvStore::open(storage, &env.name)
-            .map_err(|e| config_error(format!("storage.path: {e}")))?;
         vars.push(("TF_IN_AUTOMATION".into(), "1".into()));
         vars.push(("TF_INPUT".into(), "0".into()));
         vars.push(("CHECKPOINT_DISABLE".into(), "1".into()));
@@ -357,12 +373,11 @@ impl Scan<'_> {
             "TF_DATA_DIR".into(),
             store.tf_data_dir().display().to_string(),
         ));
-        let fingerprint = init_fingerprint(env);
         let needs_init = match env.init {
             InitMode::Always => true,
             InitMode::Never => false,
             InitMode::Auto => {
-                eager && store.init_fingerprint().as_deref() != Some(fingerprint.as_str())
+                eager && recorded_fingerprint.as_deref() != Some(fingerprint.as_str())
             }
         };
         let mut prepared = Prepared {
@@ -660,45 +675,77 @@ impl Scan<'_> {
         }
         error
     }
+}
 
-    /// `env` plus the KEY=VALUE lines of `env_files` (whose values are secrets).
-    fn environment_variables(&self) -> Result<(EnvVars, Vec<String>), ScanError> {
-        let mut vars: Vec<(String, String)> = self
-            .env
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut secrets = Vec::new();
-        for file in &self.env.env_files {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                config_error(format!(
-                    "environments.{}.env_files: {}: {e}",
-                    self.env.name,
-                    file.display()
-                ))
-            })?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let line = line.strip_prefix("export ").unwrap_or(line);
-                let Some((key, value)) = line.split_once('=') else {
-                    return Err(config_error(format!(
-                        "environments.{}.env_files: {}:{}: expected KEY=VALUE",
-                        self.env.name,
-                        file.display(),
-                        n + 1
-                    )));
-                };
-                let value = value.trim().trim_matches('"').to_owned();
-                secrets.push(value.clone());
-                vars.push((key.trim().to_owned(), value));
-            }
-        }
-        Ok((vars, secrets))
+/// What a scan reads from files before terraform runs (blocking).
+struct Gathered {
+    /// `env` and the lines of `env_files`.
+    vars: EnvVars,
+    /// Values of `env_files` and of the root module's sensitive variables.
+    secret_values: Vec<String>,
+    store: EnvStore,
+    fingerprint: String,
+    /// The fingerprint of the last successful init.
+    recorded_fingerprint: Option<String>,
+}
+
+fn gather(env: &Environment, storage: &Path) -> Result<Gathered, ScanError> {
+    if !env.dir.is_dir() {
+        return Err(config_error(format!(
+            "environments.{}.dir: {} is not a directory",
+            env.name,
+            env.dir.display()
+        )));
     }
+    let (vars, mut secret_values) = environment_variables(env)?;
+    secret_values.extend(crate::sensitive::values(&env.dir, &env.var_files, &vars));
+    let store = EnvStore::open(storage, &env.name)
+        .map_err(|e| config_error(format!("storage.path: {e}")))?;
+    Ok(Gathered {
+        vars,
+        secret_values,
+        fingerprint: init_fingerprint(env),
+        recorded_fingerprint: store.init_fingerprint(),
+        store,
+    })
+}
+
+/// `env` plus the KEY=VALUE lines of `env_files` (whose values are secrets).
+fn environment_variables(env: &Environment) -> Result<(EnvVars, Vec<String>), ScanError> {
+    let mut vars: Vec<(String, String)> = env
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut secrets = Vec::new();
+    for file in &env.env_files {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            config_error(format!(
+                "environments.{}.env_files: {}: {e}",
+                env.name,
+                file.display()
+            ))
+        })?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(config_error(format!(
+                    "environments.{}.env_files: {}:{}: expected KEY=VALUE",
+                    env.name,
+                    file.display(),
+                    n + 1
+                )));
+            };
+            let value = value.trim().trim_matches('"').to_owned();
+            secrets.push(value.clone());
+            vars.push((key.trim().to_owned(), value));
+        }
+    }
+    Ok((vars, secrets))
 }
 
 /// Reads the `show -json` document saved at `document` twice, streaming: once to understand
