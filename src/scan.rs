@@ -28,7 +28,14 @@ pub async fn scan_and_store(
     storage: &Path,
     cancel: &CancellationToken,
 ) -> Option<Stored> {
-    let store = match EnvStore::open(storage, &env.name) {
+    let opened = {
+        let (storage, name) = (storage.to_owned(), env.name.clone());
+        tokio::task::spawn_blocking(move || EnvStore::open(&storage, &name)).await
+    };
+    let opened = opened
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let store = match opened {
         Ok(store) => Some(store),
         Err(e) => {
             tracing::error!(environment = %env.name, error = %e, "cannot open the environment's storage");

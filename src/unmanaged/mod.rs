@@ -163,18 +163,32 @@ pub async fn check(
     proxmox: &Proxmox,
     cancel: &CancellationToken,
 ) -> Option<Result<Unmanaged, CheckError>> {
-    let secret = match api::token_secret(proxmox) {
-        Ok(secret) => secret,
-        Err(e) => return Some(Err(e)),
+    // The token's secret and the CA file are read at every check (a rotated secret is
+    // picked up): off the runtime's threads.
+    let prepared = {
+        let proxmox = proxmox.clone();
+        tokio::task::spawn_blocking(move || {
+            let secret = api::token_secret(&proxmox)?;
+            let client = Client::new(&proxmox, &secret);
+            Ok::<_, CheckError>((secret, client))
+        })
+        .await
+    };
+    let (secret, client) = match prepared {
+        Ok(Ok(prepared)) => prepared,
+        Ok(Err(e)) => return Some(Err(e)),
+        Err(e) => {
+            return Some(Err(CheckError::new(
+                CheckReason::Config,
+                format!("cannot read the [proxmox] secret and CA files: {e}"),
+            )));
+        }
     };
     let scrub = |mut e: CheckError| {
         e.summary = e.summary.replace(&secret, "(redacted)");
         e
     };
-    let inventory = async {
-        let client = Client::new(proxmox, &secret)?;
-        client.guests().await
-    };
+    let inventory = async { client?.guests().await };
     let guests = tokio::select! {
         guests = inventory => guests,
         _ = cancel.cancelled() => return None,
