@@ -143,6 +143,23 @@ impl Exporter {
     /// Takes a new configuration: removed environments and their series disappear, new
     /// ones appear (restored from the history when it has them).
     pub fn set_config(&self, config: Config) {
+        // New environments are restored from their latest stored report, read before the
+        // lock is taken: readers of the state never wait for a file.
+        let added: Vec<(String, Option<Report>)> = {
+            let envs = self.envs.read().unwrap_or_else(|p| p.into_inner());
+            config
+                .environments
+                .keys()
+                .filter(|n| !envs.contains_key(*n))
+                .cloned()
+                .collect::<Vec<_>>()
+        }
+        .into_iter()
+        .map(|name| {
+            let latest = self.history.latest(&name);
+            (name, latest)
+        })
+        .collect();
         {
             let mut envs = self.envs.write().unwrap_or_else(|p| p.into_inner());
             let removed: Vec<String> = envs
@@ -159,16 +176,18 @@ impl Exporter {
             for (name, env) in &config.environments {
                 self.metrics
                     .set_expired_rules(name, crate::ignore::expired(&env.ignore, today));
-                envs.entry(name.clone()).or_insert_with(|| {
-                    let latest = self.history.latest(name);
-                    let mut view = EnvView::default();
-                    if let Some(report) = latest {
-                        self.metrics
-                            .show_report(&report, None, config.max_resource_series);
-                        view.keep(report, true, config.max_resource_series);
-                    }
-                    view
-                });
+            }
+            for (name, latest) in added {
+                if !config.environments.contains_key(&name) || envs.contains_key(&name) {
+                    continue;
+                }
+                let mut view = EnvView::default();
+                if let Some(report) = latest {
+                    self.metrics
+                        .show_report(&report, None, config.max_resource_series);
+                    view.keep(report, true, config.max_resource_series);
+                }
+                envs.insert(name, view);
             }
         }
         if config.proxmox.is_none() {

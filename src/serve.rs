@@ -33,6 +33,8 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
+    #[error("cannot restore the stored state: {0}")]
+    Start(String),
 }
 
 /// The web configuration the configuration names (none: plain HTTP, no authentication).
@@ -80,7 +82,14 @@ pub async fn run(
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
 
-    let exporter = Arc::new(Exporter::start(config.clone()));
+    // Restoring reads the history's index and the latest reports: off the runtime's threads.
+    let exporter = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Exporter::start(config))
+            .await
+            .map_err(|e| ServeError::Start(e.to_string()))?
+    };
+    let exporter = Arc::new(exporter);
     let scanner = Arc::new(TerraformScanner {
         storage: config.storage.path.clone(),
     });

@@ -114,7 +114,14 @@ async fn watch_loop(
                 Unmanaged::failed(error, previous.as_deref())
             }
         };
-        if let Err(e) = save(&config.storage.path, &result) {
+        let saved = {
+            let (storage, result) = (config.storage.path.clone(), result.clone());
+            tokio::task::spawn_blocking(move || save(&storage, &result).map_err(|e| e.to_string()))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+        };
+        if let Err(e) = saved {
             tracing::error!(error = %e, "cannot store the unmanaged-guest check; it is still shown");
         }
         exporter.record_unmanaged(result);
