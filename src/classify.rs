@@ -1,8 +1,28 @@
 //! Why a scan failed: the one table that turns terraform's error texts into an
 //! [`ErrorReason`] (interface §3, facts in terraform.md).
 
-use crate::plan::stream::{Diagnostic, StreamSummary, errors_from_text};
+use serde::Deserialize;
+
 use crate::report::{ErrorReason, ScanError};
+
+/// One `diagnostic` of the stream (or one `Error:` block of plain stderr).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Diagnostic {
+    #[serde(default)]
+    pub severity: String,
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn is_error(&self) -> bool {
+        self.severity == "error"
+    }
+}
 
 /// Which command was running when the scan failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,15 +224,4 @@ fn error_of(reason: ErrorReason, d: &Diagnostic) -> ScanError {
         summary,
         detail: d.detail.clone(),
     }
-}
-
-/// Classifies recorded output of a failed plan: a `-json` stream, or plain text when it
-/// holds no diagnostic. `None` when it shows no error at all.
-pub fn classify_recorded(text: &str) -> Option<ScanError> {
-    let stream = StreamSummary::parse(text);
-    let mut diagnostics: Vec<Diagnostic> = stream.errors().cloned().collect();
-    if diagnostics.is_empty() {
-        diagnostics = errors_from_text(text);
-    }
-    (!diagnostics.is_empty()).then(|| classify(&diagnostics, Phase::Plan))
 }

@@ -13,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Deserializer};
 
+pub use crate::ignore::IgnoreRule;
 use crate::schedule::Schedule;
 
 /// Where the configuration is looked for when `--config` is not given.
@@ -301,17 +302,6 @@ pub struct GuestIgnore {
     pub names: Vec<String>,
     /// A guest carrying any of these tags is ignored (compared case-insensitively).
     pub tags: Vec<String>,
-}
-
-/// An ignore rule (applied by the report; see `report::ignore`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IgnoreRule {
-    /// Glob on the resource address.
-    pub address: String,
-    /// Glob on the attribute path; `None` hides the whole resource.
-    pub attribute: Option<String>,
-    pub reason: String,
-    pub expires: Option<NaiveDate>,
 }
 
 /// One environment with `[defaults]` and the built-in defaults merged in.

@@ -4,9 +4,19 @@
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::config::IgnoreRule;
 use crate::plan::redact::KNOWN_AFTER_APPLY;
 use crate::report::{Change, PlanOutcome};
+
+/// An ignore rule, as the configuration gives it (`[[environments.<env>.ignore]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoreRule {
+    /// Glob on the resource address.
+    pub address: String,
+    /// Glob on the attribute path; `None` hides the whole resource.
+    pub attribute: Option<String>,
+    pub reason: String,
+    pub expires: Option<NaiveDate>,
+}
 
 /// `*` matches any run of characters (dots and brackets included), `?` any one character.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {

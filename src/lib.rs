@@ -8,6 +8,8 @@
 //! [`scan`] ties one scan together. [`cli`] is the command line. [`sensitive`] finds the
 //! root module's secrets before terraform runs, and [`orphans`] ends terraform that outlived
 //! its scan (a `setsid` grandchild, or everything a killed exporter left running).
+//! [`unmanaged`] finds Proxmox guests no state manages; [`watcher`] runs that check on its
+//! interval for the [`exporter`].
 
 #![forbid(unsafe_code)]
 
@@ -34,4 +36,5 @@ pub mod sensitive;
 pub mod serve;
 pub mod store;
 pub mod unmanaged;
+pub mod watcher;
 pub mod webconfig;

@@ -16,7 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::exporter::Exporter;
 use crate::http::App;
 use crate::scheduler::{Scheduler, TerraformScanner};
-use crate::unmanaged::watch::Watcher;
+use crate::watcher::Watcher;
 use crate::webconfig::{WebConfig, WebConfigError};
 
 /// Why the exporter could not start.

@@ -3,24 +3,9 @@
 
 use serde::Deserialize;
 
-/// One `diagnostic` of the stream (or one `Error:` block of plain stderr).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Diagnostic {
-    #[serde(default)]
-    pub severity: String,
-    #[serde(default)]
-    pub summary: String,
-    #[serde(default)]
-    pub detail: String,
-    #[serde(default)]
-    pub address: Option<String>,
-}
-
-impl Diagnostic {
-    pub fn is_error(&self) -> bool {
-        self.severity == "error"
-    }
-}
+pub use crate::classify::Diagnostic;
+use crate::classify::{Phase, classify};
+use crate::report::ScanError;
 
 /// What the exporter keeps of a stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -190,6 +175,17 @@ fn strip_ansi(line: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Classifies recorded output of a failed plan: a `-json` stream, or plain text when it
+/// holds no diagnostic. `None` when it shows no error at all.
+pub fn classify_recorded(text: &str) -> Option<ScanError> {
+    let stream = StreamSummary::parse(text);
+    let mut diagnostics: Vec<Diagnostic> = stream.errors().cloned().collect();
+    if diagnostics.is_empty() {
+        diagnostics = errors_from_text(text);
+    }
+    (!diagnostics.is_empty()).then(|| classify(&diagnostics, Phase::Plan))
 }
 
 #[cfg(test)]

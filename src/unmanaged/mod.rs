@@ -4,7 +4,6 @@
 
 pub mod api;
 pub mod state;
-pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

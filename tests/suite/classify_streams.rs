@@ -1,7 +1,7 @@
 //! Every recorded failing run in tf1114-errors/ (and the old stream with an error) is
 //! classified to its reason, from its diagnostics.
 
-use tfdrift_exporter::classify::classify_recorded;
+use tfdrift_exporter::plan::stream::classify_recorded;
 
 use crate::support::fixtures;
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::exporter::Exporter;
 
-use super::{Unmanaged, check, save};
+use crate::unmanaged::{Unmanaged, check, save};
 
 /// The running check task.
 pub struct Watcher {
