@@ -267,8 +267,8 @@ impl Drop for Busy {
 }
 
 /// Serves until `shutdown` is cancelled: at most `MAX_CONNECTIONS` open at once, the
-/// longest-idle one closed to make room; TLS when the web configuration says so (read per connection, so that
-/// a reload applies to new ones).
+/// longest-idle one closed to make room; TLS when the web configuration says so (read per
+/// connection, so that a reload applies to new ones).
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
     let connections = Arc::new(Connections::default());
     loop {
