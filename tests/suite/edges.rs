@@ -379,6 +379,12 @@ fn terraform_left_by_an_exporter_killed_with_sigkill_is_ended_when_it_starts_aga
         assert!(std::time::Instant::now() < deadline, "terraform never ran");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // Past any short-lived command (`version`): the hanging init or plan.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        crate::support::process_with_env(&storage).is_some(),
+        "terraform hangs on the silent S3 endpoint"
+    );
     server.kill9();
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert!(
