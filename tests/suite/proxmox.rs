@@ -15,11 +15,22 @@ use crate::support::{have_terraform, skip};
 
 pub const TOKEN: &str = "tfdrift@pve!ci=0d5f5a1e-sim-secret";
 
-/// The provider binary, built once (into its own target dir, so that a `cargo test` holding
-/// the main one is not waited for).
+/// The directory of the provider binary: `PVESIM_PROVIDER_DIR` when set (`.ci/run` builds
+/// it once before the tests), else built here once for a plain `cargo test` (into its own
+/// target dir, so that the `cargo test` holding the main one is not waited for).
 pub fn provider_dir() -> Option<PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("PVESIM_PROVIDER_DIR").map(PathBuf::from) {
+            if dir.join("terraform-provider-pvesim").is_file() {
+                return Some(dir);
+            }
+            skip(&format!(
+                "PVESIM_PROVIDER_DIR={} holds no terraform-provider-pvesim",
+                dir.display()
+            ));
+            return None;
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target = root.join("target/pvesim");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
