@@ -182,16 +182,6 @@ impl History {
         ids.iter().find_map(|id| self.read(env, id))
     }
 
-    /// How many scans are stored, per environment.
-    pub fn counts(&self) -> BTreeMap<String, usize> {
-        let index = self.lock();
-        index
-            .envs
-            .iter()
-            .map(|(env, e)| (env.clone(), e.len()))
-            .collect()
-    }
-
     /// A page of summaries, newest first (by end, then by the order written), of one
     /// environment or all, finished at or after `since`. `Err` names a bad cursor.
     pub fn page(&self, q: &Query<'_>) -> Result<Page, String> {

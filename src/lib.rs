@@ -5,7 +5,7 @@
 //! The story, one module per step: [`config`] comes in, [`schedule`] says when, [`runner`]
 //! drives terraform, [`plan`] understands its output, [`classify`] names why a scan failed,
 //! [`report`] is what comes out, [`store`] keeps it, [`output`] shows it to people, and
-//! [`scan`] ties one scan together. [`cli`] is the command line. [`sensitive`] finds the
+//! [`scan`] ties one scan together (its terraform steps and its files apart). [`cli`] is the command line. [`sensitive`] finds the
 //! root module's secrets before terraform runs, and [`orphans`] ends terraform that outlived
 //! its scan (a `setsid` grandchild, or everything a killed exporter left running).
 //! [`unmanaged`] finds Proxmox guests no state manages; [`watcher`] runs that check on its

@@ -71,7 +71,7 @@ fn tagged() -> Vec<(u32, String)> {
 }
 
 /// Processes still carrying exactly `tag` (what a finished command left behind).
-pub fn left_by(tag: &str) -> Vec<u32> {
+fn left_by(tag: &str) -> Vec<u32> {
     tagged()
         .into_iter()
         .filter(|(_, t)| t == tag)

@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::Frame;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE};
+use hyper::header::ACCEPT;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
@@ -25,10 +23,17 @@ use crate::metrics::{OPENMETRICS_FORMAT, TEXT_FORMAT};
 use crate::scheduler::{Scheduler, Triggered};
 use crate::webconfig::WebConfig;
 
+mod body;
+mod connections;
+
+use body::{
+    Body, Part, error, full, json_response, method_not_allowed, prefers_openmetrics, respond,
+    streamed, too_large,
+};
+use connections::Connections;
+
 /// The largest request body read (POST bodies are not used).
 const MAX_BODY: usize = 64 * 1024;
-/// Connections open at once; past it the longest-idle one is closed for a new one.
-const MAX_CONNECTIONS: usize = 256;
 /// Time a client gets to send a request's headers (and to finish a TLS handshake).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `POST /scan/<env>`: a burst of this many, then one per `SCAN_REFILL`, per environment.
@@ -65,203 +70,6 @@ impl App {
             true
         } else {
             false
-        }
-    }
-}
-
-/// Answers are either whole (small) or streamed from files (reports, plans), so that no
-/// answer holds a large report in memory.
-type Body = BoxBody<Bytes, std::io::Error>;
-
-fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// A piece of a streamed answer.
-enum Part {
-    Text(Bytes),
-    /// An open file and its length, read 64 KiB at a time. Opened when the answer is made,
-    /// so that a file replaced meanwhile (a rename) is served whole, as it was.
-    File(tokio::fs::File, u64),
-}
-
-impl Part {
-    async fn file(path: &std::path::Path) -> Option<Part> {
-        let file = tokio::fs::File::open(path).await.ok()?;
-        let meta = file.metadata().await.ok()?;
-        meta.is_file().then(|| Part::File(file, meta.len()))
-    }
-
-    fn len(&self) -> u64 {
-        match self {
-            Part::Text(t) => t.len() as u64,
-            Part::File(_, n) => *n,
-        }
-    }
-}
-
-/// An answer made of `parts`, streamed with its length: at most one chunk of a file is in
-/// memory.
-fn streamed(content_type: &str, parts: Vec<Part>) -> Response<Body> {
-    use tokio::io::AsyncReadExt;
-    let length: u64 = parts.iter().map(Part::len).sum();
-    let state = (
-        std::collections::VecDeque::from(parts),
-        None::<(tokio::fs::File, u64)>,
-    );
-    let stream = futures_util::stream::unfold(state, |(mut parts, mut file)| async move {
-        loop {
-            if let Some((f, left)) = file.as_mut() {
-                if *left == 0 {
-                    file = None;
-                    continue;
-                }
-                let mut chunk = vec![0; (64 * 1024).min(*left as usize)];
-                match f.read(&mut chunk).await {
-                    Ok(0) => {
-                        let e = std::io::Error::other("a served file got shorter");
-                        return Some((Err(e), (Default::default(), None)));
-                    }
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        *left -= n as u64;
-                        return Some((Ok(Frame::data(Bytes::from(chunk))), (parts, file)));
-                    }
-                    Err(e) => return Some((Err(e), (Default::default(), None))),
-                }
-            }
-            match parts.pop_front()? {
-                Part::Text(text) => return Some((Ok(Frame::data(text)), (parts, None))),
-                Part::File(f, n) => file = Some((f, n)),
-            }
-        }
-    });
-    let mut response = Response::new(StreamBody::new(stream).boxed());
-    if let Ok(v) = content_type.parse() {
-        response.headers_mut().insert(CONTENT_TYPE, v);
-    }
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_LENGTH, length.into());
-    response
-}
-
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    if let Ok(v) = content_type.parse() {
-        response.headers_mut().insert(CONTENT_TYPE, v);
-    }
-    response
-}
-
-fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    respond(status, "application/json", body)
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    json_response(status, &json!({"error": message.into()}))
-}
-
-fn too_large() -> Response<Body> {
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request bodies are limited to {MAX_BODY} bytes"),
-    )
-}
-
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
-    r.headers_mut()
-        .insert(ALLOW, hyper::header::HeaderValue::from_static(allow));
-    r
-}
-
-/// The open connections. When all `MAX_CONNECTIONS` are taken, the connection idle the
-/// longest (no request in flight: still sending its headers, in its TLS handshake, or kept
-/// alive between requests) is closed to make room, so that idle or trickling connections
-/// can never keep a scrape out; memory stays bounded by the cap.
-#[derive(Default)]
-struct Connections {
-    table: Mutex<ConnTable>,
-}
-
-#[derive(Default)]
-struct ConnTable {
-    next: u64,
-    open: HashMap<u64, Conn>,
-}
-
-struct Conn {
-    /// Requests being answered now.
-    busy: usize,
-    idle_since: Instant,
-    close: CancellationToken,
-}
-
-impl Connections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ConnTable> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A slot for a new connection, closing the longest-idle one when all are taken;
-    /// `None` when every connection is answering a request (the new one is dropped).
-    fn open(&self) -> Option<(u64, CancellationToken)> {
-        let mut t = self.lock();
-        if t.open.len() >= MAX_CONNECTIONS {
-            let oldest = t
-                .open
-                .iter()
-                .filter(|(_, c)| c.busy == 0)
-                .min_by_key(|(_, c)| c.idle_since)
-                .map(|(id, _)| *id)?;
-            if let Some(c) = t.open.remove(&oldest) {
-                c.close.cancel();
-            }
-        }
-        let id = t.next;
-        t.next += 1;
-        let close = CancellationToken::new();
-        t.open.insert(
-            id,
-            Conn {
-                busy: 0,
-                idle_since: Instant::now(),
-                close: close.clone(),
-            },
-        );
-        Some((id, close))
-    }
-
-    fn close(&self, id: u64) {
-        self.lock().open.remove(&id);
-    }
-
-    /// Marks a request of connection `id` in flight until the guard drops.
-    fn busy(self: &Arc<Self>, id: u64) -> Busy {
-        if let Some(c) = self.lock().open.get_mut(&id) {
-            c.busy += 1;
-        }
-        Busy {
-            connections: self.clone(),
-            id,
-        }
-    }
-}
-
-struct Busy {
-    connections: Arc<Connections>,
-    id: u64,
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        if let Some(c) = self.connections.lock().open.get_mut(&self.id) {
-            c.busy = c.busy.saturating_sub(1);
-            c.idle_since = Instant::now();
         }
     }
 }
@@ -553,35 +361,6 @@ async fn route(app: &App, req: Request<Incoming>, _peer: SocketAddr) -> Response
     }
 }
 
-/// Content negotiation of `/metrics` as Prometheus' Go client does it: the media ranges of
-/// `Accept` by quality (`q=0` means "not this"), media types compared without case; the
-/// first one the exporter can serve wins, and text is the fallback.
-fn prefers_openmetrics(accept: &str) -> bool {
-    let mut ranges: Vec<(f32, String)> = accept
-        .split(',')
-        .filter_map(|range| {
-            let mut params = range.split(';');
-            let media = params.next()?.trim().to_ascii_lowercase();
-            let q = params
-                .filter_map(|p| p.split_once('='))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
-                .map(|(_, v)| v.trim().parse::<f32>().unwrap_or(0.0))
-                .unwrap_or(1.0);
-            (q > 0.0 && !media.is_empty()).then_some((q, media))
-        })
-        .collect();
-    // Stable: among equal qualities the order of the header decides.
-    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (_, media) in ranges {
-        match media.as_str() {
-            "application/openmetrics-text" => return true,
-            "text/plain" | "text/*" | "*/*" => return false,
-            _ => {}
-        }
-    }
-    false
-}
-
 /// The file of a stored report, opened, when there is one.
 async fn stored_report(app: &App, env: &str, id: &str) -> Option<Part> {
     let path = crate::store::report_path(&app.exporter.config().storage.path, env, id)?;
@@ -677,26 +456,5 @@ async fn history(app: &App, query: &str) -> Response<Body> {
         Ok(Ok(page)) => json_response(StatusCode::OK, &page),
         Ok(Err(message)) => error(StatusCode::BAD_REQUEST, message),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefers_openmetrics;
-
-    #[test]
-    fn accept_is_negotiated_by_quality_like_the_go_client() {
-        // Prometheus' own header.
-        assert!(prefers_openmetrics(
-            "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
-        ));
-        assert!(!prefers_openmetrics("application/openmetrics-text;q=0"));
-        assert!(!prefers_openmetrics(
-            "text/plain;q=0.9, application/openmetrics-text;q=0.5"
-        ));
-        assert!(prefers_openmetrics("Application/OpenMetrics-Text; Q=1"));
-        assert!(!prefers_openmetrics("*/*"));
-        assert!(!prefers_openmetrics("application/json"));
-        assert!(!prefers_openmetrics(""));
     }
 }

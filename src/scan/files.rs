@@ -1,0 +1,147 @@
+//! What a scan reads and writes outside terraform, off the async runtime: the environment's
+//! variables and secrets, the init fingerprint, and the `show -json` document read twice.
+
+use std::io::Write;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Environment;
+use crate::plan::redact::SecretCollector;
+use crate::plan::served::write_served_plan;
+use crate::plan::show::understand_plan_redacting;
+use crate::plan::{ExplainOptions, PlanError};
+use crate::report::{ErrorReason, PlanOutcome, ScanError};
+use crate::store::EnvStore;
+
+use super::steps::{EnvVars, config_error};
+
+/// What a scan reads from files before terraform runs (blocking).
+pub(super) struct Gathered {
+    /// `env` and the lines of `env_files`.
+    pub(super) vars: EnvVars,
+    /// Values of `env_files` and of the root module's sensitive variables.
+    pub(super) secret_values: Vec<String>,
+    pub(super) store: EnvStore,
+    pub(super) fingerprint: String,
+    /// The fingerprint of the last successful init.
+    pub(super) recorded_fingerprint: Option<String>,
+}
+
+pub(super) fn gather(env: &Environment, storage: &Path) -> Result<Gathered, ScanError> {
+    if !env.dir.is_dir() {
+        return Err(config_error(format!(
+            "environments.{}.dir: {} is not a directory",
+            env.name,
+            env.dir.display()
+        )));
+    }
+    let (vars, mut secret_values) = environment_variables(env)?;
+    secret_values.extend(crate::sensitive::values(&env.dir, &env.var_files, &vars));
+    let store = EnvStore::open(storage, &env.name)
+        .map_err(|e| config_error(format!("storage.path: {e}")))?;
+    Ok(Gathered {
+        vars,
+        secret_values,
+        fingerprint: init_fingerprint(env),
+        recorded_fingerprint: store.init_fingerprint(),
+        store,
+    })
+}
+
+/// `env` plus the KEY=VALUE lines of `env_files` (whose values are secrets).
+fn environment_variables(env: &Environment) -> Result<(EnvVars, Vec<String>), ScanError> {
+    let mut vars: Vec<(String, String)> = env
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut secrets = Vec::new();
+    for file in &env.env_files {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            config_error(format!(
+                "environments.{}.env_files: {}: {e}",
+                env.name,
+                file.display()
+            ))
+        })?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(config_error(format!(
+                    "environments.{}.env_files: {}:{}: expected KEY=VALUE",
+                    env.name,
+                    file.display(),
+                    n + 1
+                )));
+            };
+            let value = value.trim().trim_matches('"').to_owned();
+            secrets.push(value.clone());
+            vars.push((key.trim().to_owned(), value));
+        }
+    }
+    Ok((vars, secrets))
+}
+
+/// Reads the `show -json` document saved at `document` twice, streaming: once to understand
+/// it (and learn its secrets), once to write its served form into `served`. The first
+/// failing fails the scan; the second only loses `/detail/<env>/plan`.
+pub(super) fn understand_and_serve(
+    document: &Path,
+    options: ExplainOptions,
+    secrets: SecretCollector,
+    mut served: tempfile::NamedTempFile,
+) -> Result<(PlanOutcome, Result<tempfile::NamedTempFile, PlanError>), ScanError> {
+    let unreadable = |e: PlanError| ScanError {
+        reason: ErrorReason::Terraform,
+        summary: format!("cannot understand the output of show -json: {e}"),
+        detail: String::new(),
+    };
+    let open = || {
+        std::fs::File::open(document)
+            .map(std::io::BufReader::new)
+            .map_err(PlanError::Io)
+    };
+    let (outcome, redactor) =
+        understand_plan_redacting(open().map_err(unreadable)?, options, secrets)
+            .map_err(unreadable)?;
+    let written = open().and_then(|input| {
+        let mut out = std::io::BufWriter::new(served.as_file_mut());
+        write_served_plan(input, &redactor, &mut out)?;
+        out.flush()?;
+        drop(out);
+        Ok(served)
+    });
+    Ok((outcome, written))
+}
+
+/// What a successful init depends on: when it changes, init runs again.
+fn init_fingerprint(env: &Environment) -> String {
+    let mut h = Sha256::new();
+    h.update(env.binary.as_bytes());
+    h.update([0]);
+    for arg in &env.backend_config {
+        h.update(arg.as_bytes());
+        h.update([0]);
+        // A -backend-config may name a file (relative to dir); its content matters too.
+        if let Ok(content) = std::fs::read(env.dir.join(arg)) {
+            h.update(&content);
+        }
+        h.update([0]);
+    }
+    if let Ok(lock) = std::fs::read(env.dir.join(".terraform.lock.hcl")) {
+        h.update(&lock);
+    }
+    // Backends also read settings from the environment (AWS_ENDPOINT_URL_S3, ...).
+    for (key, value) in &env.env {
+        h.update(key.as_bytes());
+        h.update([0]);
+        h.update(value.as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
+}
