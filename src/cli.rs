@@ -280,13 +280,13 @@ fn unmanaged(path: &Path, format: Format) -> u8 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let previous = crate::unmanaged::load(&config.storage.path);
+    let previous = crate::store::load_unmanaged(&config.storage.path);
     let result = match runtime.block_on(crate::unmanaged::check(&config, &proxmox, &cancel)) {
         Some(Ok(result)) => result,
         Some(Err(error)) => crate::unmanaged::Unmanaged::failed(error, previous.as_ref()),
         None => return fail(130, "interrupted"),
     };
-    if let Err(e) = crate::unmanaged::save(&config.storage.path, &result) {
+    if let Err(e) = crate::store::save_unmanaged(&config.storage.path, &result) {
         tracing::warn!(error = %e, "cannot store the check for reconcile and the exporter");
     }
     let mut out = std::io::stdout().lock();
@@ -308,12 +308,12 @@ fn serve(path: PathBuf, listen: Option<String>, web_config: Option<PathBuf>) -> 
         Ok(rt) => rt,
         Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(crate::serve::run(
-        path,
+    let options = crate::serve::Options {
+        config_path: path,
         listen,
         web_config,
-        CancellationToken::new(),
-    )) {
+    };
+    match runtime.block_on(crate::serve::run(options, CancellationToken::new())) {
         Ok(()) => 0,
         Err(e @ (crate::serve::ServeError::Config(_) | crate::serve::ServeError::WebConfig(_))) => {
             fail(EX_CONFIG, e)
@@ -331,12 +331,12 @@ fn reconcile(path: &Path, name: &str) -> u8 {
         Ok(envs) => envs[0],
         Err(e) => return fail(EX_USAGE, e),
     };
-    let (_, mut restored) = crate::history::History::load(&config.storage.path);
+    let (_, mut restored) = crate::store::History::load(&config.storage.path);
     let report = restored.remove(name).and_then(|r| r.latest);
     let unmanaged = config
         .proxmox
         .as_ref()
-        .and_then(|_| crate::unmanaged::load(&config.storage.path));
+        .and_then(|_| crate::store::load_unmanaged(&config.storage.path));
     let Some(report) = report else {
         if let Some(unmanaged) = &unmanaged {
             println!("{name}: no stored scan yet (run `tfdrift-exporter scan {name}`).");

@@ -13,11 +13,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod changes;
 pub mod classify;
 pub mod cli;
 pub mod config;
-pub mod exporter;
-pub mod history;
 pub mod http;
 pub mod ignore;
 pub mod logging;
@@ -34,7 +33,9 @@ pub mod schedule;
 pub mod scheduler;
 pub mod sensitive;
 pub mod serve;
+pub mod state;
 pub mod store;
+pub mod supervisor;
 pub mod unmanaged;
 pub mod watcher;
 pub mod webconfig;

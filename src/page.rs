@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::exporter::{Exporter, KEPT_CHANGES};
 use crate::report::Status;
+use crate::state::{KEPT_CHANGES, State};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -43,12 +43,12 @@ fn value(v: &serde_json::Value) -> String {
 }
 
 /// Guests created outside Terraform, when `[proxmox]` is configured.
-fn unmanaged_section(h: &mut String, exporter: &Exporter) {
-    if exporter.config().proxmox.is_none() {
+fn unmanaged_section(h: &mut String, state: &State) {
+    if state.config().proxmox.is_none() {
         return;
     }
     h.push_str("<h2 id=\"unmanaged\">Guests outside Terraform</h2>\n");
-    let Some(u) = exporter.unmanaged() else {
+    let Some(u) = state.unmanaged() else {
         h.push_str("<p>The first check of the Proxmox inventory has not finished yet.</p>\n");
         return;
     };
@@ -111,7 +111,7 @@ fn unmanaged_section(h: &mut String, exporter: &Exporter) {
 }
 
 /// The whole page.
-pub fn render(exporter: &Exporter) -> String {
+pub fn render(state: &State) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -124,7 +124,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
         env!("CARGO_PKG_VERSION")
     );
     h.push_str("<h2>Environments</h2>\n<table><tr><th>Environment</th><th>Status</th><th>Last scan</th><th>Duration</th><th>Next scan</th><th>Changes</th><th>Links</th></tr>\n");
-    let views = exporter.views();
+    let views = state.views();
     for (name, view) in &views {
         let n = escape(name);
         let (status, class, summary) = match &view.latest {
@@ -161,7 +161,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
         );
     }
     h.push_str("</table>\n");
-    unmanaged_section(&mut h, exporter);
+    unmanaged_section(&mut h, state);
     for (name, view) in &views {
         let Some(report) = &view.latest else { continue };
         let n = escape(name);

@@ -14,10 +14,11 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::Changes;
 use crate::config::{Config, Environment};
-use crate::exporter::Exporter;
 use crate::scan::Stored;
 use crate::schedule::Schedule;
+use crate::state::State;
 
 /// Runs one scan; the real one is [`crate::scan::scan_and_store`], tests give their own.
 pub trait Scanner: Send + Sync + 'static {
@@ -66,7 +67,9 @@ struct EnvTask {
 
 /// The per-environment tasks.
 pub struct Scheduler {
-    exporter: Arc<Exporter>,
+    state: Arc<State>,
+    /// Where finished scans go (the supervisor).
+    changes: Changes,
     scanner: Arc<dyn Scanner>,
     limit: Arc<Semaphore>,
     limit_size: usize,
@@ -121,12 +124,14 @@ pub fn next_delay(env: &Environment, now: DateTime<Utc>) -> Duration {
 
 impl Scheduler {
     pub fn new(
-        exporter: Arc<Exporter>,
+        state: Arc<State>,
+        changes: Changes,
         scanner: Arc<dyn Scanner>,
         max_concurrent: usize,
     ) -> Scheduler {
         Scheduler {
-            exporter,
+            state,
+            changes,
             scanner,
             limit: Arc::new(Semaphore::new(max_concurrent)),
             limit_size: max_concurrent,
@@ -138,11 +143,12 @@ impl Scheduler {
     /// A scheduler whose scans wait for [`Scheduler::resume`] (timers run meanwhile), so
     /// that the processes of a dead exporter are gone before a new scan starts.
     pub fn paused(
-        exporter: Arc<Exporter>,
+        state: Arc<State>,
+        changes: Changes,
         scanner: Arc<dyn Scanner>,
         max_concurrent: usize,
     ) -> Scheduler {
-        let scheduler = Scheduler::new(exporter, scanner, max_concurrent);
+        let scheduler = Scheduler::new(state, changes, scanner, max_concurrent);
         scheduler.limit.forget_permits(max_concurrent);
         scheduler
     }
@@ -199,7 +205,8 @@ impl Scheduler {
         let busy = Arc::new(Mutex::new(false));
         let cancel = self.shutdown.child_token();
         let handle = tokio::spawn(env_loop(Loop {
-            exporter: self.exporter.clone(),
+            state: self.state.clone(),
+            changes: self.changes.clone(),
             scanner: self.scanner.clone(),
             limit: self.limit.clone(),
             name: env.name.clone(),
@@ -256,7 +263,8 @@ fn same_settings(a: &Environment, b: &Environment) -> bool {
 }
 
 struct Loop {
-    exporter: Arc<Exporter>,
+    state: Arc<State>,
+    changes: Changes,
     scanner: Arc<dyn Scanner>,
     limit: Arc<Semaphore>,
     name: String,
@@ -275,7 +283,7 @@ impl Loop {
 async fn env_loop(mut l: Loop) {
     let first = l.settings.borrow().clone();
     let last = l
-        .exporter
+        .state
         .view(&l.name)
         .and_then(|v| v.latest.as_ref().and_then(|r| r.finished_at));
     let mut delay = first_delay(&first, last, Utc::now());
@@ -284,7 +292,7 @@ async fn env_loop(mut l: Loop) {
         let due = chrono::Duration::from_std(delay)
             .ok()
             .and_then(|d| Utc::now().checked_add_signed(d));
-        l.exporter
+        l.state
             .set_next_scan(&l.name, due, env.schedule.period().as_secs_f64());
         tokio::select! {
             _ = tokio::time::sleep(delay) => l.set_busy(true),
@@ -304,7 +312,7 @@ async fn env_loop(mut l: Loop) {
             permit = l.limit.clone().acquire_owned() => permit,
             _ = l.cancel.cancelled() => return,
         };
-        l.exporter.set_running(&l.name, true);
+        l.state.set_running(&l.name, true);
         // In a task of its own: a scan that panics ends as a logged error, and the
         // environment goes on being scheduled instead of staying "in progress" for ever.
         let scan = tokio::spawn(l.scanner.scan(env.clone(), l.cancel.child_token()));
@@ -313,12 +321,15 @@ async fn env_loop(mut l: Loop) {
             None
         });
         drop(permit);
-        l.exporter.set_running(&l.name, false);
+        // In the state before the environment stops showing as running.
+        let cancelled = result.is_none() && l.cancel.is_cancelled();
+        if let Some(stored) = result {
+            l.changes.scan_finished(stored).await;
+        }
+        l.state.set_running(&l.name, false);
         l.set_busy(false);
-        match result {
-            Some(stored) => l.exporter.record(stored),
-            None if l.cancel.is_cancelled() => return,
-            None => {}
+        if cancelled {
+            return;
         }
         delay = next_delay(&env, Utc::now());
     }
@@ -392,10 +403,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("[storage]\npath = \"{}\"\n{toml}", dir.path().display());
         let config = Config::from_toml(&dir.path().join("config.toml"), &text).unwrap();
-        let exporter = Arc::new(Exporter::start(config.clone()));
+        let state = Arc::new(State::new(config.clone(), Default::default(), None));
         let fake = FakeScanner::new(scan);
         let scheduler = Scheduler::new(
-            exporter,
+            state,
+            Changes::discarding(),
             Arc::new(fake.clone()),
             config.max_concurrent_scans,
         );
@@ -447,15 +459,20 @@ mod tests {
             dir.path().display()
         );
         let config = Config::from_toml(&dir.path().join("config.toml"), &text).unwrap();
-        let exporter = Arc::new(Exporter::start(config.clone()));
+        let state = Arc::new(State::new(config.clone(), Default::default(), None));
         let scanner = Arc::new(Panicking(AtomicUsize::new(0)));
-        let scheduler = Scheduler::new(exporter.clone(), Arc::new(scanner.clone()), 1);
+        let scheduler = Scheduler::new(
+            state.clone(),
+            Changes::discarding(),
+            Arc::new(scanner.clone()),
+            1,
+        );
         scheduler.apply(&config);
         settle().await;
         advance(Duration::from_secs(2)).await;
         assert_eq!(scanner.0.load(Ordering::SeqCst), 1);
         assert!(
-            !exporter.view("lab").unwrap().running,
+            !state.view("lab").unwrap().running,
             "not in progress after the panic"
         );
         assert_eq!(

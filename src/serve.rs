@@ -1,21 +1,28 @@
-//! The long-running exporter: configuration validated before any port is bound, history
-//! restored, scheduler and HTTP started, reload on SIGHUP or `POST /-/reload`, graceful
-//! shutdown on SIGTERM/SIGINT (running terraform interrupted so that locks are released).
+//! The long-running exporter: configuration validated before any port is bound, storage and
+//! state restored, scheduler, watcher, supervisor and HTTP started, reload on SIGHUP or
+//! `POST /-/reload` (both through the supervisor), graceful shutdown on SIGTERM/SIGINT
+//! (running terraform interrupted so that locks are released).
+//!
+//! [`Server::bind`] binds first and tells its address ([`Server::local_addr`]), so that a
+//! caller (a test) may listen on port 0 and learn the port before [`Server::run`].
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::Changes;
 use crate::config::{Config, ConfigError};
-use crate::exporter::Exporter;
 use crate::http::App;
 use crate::scheduler::{Scheduler, TerraformScanner};
+use crate::state::State;
+use crate::store::Storage;
+use crate::supervisor::{Loader, Supervisor};
 use crate::watcher::Watcher;
 use crate::webconfig::{WebConfig, WebConfigError};
 
@@ -33,7 +40,7 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
-    #[error("cannot restore the stored state: {0}")]
+    #[error("cannot read the configuration: {0}")]
     Start(String),
 }
 
@@ -45,162 +52,201 @@ pub fn load_web(config: &Config) -> Result<WebConfig, WebConfigError> {
     }
 }
 
-/// Runs until SIGTERM/SIGINT or `stop` is cancelled.
-pub async fn run(
-    config_path: PathBuf,
-    listen: Option<String>,
-    web_config: Option<PathBuf>,
-    stop: CancellationToken,
-) -> Result<(), ServeError> {
-    let load = {
-        let listen = listen.clone();
-        move |path: &PathBuf| -> Result<Config, ConfigError> {
-            let mut config = Config::load(path)?;
-            if let Some(file) = &web_config {
-                config.web.config_file = Some(file.clone());
-            }
-            if let Some(address) = &listen {
-                config.web.listen_address = address.parse().map_err(|_| ConfigError::Invalid {
-                    file: path.clone(),
-                    key: "--web.listen-address".into(),
-                    message: format!("{address:?} is not an address like \"0.0.0.0:9847\""),
-                })?;
-            }
-            Ok(config)
-        }
-    };
-    let config = load(&config_path)?;
-    let web = Arc::new(RwLock::new(Arc::new(load_web(&config)?)));
-    let address = config.web.listen_address;
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| ServeError::Listen {
-            address: address.to_string(),
-            source,
-        })?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+/// What the command line gives the exporter.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_path: PathBuf,
+    /// `--web.listen-address`, over the file's `web.listen_address`.
+    pub listen: Option<String>,
+    /// `--web.config.file`, over the file's `web.config_file`.
+    pub web_config: Option<PathBuf>,
+}
 
-    // Restoring reads the history's index and the latest reports: off the runtime's threads.
-    let exporter = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || Exporter::start(config))
+impl Options {
+    /// Reads and validates the configuration with the command line's overrides (blocking).
+    fn load(&self, path: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::load(path)?;
+        if let Some(file) = &self.web_config {
+            config.web.config_file = Some(file.clone());
+        }
+        if let Some(address) = &self.listen {
+            config.web.listen_address = address.parse().map_err(|_| ConfigError::Invalid {
+                file: path.to_owned(),
+                key: "--web.listen-address".into(),
+                message: format!("{address:?} is not an address like \"0.0.0.0:9847\""),
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// The same, for a reload: both files, errors as the message.
+    fn loader(&self) -> Loader {
+        let options = self.clone();
+        Arc::new(move |path| {
+            let config = options.load(path).map_err(|e| e.to_string())?;
+            let web = load_web(&config).map_err(|e| e.to_string())?;
+            Ok((config, web))
+        })
+    }
+}
+
+/// A configured exporter with its port bound, not running yet.
+pub struct Server {
+    options: Options,
+    config: Config,
+    web: WebConfig,
+    listener: TcpListener,
+}
+
+/// Runs until SIGTERM/SIGINT or `stop` is cancelled.
+pub async fn run(options: Options, stop: CancellationToken) -> Result<(), ServeError> {
+    Server::bind(options).await?.run(stop).await
+}
+
+impl Server {
+    /// Reads the configuration (off the runtime) and binds its listen address.
+    pub async fn bind(options: Options) -> Result<Server, ServeError> {
+        let (config, web) = {
+            let options = options.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
+                let config = options.load(&options.config_path)?;
+                let web = load_web(&config)?;
+                Ok((config, web))
+            })
             .await
-            .map_err(|e| ServeError::Start(e.to_string()))?
-    };
-    let exporter = Arc::new(exporter);
+            .map_err(|e| ServeError::Start(e.to_string()))??
+        };
+        let address = config.web.listen_address;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServeError::Listen {
+                address: address.to_string(),
+                source,
+            })?;
+        Ok(Server {
+            options,
+            config,
+            web,
+            listener,
+        })
+    }
+
+    /// The address the exporter listens on (the port the OS chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.config.web.listen_address)
+    }
+
+    /// Serves until SIGTERM/SIGINT or `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), ServeError> {
+        let local = self.local_addr();
+        let Server {
+            options,
+            config,
+            web,
+            listener,
+        } = self;
+        let mut hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+
+        let (storage, restored) = Storage::load(&config.storage.path).await;
+        let unmanaged = match &config.proxmox {
+            Some(_) => storage.load_unmanaged().await,
+            None => None,
+        };
+        storage
+            .prune(config.storage.retention, chrono::Utc::now())
+            .await;
+        let state = Arc::new(State::new(config.clone(), restored, unmanaged));
+        let (changes, queue) = Changes::channel();
+        let scheduler = start_scheduler(&config, &state, &changes);
+        let watcher = Arc::new(Watcher::start(
+            state.clone(),
+            storage.clone(),
+            changes.clone(),
+        ));
+        let web = Arc::new(RwLock::new(Arc::new(web)));
+        let supervisor = Supervisor {
+            state: state.clone(),
+            storage: storage.clone(),
+            scheduler: scheduler.clone(),
+            watcher: watcher.clone(),
+            web: web.clone(),
+            config_path: options.config_path.clone(),
+            load: options.loader(),
+        };
+        let supervisor_stop = CancellationToken::new();
+        let supervising = tokio::spawn(supervisor.run(queue, supervisor_stop.clone()));
+        let app = Arc::new(App::new(
+            state.clone(),
+            storage,
+            scheduler.clone(),
+            changes.clone(),
+            web.clone(),
+        ));
+        let web_mode = web.read().unwrap_or_else(|p| p.into_inner()).describe();
+        tracing::info!(address = %local, config = %options.config_path.display(), environments = config.environments.len(), web = %web_mode, "listening");
+        let http_stop = CancellationToken::new();
+        let http = tokio::spawn(crate::http::serve(listener, app, http_stop.clone()));
+
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => { let _ = changes.reload().await; }
+                _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                _ = stop.cancelled() => break,
+            }
+        }
+        stop_scans(&state, &scheduler, &watcher).await;
+        supervisor_stop.cancel();
+        let _ = supervising.await;
+        http_stop.cancel();
+        let _ = http.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The scheduler with every environment's task, its scans held until what a dead exporter
+/// left running (kill -9, OOM) is gone: it may hold the state lock and uses the same
+/// TF_DATA_DIR.
+fn start_scheduler(config: &Config, state: &Arc<State>, changes: &Changes) -> Arc<Scheduler> {
     let scanner = Arc::new(TerraformScanner {
         storage: config.storage.path.clone(),
     });
-    // Scans wait until what a dead exporter left running (kill -9, OOM) is gone: it may
-    // hold the state lock and uses the same TF_DATA_DIR.
     let scheduler = Arc::new(Scheduler::paused(
-        exporter.clone(),
+        state.clone(),
+        changes.clone(),
         scanner,
         config.max_concurrent_scans,
     ));
-    scheduler.apply(&config);
-    {
-        let scheduler = scheduler.clone();
-        let storage = config.storage.path.clone();
-        let grace: BTreeMap<String, Duration> = config
-            .environments
-            .iter()
-            .map(|(name, env)| (name.clone(), env.kill_grace))
-            .collect();
-        tokio::spawn(async move {
-            let ended = tokio::task::spawn_blocking(move || {
-                crate::orphans::end_dead_exporters(&storage, &grace)
-            })
-            .await;
-            if let Err(e) = ended {
-                tracing::error!(error = %e, "cannot look for processes of a dead exporter");
-            }
-            scheduler.resume();
-        });
-    }
-    let watcher = Arc::new(Watcher::start(exporter.clone()));
-
-    let reload = {
-        let exporter = exporter.clone();
-        let scheduler = scheduler.clone();
-        let watcher = watcher.clone();
-        let web = web.clone();
-        let path = config_path.clone();
-        // SIGHUP and POST /-/reload may come at once: one reload at a time, each whole.
-        let one_at_a_time = std::sync::Mutex::new(());
-        move || -> Result<(), String> {
-            let _one = one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
-            let loaded = load(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|new| load_web(&new).map(|w| (new, w)).map_err(|e| e.to_string()))
-                .and_then(|(new, new_web)| {
-                    let running = web.read().unwrap_or_else(|p| p.into_inner()).clone();
-                    match new_web.downgrade_from(&running) {
-                        Some(refused) => Err(refused),
-                        None => Ok((new, new_web)),
-                    }
-                });
-            match loaded {
-                Ok((mut new, new_web)) => {
-                    *web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new_web);
-                    let old = exporter.config();
-                    if new.web.listen_address != old.web.listen_address
-                        || new.storage.path != old.storage.path
-                    {
-                        tracing::warn!(
-                            "web.listen_address and storage.path changes take effect at the next start"
-                        );
-                        // Until then everything goes on with the running ones: never half.
-                        new.web.listen_address = old.web.listen_address;
-                        new.storage.path = old.storage.path.clone();
-                    }
-                    // The state first, so that the scheduler's first word on a new
-                    // environment (its next scan) has a place to land; then the watcher.
-                    exporter.set_config(new.clone());
-                    scheduler.apply(&new);
-                    watcher.apply(&new);
-                    tracing::info!(file = %path.display(), "configuration reloaded");
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reload failed: the running configuration stays");
-                    Err(e)
-                }
-            }
+    scheduler.apply(config);
+    let resumed = scheduler.clone();
+    let storage = config.storage.path.clone();
+    let grace: BTreeMap<String, Duration> = config
+        .environments
+        .iter()
+        .map(|(name, env)| (name.clone(), env.kill_grace))
+        .collect();
+    tokio::spawn(async move {
+        let ended = tokio::task::spawn_blocking(move || {
+            crate::orphans::end_dead_exporters(&storage, &grace)
+        })
+        .await;
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "cannot look for processes of a dead exporter");
         }
-    };
-    let reload = Arc::new(reload);
-    let app = Arc::new(App {
-        exporter: exporter.clone(),
-        scheduler: scheduler.clone(),
-        reload: Box::new({
-            let reload = reload.clone();
-            move || reload()
-        }),
-        web: web.clone(),
-        scan_limits: Mutex::new(HashMap::new()),
+        resumed.resume();
     });
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let web_mode = web.read().unwrap_or_else(|p| p.into_inner()).describe();
-    tracing::info!(address = %local, config = %config_path.display(), environments = config.environments.len(), web = %web_mode, "listening");
-    let http_stop = CancellationToken::new();
-    let http = tokio::spawn(crate::http::serve(listener, app, http_stop.clone()));
+    scheduler
+}
 
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => { let _ = reload(); }
-            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-            _ = stop.cancelled() => break,
-        }
-    }
-    // Stop scheduling and interrupt running scans; bounded by the longest kill_grace.
-    let grace = exporter
+/// Stops scheduling and interrupts running scans and the check; bounded by the longest
+/// kill_grace.
+async fn stop_scans(state: &State, scheduler: &Scheduler, watcher: &Watcher) {
+    let grace = state
         .config()
         .environments
         .values()
@@ -214,8 +260,4 @@ pub async fn run(
     {
         tracing::warn!("scans did not end in time; exiting anyway");
     }
-    http_stop.cancel();
-    let _ = http.await;
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -1,6 +1,6 @@
 //! The periodic unmanaged-guest check of the running exporter: every `proxmox.interval`
 //! (counted from the end of the last check, also across a restart), stored under
-//! `storage.path` and shown in the exporter's state. A reload that changes `[proxmox]`
+//! `storage.path` and handed to the supervisor for the exporter's state. A reload that changes `[proxmox]`
 //! checks again at once; one that removes it stops the checks.
 
 use std::sync::Arc;
@@ -12,10 +12,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::Changes;
 use crate::config::Config;
-use crate::exporter::Exporter;
-
-use crate::unmanaged::{Unmanaged, check, save};
+use crate::state::State;
+use crate::store::Storage;
+use crate::unmanaged::{Unmanaged, check};
 
 /// The running check task.
 pub struct Watcher {
@@ -25,10 +26,18 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn start(exporter: Arc<Exporter>) -> Watcher {
-        let (settings, rx) = watch::channel(exporter.config());
+    pub fn start(state: Arc<State>, storage: Storage, changes: Changes) -> Watcher {
+        let (settings, rx) = watch::channel(state.config());
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(watch_loop(exporter, rx, cancel.clone()));
+        let handle = tokio::spawn(watch_loop(
+            Checker {
+                state,
+                storage,
+                changes,
+            },
+            rx,
+            cancel.clone(),
+        ));
         Watcher {
             settings,
             cancel,
@@ -52,8 +61,8 @@ impl Watcher {
 }
 
 /// When the first check is due: one interval after the stored one, at once when there is none.
-fn first_due(exporter: &Exporter, interval: Duration) -> Instant {
-    let age = exporter
+fn first_due(state: &State, interval: Duration) -> Instant {
+    let age = state
         .unmanaged()
         .and_then(|u| u.checked_at)
         .and_then(|t| (Utc::now() - t).to_std().ok());
@@ -63,8 +72,15 @@ fn first_due(exporter: &Exporter, interval: Duration) -> Instant {
     }
 }
 
+/// What the loop reads, where it stores, whom it tells.
+struct Checker {
+    state: Arc<State>,
+    storage: Storage,
+    changes: Changes,
+}
+
 async fn watch_loop(
-    exporter: Arc<Exporter>,
+    checker: Checker,
     mut settings: watch::Receiver<Arc<Config>>,
     cancel: CancellationToken,
 ) {
@@ -72,7 +88,7 @@ async fn watch_loop(
     let mut due = initial
         .proxmox
         .as_ref()
-        .map(|p| first_due(&exporter, p.interval))
+        .map(|p| first_due(&checker.state, p.interval))
         .unwrap_or_else(Instant::now);
     let mut current = initial.proxmox.clone();
     loop {
@@ -103,7 +119,7 @@ async fn watch_loop(
         let Some(result) = check(&config, &proxmox, &cancel).await else {
             return;
         };
-        let previous = exporter.unmanaged();
+        let previous = checker.state.unmanaged();
         let result = match result {
             Ok(result) => {
                 log_found(previous.as_deref(), &result);
@@ -114,17 +130,12 @@ async fn watch_loop(
                 Unmanaged::failed(error, previous.as_deref())
             }
         };
-        let saved = {
-            let (storage, result) = (config.storage.path.clone(), result.clone());
-            tokio::task::spawn_blocking(move || save(&storage, &result).map_err(|e| e.to_string()))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
-        };
-        if let Err(e) = saved {
+        let result = Arc::new(result);
+        if let Err(e) = checker.storage.save_unmanaged(result.clone()).await {
             tracing::error!(error = %e, "cannot store the unmanaged-guest check; it is still shown");
         }
-        exporter.record_unmanaged(result);
+        let result = Arc::try_unwrap(result).unwrap_or_else(|shared| (*shared).clone());
+        checker.changes.unmanaged_finished(result).await;
         due = Instant::now() + proxmox.interval;
     }
 }

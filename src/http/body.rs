@@ -30,12 +30,6 @@ pub(super) enum Part {
 }
 
 impl Part {
-    pub(super) async fn file(path: &std::path::Path) -> Option<Part> {
-        let file = tokio::fs::File::open(path).await.ok()?;
-        let meta = file.metadata().await.ok()?;
-        meta.is_file().then(|| Part::File(file, meta.len()))
-    }
-
     fn len(&self) -> u64 {
         match self {
             Part::Text(t) => t.len() as u64,
@@ -119,10 +113,12 @@ pub(super) fn too_large() -> Response<Body> {
     )
 }
 
-pub(super) fn method_not_allowed(allow: &'static str) -> Response<Body> {
+/// A `405` that says which methods the path takes, in its body and its `Allow` header.
+pub(super) fn method_not_allowed(allow: &str) -> Response<Body> {
     let mut r = error(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
-    r.headers_mut()
-        .insert(ALLOW, hyper::header::HeaderValue::from_static(allow));
+    if let Ok(value) = hyper::header::HeaderValue::from_str(allow) {
+        r.headers_mut().insert(ALLOW, value);
+    }
     r
 }
 

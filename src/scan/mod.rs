@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use crate::config::Environment;
 use crate::report::{ErrorReason, Report, ScanError};
-use crate::store::EnvStore;
+use crate::store::LockWait;
+pub use crate::store::Stored;
 use tokio_util::sync::CancellationToken;
 
 mod files;
@@ -24,14 +25,7 @@ pub async fn scan_and_store(
     storage: &Path,
     cancel: &CancellationToken,
 ) -> Option<Stored> {
-    let opened = {
-        let (storage, name) = (storage.to_owned(), env.name.clone());
-        tokio::task::spawn_blocking(move || EnvStore::open(&storage, &name)).await
-    };
-    let opened = opened
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    let store = match opened {
+    let store = match crate::store::open_env(storage, &env.name).await {
         Ok(store) => Some(store),
         Err(e) => {
             tracing::error!(environment = %env.name, error = %e, "cannot open the environment's storage");
@@ -43,18 +37,18 @@ pub async fn scan_and_store(
     let started_at = Utc::now();
     let deadline = Instant::now() + env.timeout;
     let lock = match &store {
-        Some(store) => match wait_for_lock(env, store, deadline, cancel).await {
+        Some(store) => match store.lock(deadline, cancel).await {
             Ok(lock) => lock,
             Err(LockWait::Cancelled) => {
                 tracing::warn!(environment = %env.name, "scan cancelled while waiting for the scan lock");
                 return None;
             }
-            Err(LockWait::TimedOut(error)) => {
-                let mut report = Report::failed(error);
+            Err(LockWait::TimedOut) => {
+                let mut report = Report::failed(lock_timed_out(env));
                 report.environment = Some(env.name.clone());
                 report.started_at = Some(started_at);
                 report.finished_at = Some(Utc::now());
-                return Some(store_report(env, store, report, None).await);
+                return Some(store.keep(report, None).await);
             }
         },
         None => None,
@@ -65,7 +59,7 @@ pub async fn scan_and_store(
         return None;
     };
     let stored = match &store {
-        Some(store) => store_report(env, store, report, plan).await,
+        Some(store) => store.keep(report, plan).await,
         None => Stored {
             report,
             stored: false,
@@ -89,118 +83,11 @@ pub async fn scan_and_store(
     Some(stored)
 }
 
-/// Gives `report` its id and writes it (and the served plan) to the history, off the
-/// runtime's threads. A storage failure is logged; the report is still returned.
-async fn store_report(
-    env: &Environment,
-    store: &EnvStore,
-    report: Report,
-    plan: Option<tempfile::NamedTempFile>,
-) -> Stored {
-    let (name, store) = (env.name.clone(), store.clone());
-    let id_only = report.id.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        let mut report = report;
-        report.id = Some(store.new_id(&name, &report));
-        if let Err(e) = store.save_plan(plan) {
-            tracing::error!(environment = %name, error = %e, "cannot store the plan for /detail/<env>/plan");
-        }
-        let stored = match store.save(&report) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(environment = %name, error = %e, "cannot store the report; it is still shown");
-                false
-            }
-        };
-        Stored { report, stored }
-    })
-    .await;
-    match written {
-        Ok(stored) => stored,
-        Err(e) => {
-            tracing::error!(environment = %env.name, error = %e, "storing the report failed");
-            let mut report = Report::failed(ScanError {
-                reason: ErrorReason::Terraform,
-                summary: format!("the report could not be stored: {e}"),
-                detail: String::new(),
-            });
-            report.id = id_only;
-            report.environment = Some(env.name.clone());
-            Stored {
-                report,
-                stored: false,
-            }
-        }
-    }
-}
-
-/// Why the wait for a scan lock ended without it.
-enum LockWait {
-    Cancelled,
-    TimedOut(ScanError),
-}
-
-/// Waits for the environment's scan lock (held by another process's scan of it) until
-/// `deadline`, polling so that `cancel` ends the wait. `Ok(None)`: the lock file cannot be
-/// used, and the scan goes on without it (logged).
-async fn wait_for_lock(
-    env: &Environment,
-    store: &EnvStore,
-    deadline: Instant,
-    cancel: &CancellationToken,
-) -> Result<Option<crate::store::ScanLock>, LockWait> {
-    let mut said = false;
-    loop {
-        let attempt = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.try_lock()).await
-        };
-        match attempt {
-            Ok(Ok(Some(lock))) => return Ok(Some(lock)),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; going on without it");
-                return Ok(None);
-            }
-            Err(e) => {
-                tracing::warn!(environment = %env.name, error = %e, "cannot take the scan lock; going on without it");
-                return Ok(None);
-            }
-        }
-        if !said {
-            tracing::info!(environment = %env.name, "another scan of this environment is running: waiting for it");
-            said = true;
-        }
-        if Instant::now() >= deadline {
-            return Err(LockWait::TimedOut(ScanError {
-                reason: ErrorReason::Timeout,
-                summary: format!(
-                    "another scan of {} held its lock for longer than the timeout of {}",
-                    env.name,
-                    crate::schedule::human(env.timeout)
-                ),
-                detail: String::new(),
-            }));
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
-            _ = cancel.cancelled() => return Err(LockWait::Cancelled),
-        }
-    }
-}
-
-/// A finished scan and whether its report reached the history.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    pub report: Report,
-    pub stored: bool,
-}
-
 /// A scan stopped by its cancellation token (shutdown, environment removed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cancelled;
 
-/// Scans `env` now and returns its report (not stored yet; see [`EnvStore::save`]).
+/// Scans `env` now and returns its report (not stored yet; see [`crate::store::EnvStore::keep`]).
 /// `deadline` ends the whole scan (the environment's timeout, from before any wait for its
 /// lock).
 pub async fn scan(
@@ -262,14 +149,14 @@ pub async fn pull_state(
     cancel: &CancellationToken,
 ) -> Result<Vec<u8>, PullError> {
     let deadline = Instant::now() + env.timeout;
-    let _lock = match EnvStore::open(storage, &env.name) {
-        Ok(store) => match wait_for_lock(env, &store, deadline, cancel).await {
+    let _lock = match crate::store::open_env(storage, &env.name).await {
+        Ok(store) => match store.lock(deadline, cancel).await {
             Ok(lock) => lock,
             Err(LockWait::Cancelled) => return Err(PullError::Cancelled),
-            Err(LockWait::TimedOut(error)) => return Err(PullError::Failed(error)),
+            Err(LockWait::TimedOut) => return Err(PullError::Failed(lock_timed_out(env))),
         },
         // The pull reports the storage problem itself.
-        Err(_) => None,
+        _ => None,
     };
     let mut pull = Scan::new(env, cancel);
     let result = pull.pull(storage, deadline).await;
@@ -281,4 +168,17 @@ pub async fn pull_state(
         error.detail = pull.secrets.redact_text(&error.detail);
         PullError::Failed(error)
     })
+}
+
+/// The error of a scan whose lock another process held past the environment's timeout.
+fn lock_timed_out(env: &Environment) -> ScanError {
+    ScanError {
+        reason: ErrorReason::Timeout,
+        summary: format!(
+            "another scan of {} held its lock for longer than the timeout of {}",
+            env.name,
+            crate::schedule::human(env.timeout)
+        ),
+        detail: String::new(),
+    }
 }

@@ -7,8 +7,6 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
@@ -272,42 +270,6 @@ fn first_lines(detail: &str) -> String {
         None if text.is_empty() => String::new(),
         None => format!(" {text}"),
     }
-}
-
-/// Where the last check is kept, so that a restart and `reconcile` see it.
-pub fn stored_path(storage: &Path) -> std::path::PathBuf {
-    storage.join("unmanaged.json")
-}
-
-/// The last stored check, if any (a corrupt file is logged and skipped).
-pub fn load(storage: &Path) -> Option<Unmanaged> {
-    let path = stored_path(storage);
-    let bytes = std::fs::read(&path).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(u) => Some(u),
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "the stored unmanaged-guest check is unreadable: skipped");
-            None
-        }
-    }
-}
-
-/// Keeps `result` as the last check (0600, atomically).
-pub fn save(storage: &Path, result: &Unmanaged) -> Result<(), crate::store::StoreError> {
-    let path = stored_path(storage);
-    let json = serde_json::to_vec_pretty(result).map_err(|e| crate::store::StoreError {
-        path: path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(storage)
-        .map_err(|source| crate::store::StoreError {
-            path: storage.to_owned(),
-            source,
-        })?;
-    crate::store::write_atomic(&path, &json)
 }
 
 /// A text table for people.

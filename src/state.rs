@@ -1,6 +1,10 @@
-//! The exporter's shared state: the running configuration, what is known of each
-//! environment (latest report, schedule), the metrics and the history. The HTTP layer reads
-//! it, the scheduler writes it; neither holds a lock across an await.
+//! The running exporter's state, in memory only: the configuration, what is known of each
+//! environment (latest report, schedule), the last unmanaged-guest check and the metrics.
+//! Readers (HTTP, the page, the scheduler's first delay) take cheap snapshots: an `Arc` or a
+//! small clone, under a lock held for nothing else. It is written by the
+//! [`crate::supervisor`] (configuration, finished scans and checks) and, for the two
+//! live flags "running" and "next scan", by the scheduler. Nothing here touches a file:
+//! whatever must be read from disk is read before a change is applied.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -8,10 +12,9 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::history::{History, Restored};
 use crate::metrics::Metrics;
 use crate::report::{Report, Status};
-use crate::scan::Stored;
+use crate::store::{Restored, Stored};
 use crate::unmanaged::Unmanaged;
 
 /// Changes (and ignored changes) of the latest scan kept in memory per environment, at
@@ -51,23 +54,34 @@ impl EnvView {
     }
 }
 
-/// Shared by the scheduler and the HTTP handlers.
+/// Shared by the supervisor (its writer), the scheduler and the HTTP handlers.
 #[derive(Debug)]
-pub struct Exporter {
+pub struct State {
     config: RwLock<Arc<Config>>,
     envs: RwLock<BTreeMap<String, EnvView>>,
     /// The last unmanaged-guest check, when `[proxmox]` is configured.
     unmanaged: RwLock<Option<Arc<Unmanaged>>>,
     pub metrics: Metrics,
-    pub history: History,
 }
 
-impl Exporter {
+/// Reads through a lock that a panicking writer may have poisoned (the data stays whole:
+/// every write replaces a value).
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl State {
     /// The state at start: every configured environment restored from its latest stored
-    /// scan, before any new scan ends.
-    pub fn start(config: Config) -> Exporter {
-        let (history, mut restored) = History::load(&config.storage.path);
-        history.prune(config.storage.retention, Utc::now());
+    /// scan (read by [`crate::store::Storage::load`]), before any new scan ends.
+    pub fn new(
+        config: Config,
+        mut restored: BTreeMap<String, Restored>,
+        unmanaged: Option<Unmanaged>,
+    ) -> State {
         let metrics = Metrics::new();
         let mut envs = BTreeMap::new();
         let today = chrono::Local::now().date_naive();
@@ -77,101 +91,84 @@ impl Exporter {
                 latest,
                 last_success,
             } = restored.remove(name).unwrap_or_default();
-            if let Some(report) = &latest {
-                metrics.show_report(report, last_success, config.max_resource_series);
-                tracing::info!(environment = %name, status = %report.status, id = report.id.as_deref().unwrap_or(""), "restored the latest stored scan");
-            }
             let mut view = EnvView {
                 last_success,
                 ..EnvView::default()
             };
             if let Some(report) = latest {
+                metrics.show_report(&report, last_success, config.max_resource_series);
+                tracing::info!(environment = %name, status = %report.status, id = report.id.as_deref().unwrap_or(""), "restored the latest stored scan");
                 view.keep(report, true, config.max_resource_series);
             }
             envs.insert(name.clone(), view);
         }
-        let unmanaged = config.proxmox.as_ref().and_then(|_| {
-            let stored = crate::unmanaged::load(&config.storage.path)?;
-            metrics.show_unmanaged(Some(&stored), config.max_resource_series);
-            tracing::info!(
-                guests = stored.guests.len(),
-                failed = stored.error.is_some(),
-                "restored the last unmanaged-guest check"
-            );
-            Some(Arc::new(stored))
-        });
-        Exporter {
+        let unmanaged = unmanaged
+            .filter(|_| config.proxmox.is_some())
+            .map(|stored| {
+                metrics.show_unmanaged(Some(&stored), config.max_resource_series);
+                tracing::info!(
+                    guests = stored.guests.len(),
+                    failed = stored.error.is_some(),
+                    "restored the last unmanaged-guest check"
+                );
+                Arc::new(stored)
+            });
+        State {
             config: RwLock::new(Arc::new(config)),
             envs: RwLock::new(envs),
             unmanaged: RwLock::new(unmanaged),
             metrics,
-            history,
         }
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        read(&self.config).clone()
     }
 
     /// Every environment's view, in name order.
     pub fn views(&self) -> BTreeMap<String, EnvView> {
-        self.envs.read().unwrap_or_else(|p| p.into_inner()).clone()
+        read(&self.envs).clone()
     }
 
     pub fn view(&self, name: &str) -> Option<EnvView> {
-        self.envs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
+        read(&self.envs).get(name).cloned()
+    }
+
+    /// The last unmanaged-guest check, if one ran (or was restored).
+    pub fn unmanaged(&self) -> Option<Arc<Unmanaged>> {
+        read(&self.unmanaged).clone()
+    }
+
+    /// The environments of `config` that the state does not know yet.
+    pub fn added_in(&self, config: &Config) -> Vec<String> {
+        let envs = read(&self.envs);
+        config
+            .environments
+            .keys()
+            .filter(|n| !envs.contains_key(*n))
             .cloned()
+            .collect()
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut EnvView)) {
-        if let Some(view) = self
-            .envs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(name)
-        {
+        if let Some(view) = write(&self.envs).get_mut(name) {
             f(view);
         }
     }
 
     /// Takes a new configuration: removed environments and their series disappear, new
-    /// ones appear (restored from the history when it has them).
-    pub fn set_config(&self, config: Config) {
-        // New environments are restored from their latest stored report, read before the
-        // lock is taken: readers of the state never wait for a file.
-        let added: Vec<(String, Option<Report>)> = {
-            let envs = self.envs.read().unwrap_or_else(|p| p.into_inner());
-            config
-                .environments
-                .keys()
-                .filter(|n| !envs.contains_key(*n))
-                .cloned()
-                .collect::<Vec<_>>()
-        }
-        .into_iter()
-        .map(|name| {
-            let latest = self.history.latest(&name);
-            (name, latest)
-        })
-        .collect();
+    /// ones appear with their latest stored report from `added` (read beforehand).
+    pub fn set_config(&self, config: Config, added: Vec<(String, Option<Report>)>) {
         {
-            let mut envs = self.envs.write().unwrap_or_else(|p| p.into_inner());
-            let removed: Vec<String> = envs
-                .keys()
-                .filter(|n| !config.environments.contains_key(*n))
-                .cloned()
-                .collect();
-            for name in removed {
-                envs.remove(&name);
-                self.metrics.forget(&name);
-                tracing::info!(environment = %name, "environment removed from the configuration");
-            }
+            let mut envs = write(&self.envs);
+            envs.retain(|name, _| {
+                let kept = config.environments.contains_key(name);
+                if !kept {
+                    self.metrics.forget(name);
+                    tracing::info!(environment = %name, "environment removed from the configuration");
+                }
+                kept
+            });
             let today = chrono::Local::now().date_naive();
             for (name, env) in &config.environments {
                 self.metrics
@@ -190,24 +187,13 @@ impl Exporter {
                 envs.insert(name, view);
             }
         }
-        if config.proxmox.is_none() {
-            let mut unmanaged = self.unmanaged.write().unwrap_or_else(|p| p.into_inner());
-            if unmanaged.take().is_some() {
-                self.metrics.show_unmanaged(None, 0);
-                tracing::info!(
-                    "[proxmox] removed from the configuration: no more unmanaged-guest checks"
-                );
-            }
+        if config.proxmox.is_none() && write(&self.unmanaged).take().is_some() {
+            self.metrics.show_unmanaged(None, 0);
+            tracing::info!(
+                "[proxmox] removed from the configuration: no more unmanaged-guest checks"
+            );
         }
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
-    }
-
-    /// The last unmanaged-guest check, if one ran (or was restored).
-    pub fn unmanaged(&self) -> Option<Arc<Unmanaged>> {
-        self.unmanaged
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        *write(&self.config) = Arc::new(config);
     }
 
     /// Takes a finished unmanaged-guest check: state and metrics.
@@ -217,9 +203,9 @@ impl Exporter {
             // A check that ended after a reload removed [proxmox].
             return;
         }
-        let max_series = config.max_resource_series;
-        let mut current = self.unmanaged.write().unwrap_or_else(|p| p.into_inner());
-        self.metrics.show_unmanaged(Some(&result), max_series);
+        let mut current = write(&self.unmanaged);
+        self.metrics
+            .show_unmanaged(Some(&result), config.max_resource_series);
         *current = Some(Arc::new(result));
     }
 
@@ -237,15 +223,13 @@ impl Exporter {
         });
     }
 
-    /// Takes a finished scan: state, metrics, history index.
+    /// Takes a finished scan: state and metrics (the history's index is the storage's).
     pub fn record(&self, stored: Stored) {
         let Stored { report, stored } = stored;
         let Some(name) = report.environment.clone() else {
             return;
         };
-        if stored {
-            self.history.record(&report);
-        } else {
+        if !stored {
             self.metrics.count_storage_error(&name);
         }
         let config = self.config();
@@ -265,6 +249,5 @@ impl Exporter {
             self.metrics.set_expired_rules(&name, expired);
             v.keep(report, stored, max_series);
         });
-        self.history.prune(config.storage.retention, Utc::now());
     }
 }

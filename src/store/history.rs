@@ -1,20 +1,24 @@
-//! The history of scans kept on disk (see [`crate::store`] for the layout). In memory: per
-//! environment one small entry per stored report (id, end, status) in the order the reports
-//! were written, loaded at start from the index file, appended after each scan and pruned
-//! after `retention`. Summaries and full reports are read from their files when asked for,
-//! a page at a time, so that 100,000 stored scans cost a few megabytes and start in a
-//! blink.
+//! The history of scans in memory: per environment one small entry per stored report (id,
+//! end, status) in the order the reports were written, loaded at start from the index file
+//! ([`super::index`]), appended after each scan and pruned after `retention`. Summaries and
+//! full reports are read from their files when asked for, a page at a time, so that 100,000
+//! stored scans cost a few megabytes and start in a blink. The mutex guards memory only:
+//! file reads and deletions happen outside it (blocking code, called from
+//! [`super::Storage`] off the runtime).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::index::{
+    IndexLine, latest_readable, load_env, read_report, rewrite_index, stored_environments,
+};
+use super::layout::Layout;
 use crate::report::{Report, ScanError, Status, Summary, Tool};
-use crate::store::{IndexLine, history_files, report_path, rewrite_index, stored_environments};
 
 /// A stored scan without its changes (what `/history` lists).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +86,7 @@ impl Entry {
 /// The index of stored scans, per environment, in the order written.
 #[derive(Debug)]
 pub struct History {
-    storage: PathBuf,
+    layout: Layout,
     /// Held only to read or change the entries: never across file I/O.
     index: Mutex<Index>,
 }
@@ -124,31 +128,51 @@ pub struct Query<'a> {
 }
 
 impl History {
-    /// Reads the index of every environment under `storage` (blocking), heals it from the
-    /// report files when they disagree (a crash between a report and its index line, a
-    /// storage from before the index), and returns it with what to restore.
+    /// Reads the index of every environment under `storage`, heals it from the report files
+    /// when they disagree, and returns it with what to restore.
     pub fn load(storage: &Path) -> (History, BTreeMap<String, Restored>) {
+        let layout = Layout::new(storage);
         let mut index = Index::default();
         let mut restored = BTreeMap::new();
-        for env in stored_environments(storage) {
-            let entries = load_env(storage, &env);
-            let mut entries: Vec<Entry> = entries
-                .into_iter()
-                .map(|mut e| {
+        for env in stored_environments(&layout) {
+            let mut lines = load_env(&layout, &env);
+            let latest = latest_readable(&layout, &env, &mut lines);
+            let last_success = lines
+                .iter()
+                .rev()
+                .find(|l| l.status != Status::Error)
+                .and_then(|l| l.finished_at);
+            let entries = lines
+                .iter()
+                .map(|l| {
+                    let mut e = Entry::from(l);
                     e.seq = index.next_seq;
                     index.next_seq += 1;
                     e
                 })
                 .collect();
-            let found = restore(storage, &env, &mut entries);
-            restored.insert(env.clone(), found);
+            restored.insert(
+                env.clone(),
+                Restored {
+                    latest,
+                    last_success,
+                },
+            );
             index.envs.insert(env, entries);
         }
         let history = History {
-            storage: storage.to_owned(),
+            layout,
             index: Mutex::new(index),
         };
         (history, restored)
+    }
+
+    /// A history that knows no stored report.
+    pub fn empty(storage: &Path) -> History {
+        History {
+            layout: Layout::new(storage),
+            index: Mutex::new(Index::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -182,10 +206,8 @@ impl History {
         ids.iter().find_map(|id| self.read(env, id))
     }
 
-    /// A page of summaries, newest first (by end, then by the order written), of one
-    /// environment or all, finished at or after `since`. `Err` names a bad cursor.
-    pub fn page(&self, q: &Query<'_>) -> Result<Page, String> {
-        // Every match, newest first.
+    /// Every match of `q`, newest first (by end, then by the order written).
+    fn keys(&self, q: &Query<'_>) -> Vec<PageKey> {
         let mut keys: Vec<PageKey> = {
             let index = self.lock();
             index
@@ -201,6 +223,13 @@ impl History {
                 .collect()
         };
         keys.sort_by_key(|k| std::cmp::Reverse((k.0, k.1)));
+        keys
+    }
+
+    /// A page of summaries, newest first, of one environment or all, finished at or after
+    /// `since`. `Err` names a bad cursor.
+    pub fn page(&self, q: &Query<'_>) -> Result<Page, String> {
+        let keys = self.keys(q);
         let start = match q.before {
             None => 0,
             Some(cursor) => {
@@ -241,156 +270,82 @@ impl History {
     /// The summary of one stored report, read from its file as a stream (its changes are
     /// skipped, never held: a report of 200,000 changes costs no memory here).
     fn summary(&self, env: &str, id: &str) -> Option<ScanSummary> {
-        read_summary(&report_path(&self.storage, env, id)?)
+        read_summary(&self.layout.report(env, id)?)
     }
 
     /// The full stored report `id` of `env`, if there is one.
     pub fn read(&self, env: &str, id: &str) -> Option<Report> {
-        let bytes = std::fs::read(report_path(&self.storage, env, id)?).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        read_report(&self.layout, env, id).ok()
     }
 
-    /// Deletes reports that finished more than `retention` before `now`, and rewrites the
-    /// index of each environment that lost some. The index lock is held only to pick them.
-    pub fn prune(&self, retention: Duration, now: DateTime<Utc>) {
+    /// Takes the entries that finished more than `retention` before `now` out of the index
+    /// (memory only: [`History::delete`] removes their files, outside the lock).
+    pub fn take_pruned(&self, retention: Duration, now: DateTime<Utc>) -> Vec<Pruned> {
         let Ok(retention) = chrono::Duration::from_std(retention) else {
-            return;
+            return Vec::new();
         };
         let cutoff = now - retention;
-        let mut pruned: Vec<(String, Vec<Entry>, Vec<IndexLine>)> = Vec::new();
-        {
-            let mut index = self.lock();
-            for (env, entries) in index.envs.iter_mut() {
-                if !entries
-                    .iter()
-                    .any(|e| e.finished_at.is_some_and(|t| t < cutoff))
-                {
-                    continue;
-                }
-                let (old, keep): (Vec<Entry>, Vec<Entry>) = std::mem::take(entries)
-                    .into_iter()
-                    .partition(|e| e.finished_at.is_some_and(|t| t < cutoff));
-                *entries = keep;
-                let lines = entries.iter().map(Entry::line).collect();
-                pruned.push((env.clone(), old, lines));
+        let old = |e: &Entry| e.finished_at.is_some_and(|t| t < cutoff);
+        let mut index = self.lock();
+        let mut pruned = Vec::new();
+        for (env, entries) in index.envs.iter_mut() {
+            if !entries.iter().any(old) {
+                continue;
             }
+            let (gone, keep): (Vec<Entry>, Vec<Entry>) =
+                std::mem::take(entries).into_iter().partition(old);
+            *entries = keep;
+            pruned.push(Pruned {
+                environment: env.clone(),
+                ids: gone.into_iter().map(|e| e.id).collect(),
+                lines: entries.iter().map(Entry::line).collect(),
+            });
         }
-        for (env, old, lines) in pruned {
-            for entry in &old {
-                let Some(path) = report_path(&self.storage, &env, &entry.id) else {
+        pruned
+    }
+
+    /// Deletes the files of pruned reports and rewrites each environment's index.
+    pub fn delete(&self, pruned: Vec<Pruned>) {
+        for Pruned {
+            environment: env,
+            ids,
+            lines,
+        } in pruned
+        {
+            for id in &ids {
+                let Some(path) = self.layout.report(&env, id) else {
                     continue;
                 };
-                if let Err(e) = std::fs::remove_file(&path)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot prune an old report");
+                if let Err(e) = super::atomic::remove_if_present(&path) {
+                    tracing::warn!(error = %e, "cannot prune an old report");
                 }
             }
-            if let Err(e) = rewrite_index(&self.storage, &env, &lines) {
+            if let Err(e) = rewrite_index(&self.layout, &env, &lines) {
                 tracing::warn!(environment = %env, error = %e, "cannot rewrite the history index; the next start heals it");
             }
-            tracing::debug!(environment = %env, pruned = old.len(), "old reports pruned");
+            tracing::debug!(environment = %env, pruned = ids.len(), "old reports pruned");
         }
+    }
+
+    /// Prunes in one call (blocking): [`History::take_pruned`], then [`History::delete`].
+    pub fn prune(&self, retention: Duration, now: DateTime<Utc>) {
+        let pruned = self.take_pruned(retention, now);
+        self.delete(pruned);
     }
 }
 
-fn read_summary(path: &Path) -> Option<ScanSummary> {
+/// Reports taken out of one environment's index by pruning, whose files are still to go.
+#[derive(Debug)]
+pub struct Pruned {
+    environment: String,
+    ids: Vec<Box<str>>,
+    /// The index that remains.
+    lines: Vec<IndexLine>,
+}
+
+pub(super) fn read_summary(path: &Path) -> Option<ScanSummary> {
     let file = std::fs::File::open(path).ok()?;
     serde_json::from_reader(std::io::BufReader::new(file)).ok()
-}
-
-/// The entries of one environment, in the order written, healed against its files.
-fn load_env(storage: &Path, env: &str) -> Vec<Entry> {
-    let found = history_files(storage, env);
-    let on_disk: HashMap<&str, std::time::SystemTime> = found
-        .files
-        .iter()
-        .map(|(id, t)| (id.as_str(), *t))
-        .collect();
-    // The last line of an id wins (a report rewritten under the same id).
-    let mut position: HashMap<&str, usize> = HashMap::new();
-    for (i, line) in found.index.iter().enumerate() {
-        position.insert(line.id.as_str(), i);
-    }
-    let mut entries: Vec<Entry> = found
-        .index
-        .iter()
-        .enumerate()
-        .filter(|(i, l)| {
-            position.get(l.id.as_str()) == Some(i) && on_disk.contains_key(l.id.as_str())
-        })
-        .map(|(_, l)| Entry::from(l))
-        .collect();
-    let stale = found.index.len() != entries.len();
-    // Files the index does not know: read them once, in the order they were written.
-    let mut missing: Vec<(&str, std::time::SystemTime)> = found
-        .files
-        .iter()
-        .filter(|(id, _)| !position.contains_key(id.as_str()))
-        .map(|(id, t)| (id.as_str(), *t))
-        .collect();
-    missing.sort_by_key(|(id, t)| (*t, *id));
-    if !missing.is_empty() {
-        tracing::info!(environment = %env, reports = missing.len(), rebuilt = !found.has_index, "adding stored reports to the history index");
-    }
-    let mut healed = 0;
-    for (id, _) in missing {
-        let summary = report_path(storage, env, id).and_then(|p| read_summary(&p));
-        match summary {
-            Some(s) => {
-                entries.push(Entry {
-                    id: id.into(),
-                    finished_at: s.finished_at,
-                    status: s.status,
-                    seq: 0,
-                });
-                healed += 1;
-            }
-            None => tracing::warn!(environment = %env, id, "skipping an unreadable stored report"),
-        }
-    }
-    if stale || healed > 0 {
-        let lines: Vec<IndexLine> = entries.iter().map(Entry::line).collect();
-        if let Err(e) = rewrite_index(storage, env, &lines) {
-            tracing::warn!(environment = %env, error = %e, "cannot rewrite the history index");
-        }
-    }
-    entries
-}
-
-/// The latest readable report (walking back over unreadable ones, which leave the index)
-/// and the end of the last scan that did not error.
-fn restore(storage: &Path, env: &str, entries: &mut Vec<Entry>) -> Restored {
-    let mut latest = None;
-    while let Some(entry) = entries.last() {
-        let read = report_path(storage, env, &entry.id)
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| match serde_json::from_slice::<Report>(&b) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(environment = %env, id = %entry.id, error = %e, "skipping an unreadable stored report");
-                    None
-                }
-            });
-        match read {
-            Some(report) => {
-                latest = Some(report);
-                break;
-            }
-            None => {
-                entries.pop();
-            }
-        }
-    }
-    let last_success = entries
-        .iter()
-        .rev()
-        .find(|e| e.status != Status::Error)
-        .and_then(|e| e.finished_at);
-    Restored {
-        latest,
-        last_success,
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,248 @@
+//! Everything under `storage.path`, and the only code that knows its layout ([`layout`]).
+//!
+//! ```text
+//! <storage>/envs/<env>/tf-data/                          terraform's TF_DATA_DIR
+//! <storage>/envs/<env>/history/<env>-20261125T031502Z.json  reports, written atomically
+//! <storage>/envs/<env>/history/index.jsonl               one line per report, in the order written
+//! <storage>/envs/<env>/scan.lock                         shared by the exporter and the CLI
+//! <storage>/envs/<env>/init.fingerprint
+//! <storage>/envs/<env>/plan.json                         the last served plan (0600)
+//! <storage>/envs/<env>/plan-XXXXXX/plan.tfplan           0700, removed after the scan
+//! <storage>/unmanaged.json                               the last unmanaged-guest check
+//! ```
+//!
+//! [`Storage`] is what the running exporter holds: its methods are async and do their file
+//! work in `spawn_blocking`, never on a runtime thread. The blocking pieces under it
+//! ([`EnvStore`], [`History`], [`load_json`]) are for those callers and for the CLI, which
+//! runs outside the runtime.
+
+mod atomic;
+mod env;
+mod history;
+mod index;
+mod layout;
+mod lock;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use atomic::{StoreError, write_atomic};
+pub use env::{EnvStore, ScanLock};
+pub use history::{History, Page, Query, Restored, ScanSummary};
+pub use index::IndexLine;
+pub use layout::{Layout, safe_name};
+pub use lock::LockWait;
+
+use crate::report::Report;
+
+/// A finished scan and whether its report reached the history.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub report: Report,
+    pub stored: bool,
+}
+
+/// An open file to answer with, and its length.
+pub type OpenFile = (tokio::fs::File, u64);
+
+/// The storage of the running exporter: the layout, and the history's index in memory.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    layout: Layout,
+    history: Arc<History>,
+}
+
+/// Runs blocking file work off the runtime; a panic in it becomes `None` (logged).
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(error = %e, "storage task failed: {what}");
+            None
+        }
+    }
+}
+
+impl Storage {
+    /// Reads the history's index of every environment (healing it where it disagrees with
+    /// the files) and the latest report of each.
+    pub async fn load(path: &Path) -> (Storage, std::collections::BTreeMap<String, Restored>) {
+        let root = path.to_owned();
+        let loaded = blocking("loading the history", move || History::load(&root)).await;
+        let (history, restored) =
+            loaded.unwrap_or_else(|| (History::empty(path), Default::default()));
+        let storage = Storage {
+            layout: Layout::new(path),
+            history: Arc::new(history),
+        };
+        (storage, restored)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.layout.root()
+    }
+
+    /// Opens (creating when missing) the storage of one environment.
+    pub async fn env(&self, env: &str) -> Result<EnvStore, StoreError> {
+        open_env(self.layout.root(), env).await
+    }
+
+    /// Adds a stored report to the history's index in memory.
+    pub fn record(&self, report: &Report) {
+        self.history.record(report);
+    }
+
+    /// The stored report of `env` written last.
+    pub async fn latest(&self, env: &str) -> Option<Report> {
+        let (history, env) = (self.history.clone(), env.to_owned());
+        blocking("reading the latest report", move || history.latest(&env))
+            .await
+            .flatten()
+    }
+
+    /// Deletes reports older than `retention` (the index's lock is held only to pick them).
+    pub async fn prune(&self, retention: Duration, now: DateTime<Utc>) {
+        let pruned = self.history.take_pruned(retention, now);
+        if pruned.is_empty() {
+            return;
+        }
+        let history = self.history.clone();
+        blocking("pruning the history", move || history.delete(pruned)).await;
+    }
+
+    /// A page of `/history` (see [`Query`]); `Err` names a bad cursor.
+    pub async fn page(
+        &self,
+        environment: Option<String>,
+        since: DateTime<Utc>,
+        before: Option<String>,
+        limit: usize,
+    ) -> Result<Page, String> {
+        let history = self.history.clone();
+        blocking("reading the history", move || {
+            history.page(&Query {
+                environment: environment.as_deref(),
+                since,
+                before: before.as_deref(),
+                limit,
+            })
+        })
+        .await
+        .unwrap_or_else(|| Err("the history could not be read".into()))
+    }
+
+    /// Report `id` of `env`, opened to be served, when there is one.
+    pub async fn open_report(&self, env: &str, id: &str) -> Option<OpenFile> {
+        open(self.layout.report(env, id)?).await
+    }
+
+    /// The last served plan of `env`, opened, when its last scan had one.
+    pub async fn open_plan(&self, env: &str) -> Option<OpenFile> {
+        open(self.layout.plan(env)?).await
+    }
+
+    /// Reads the stored unmanaged-guest check.
+    pub async fn load_unmanaged<T: DeserializeOwned + Send + 'static>(&self) -> Option<T> {
+        let path = self.layout.unmanaged();
+        blocking("reading the unmanaged-guest check", move || {
+            load_json(&path)
+        })
+        .await
+        .flatten()
+    }
+
+    /// Keeps the unmanaged-guest check, atomically (0600).
+    pub async fn save_unmanaged<T: Serialize + Send + Sync + 'static>(
+        &self,
+        value: Arc<T>,
+    ) -> Result<(), StoreError> {
+        let layout = self.layout.clone();
+        blocking("storing the unmanaged-guest check", move || {
+            save_json(&layout, &layout.unmanaged(), &*value)
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(StoreError {
+                path: self.layout.unmanaged(),
+                source: std::io::Error::other("the storage task failed"),
+            })
+        })
+    }
+}
+
+/// Opens (creating when missing) the storage of environment `env` under `storage`, off
+/// the runtime.
+pub async fn open_env(storage: &Path, env: &str) -> Result<EnvStore, StoreError> {
+    let (root, name) = (storage.to_owned(), env.to_owned());
+    blocking("opening an environment's storage", move || {
+        EnvStore::open(&root, &name)
+    })
+    .await
+    .unwrap_or_else(|| {
+        Err(StoreError {
+            path: Layout::new(storage).env(env),
+            source: std::io::Error::other("the storage task failed"),
+        })
+    })
+}
+
+/// Opens `path` and reads its length (through tokio's blocking pool).
+async fn open(path: std::path::PathBuf) -> Option<OpenFile> {
+    let file = tokio::fs::File::open(&path).await.ok()?;
+    let meta = file.metadata().await.ok()?;
+    meta.is_file().then_some((file, meta.len()))
+}
+
+/// Where the unmanaged-guest check of `storage` is kept (for messages).
+pub fn unmanaged_path(storage: &Path) -> std::path::PathBuf {
+    Layout::new(storage).unmanaged()
+}
+
+/// The stored unmanaged-guest check of `storage` (blocking; a corrupt file is logged and
+/// skipped).
+pub fn load_unmanaged<T: DeserializeOwned>(storage: &Path) -> Option<T> {
+    load_json(&Layout::new(storage).unmanaged())
+}
+
+/// Keeps the unmanaged-guest check of `storage` (blocking).
+pub fn save_unmanaged<T: Serialize>(storage: &Path, value: &T) -> Result<(), StoreError> {
+    let layout = Layout::new(storage);
+    save_json(&layout, &layout.unmanaged(), value)
+}
+
+/// A JSON document of the storage, if it is there and reads (blocking).
+pub fn load_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "a stored file is unreadable: skipped");
+            None
+        }
+    }
+}
+
+fn save_json<T: Serialize>(layout: &Layout, path: &Path, value: &T) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(layout.root())
+        .map_err(|source| StoreError {
+            path: layout.root().to_owned(),
+            source,
+        })?;
+    write_atomic(path, &json)
+}

@@ -1,0 +1,122 @@
+//! The one task that changes the running exporter: it takes [`Change`]s from a bounded
+//! queue, one at a time, and applies each whole in a fixed order: the state, then the
+//! scheduler, then the unmanaged-guest watcher. What it must read from disk (the
+//! configuration, the latest report of a new environment) is read off the runtime before
+//! anything is applied, so readers of the state never wait for a file.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::changes::Change;
+use crate::config::Config;
+use crate::scheduler::Scheduler;
+use crate::state::State;
+use crate::store::{Storage, Stored};
+use crate::watcher::Watcher;
+use crate::webconfig::WebConfig;
+
+/// Reads the configuration and its web configuration (blocking: called off the runtime);
+/// `Err` is the message for the log and the 400.
+pub type Loader =
+    Arc<dyn Fn(&std::path::Path) -> Result<(Config, WebConfig), String> + Send + Sync>;
+
+/// What the supervisor changes, and how it reads a new configuration.
+pub struct Supervisor {
+    pub state: Arc<State>,
+    pub storage: Storage,
+    pub scheduler: Arc<Scheduler>,
+    pub watcher: Arc<Watcher>,
+    /// TLS and basic authentication, read per connection by the HTTP layer.
+    pub web: Arc<RwLock<Arc<WebConfig>>>,
+    pub config_path: PathBuf,
+    pub load: Loader,
+}
+
+impl Supervisor {
+    /// Applies changes until `stop` is cancelled or every sender is gone.
+    pub async fn run(self, mut queue: mpsc::Receiver<Change>, stop: CancellationToken) {
+        loop {
+            let change = tokio::select! {
+                change = queue.recv() => match change {
+                    Some(change) => change,
+                    None => return,
+                },
+                _ = stop.cancelled() => return,
+            };
+            match change {
+                Change::Reload(answer) => {
+                    let _ = answer.send(self.reload().await);
+                }
+                Change::ScanFinished(stored, applied) => {
+                    self.scan_finished(stored).await;
+                    let _ = applied.send(());
+                }
+                Change::UnmanagedFinished(result, applied) => {
+                    self.state.record_unmanaged(result);
+                    let _ = applied.send(());
+                }
+            }
+        }
+    }
+
+    async fn scan_finished(&self, stored: Stored) {
+        if stored.stored {
+            self.storage.record(&stored.report);
+        }
+        self.state.record(stored);
+        let retention = self.state.config().storage.retention;
+        self.storage.prune(retention, Utc::now()).await;
+    }
+
+    /// Reads the file again; applies it only when the whole of it is valid and it keeps the
+    /// web protections in force.
+    async fn reload(&self) -> Result<(), String> {
+        let loaded = {
+            let (load, path) = (self.load.clone(), self.config_path.clone());
+            tokio::task::spawn_blocking(move || load(&path))
+                .await
+                .map_err(|e| format!("reading the configuration failed: {e}"))
+                .and_then(|r| r)
+        };
+        let running_web = self.web.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let checked = loaded.and_then(|(config, web)| match web.downgrade_from(&running_web) {
+            Some(refused) => Err(refused),
+            None => Ok((config, web)),
+        });
+        let (mut config, web) = match checked {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed: the running configuration stays");
+                return Err(e);
+            }
+        };
+        let old = self.state.config();
+        if config.web.listen_address != old.web.listen_address
+            || config.storage.path != old.storage.path
+        {
+            tracing::warn!(
+                "web.listen_address and storage.path changes take effect at the next start"
+            );
+            // Until then everything goes on with the running ones: never half.
+            config.web.listen_address = old.web.listen_address;
+            config.storage.path = old.storage.path.clone();
+        }
+        let mut added = Vec::new();
+        for name in self.state.added_in(&config) {
+            let latest = self.storage.latest(&name).await;
+            added.push((name, latest));
+        }
+        *self.web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(web);
+        // The state first, so that the scheduler's first word on a new environment (its
+        // next scan) has a place to land; then the watcher.
+        self.state.set_config(config.clone(), added);
+        self.scheduler.apply(&config);
+        self.watcher.apply(&config);
+        tracing::info!(file = %self.config_path.display(), "configuration reloaded");
+        Ok(())
+    }
+}
