@@ -50,10 +50,27 @@ struct RawWebConfig {
 struct RawTls {
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
-    client_auth_type: Option<String>,
+    client_auth_type: Option<ClientAuth>,
     client_ca_file: Option<PathBuf>,
-    min_version: Option<String>,
-    max_version: Option<String>,
+    min_version: Option<TlsVersion>,
+    max_version: Option<TlsVersion>,
+}
+
+/// `min_version` / `max_version`: the versions the exporter offers (older ones never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+enum TlsVersion {
+    TLS12,
+    TLS13,
+}
+
+/// `client_auth_type`, as the exporter-toolkit spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+enum ClientAuth {
+    NoClientCert,
+    RequestClientCert,
+    RequireAnyClientCert,
+    VerifyClientCertIfGiven,
+    RequireAndVerifyClientCert,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,11 +113,8 @@ impl WebConfig {
         } else {
             serde_yaml_ng::from_str(&text).map_err(|e| err("yaml", e.to_string()))?
         };
-        let base = file.parent().unwrap_or(Path::new("."));
         let tls = match raw.tls_server_config {
-            Some(tls) => Some(Arc::new(
-                server_config(tls, base).map_err(|(k, m)| err(&k, m))?,
-            )),
+            Some(tls) => Some(Arc::new(server_config(tls, file)?)),
             None => None,
         };
         let mut users = BTreeMap::new();
@@ -263,10 +277,14 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-type Invalid = (String, String);
-
-fn server_config(tls: RawTls, base: &Path) -> Result<ServerConfig, Invalid> {
-    let key = |k: &str| format!("tls_server_config.{k}");
+/// The TLS settings of `file`, certificates and keys read (paths relative to its directory).
+fn server_config(tls: RawTls, file: &Path) -> Result<ServerConfig, WebConfigError> {
+    let base = file.parent().unwrap_or(Path::new("."));
+    let err = |k: &str, message: String| WebConfigError {
+        file: file.to_owned(),
+        key: format!("tls_server_config.{k}"),
+        message,
+    };
     let path = |p: &Path| {
         if p.is_absolute() {
             p.to_owned()
@@ -274,114 +292,94 @@ fn server_config(tls: RawTls, base: &Path) -> Result<ServerConfig, Invalid> {
             base.join(p)
         }
     };
-    let cert_file = tls.cert_file.as_deref().map(path).ok_or((
-        key("cert_file"),
-        "missing: the server's certificate (PEM)".to_owned(),
-    ))?;
-    let key_file = tls.key_file.as_deref().map(path).ok_or((
-        key("key_file"),
-        "missing: the server's private key (PEM)".to_owned(),
-    ))?;
+    let cert_file = tls.cert_file.as_deref().map(path).ok_or_else(|| {
+        err(
+            "cert_file",
+            "missing: the server's certificate (PEM)".to_owned(),
+        )
+    })?;
+    let key_file = tls.key_file.as_deref().map(path).ok_or_else(|| {
+        err(
+            "key_file",
+            "missing: the server's private key (PEM)".to_owned(),
+        )
+    })?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
         .and_then(|i| i.collect::<Result<_, _>>())
-        .map_err(|e| (key("cert_file"), format!("{}: {e}", cert_file.display())))?;
+        .map_err(|e| err("cert_file", format!("{}: {e}", cert_file.display())))?;
     if certs.is_empty() {
-        return Err((
-            key("cert_file"),
+        return Err(err(
+            "cert_file",
             format!("{}: no certificate", cert_file.display()),
         ));
     }
     let private = PrivateKeyDer::from_pem_file(&key_file)
-        .map_err(|e| (key("key_file"), format!("{}: {e}", key_file.display())))?;
+        .map_err(|e| err("key_file", format!("{}: {e}", key_file.display())))?;
 
-    let version = |v: &Option<String>, k: &str| -> Result<Option<u8>, Invalid> {
-        match v.as_deref() {
-            None => Ok(None),
-            Some("TLS12") => Ok(Some(12)),
-            Some("TLS13") => Ok(Some(13)),
-            Some(other) => Err((
-                key(k),
-                format!("{other:?}: TLS12 or TLS13 (older versions are not offered)"),
-            )),
-        }
-    };
-    let min = version(&tls.min_version, "min_version")?.unwrap_or(12);
-    let max = version(&tls.max_version, "max_version")?.unwrap_or(13);
+    let min = tls.min_version.unwrap_or(TlsVersion::TLS12);
+    let max = tls.max_version.unwrap_or(TlsVersion::TLS13);
     if min > max {
-        return Err((key("min_version"), "is above max_version".into()));
+        return Err(err("min_version", "is above max_version".into()));
     }
-    let versions: Vec<&'static SupportedProtocolVersion> = [(12, &TLS12), (13, &TLS13)]
-        .into_iter()
-        .filter(|(v, _)| (min..=max).contains(v))
-        .map(|(_, p)| p)
-        .collect();
+    let versions: Vec<&'static SupportedProtocolVersion> =
+        [(TlsVersion::TLS12, &TLS12), (TlsVersion::TLS13, &TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (min..=max).contains(v))
+            .map(|(_, p)| p)
+            .collect();
 
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
-        .map_err(|e| (key("min_version"), e.to_string()))?;
-    let auth_type = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
-    let client_roots = || -> Result<Arc<RootCertStore>, Invalid> {
-        let file = tls.client_ca_file.as_deref().map(path).ok_or((
-            key("client_ca_file"),
-            format!(
-                "missing: client_auth_type {auth_type} needs the CA that signs client certificates"
-            ),
-        ))?;
+        .map_err(|e| err("min_version", e.to_string()))?;
+    let auth_type = tls.client_auth_type.unwrap_or(ClientAuth::NoClientCert);
+    let client_roots = || -> Result<Arc<RootCertStore>, WebConfigError> {
+        let file = tls.client_ca_file.as_deref().map(path).ok_or_else(|| err("client_ca_file", format!(
+                "missing: client_auth_type {auth_type:?} needs the CA that signs client certificates"
+            )))?;
         let mut roots = RootCertStore::empty();
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&file)
             .and_then(|i| i.collect::<Result<_, _>>())
-            .map_err(|e| (key("client_ca_file"), format!("{}: {e}", file.display())))?;
+            .map_err(|e| err("client_ca_file", format!("{}: {e}", file.display())))?;
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {
-            return Err((
-                key("client_ca_file"),
+            return Err(err(
+                "client_ca_file",
                 format!("{}: no usable certificate", file.display()),
             ));
         }
         Ok(Arc::new(roots))
     };
     let builder = match auth_type {
-        "NoClientCert" => {
+        ClientAuth::NoClientCert => {
             if tls.client_ca_file.is_some() {
-                return Err((
-                    key("client_ca_file"),
-                    "is set but client_auth_type is NoClientCert: set client_auth_type to RequireAndVerifyClientCert or VerifyClientCertIfGiven".into(),
-                ));
+                return Err(err("client_ca_file", "is set but client_auth_type is NoClientCert: set client_auth_type to RequireAndVerifyClientCert or VerifyClientCertIfGiven".into()));
             }
             builder.with_no_client_auth()
         }
-        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
+        ClientAuth::RequireAndVerifyClientCert | ClientAuth::VerifyClientCertIfGiven => {
             let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(client_roots()?, provider);
-            if auth_type == "VerifyClientCertIfGiven" {
+            if auth_type == ClientAuth::VerifyClientCertIfGiven {
                 verifier = verifier.allow_unauthenticated();
             }
             let verifier = verifier
                 .build()
-                .map_err(|e| (key("client_ca_file"), e.to_string()))?;
+                .map_err(|e| err("client_ca_file", e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
-        "RequestClientCert" | "RequireAnyClientCert" => {
-            return Err((
-                key("client_auth_type"),
+        ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => {
+            return Err(err(
+                "client_auth_type",
                 format!(
-                    "{auth_type} (unverified client certificates) is not supported: use RequireAndVerifyClientCert or VerifyClientCertIfGiven with client_ca_file"
-                ),
-            ));
-        }
-        other => {
-            return Err((
-                key("client_auth_type"),
-                format!(
-                    "{other:?}: one of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+                    "{auth_type:?} (unverified client certificates) is not supported: use RequireAndVerifyClientCert or VerifyClientCertIfGiven with client_ca_file"
                 ),
             ));
         }
     };
     let mut config = builder
         .with_single_cert(certs, private)
-        .map_err(|e| (key("key_file"), format!("does not match cert_file: {e}")))?;
+        .map_err(|e| err("key_file", format!("does not match cert_file: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
