@@ -2,14 +2,22 @@
 //! environment, tells whether the real infrastructure still matches the code, and reports
 //! what differs.
 //!
-//! The story, one module per step: [`config`] comes in, [`schedule`] says when, [`runner`]
-//! drives terraform, [`plan`] understands its output, [`classify`] names why a scan failed,
-//! [`report`] is what comes out, [`store`] keeps it, [`output`] shows it to people, and
-//! [`scan`] ties one scan together (its terraform steps and its files apart). [`cli`] is the command line. [`sensitive`] finds the
-//! root module's secrets before terraform runs, and [`orphans`] ends terraform that outlived
-//! its scan (a `setsid` grandchild, or everything a killed exporter left running).
-//! [`unmanaged`] finds Proxmox guests no state manages; [`watcher`] runs that check on its
-//! interval for the [`exporter`].
+//! One scan: [`config`] comes in, [`schedule`] says when, [`runner`] drives terraform and
+//! hands back bytes, [`plan`] understands them, [`classify`] names why a scan failed,
+//! [`ignore`] drops known false positives, [`report`] is what comes out, and [`scan`] ties
+//! the steps together. [`sensitive`] finds the root module's secrets before terraform runs;
+//! [`orphans`] ends terraform that outlived its scan.
+//!
+//! Keeping and showing: [`store`] is the only code that knows the files under
+//! `storage.path` (its async methods work off the runtime); [`output`], [`page`] and
+//! [`reconcile`] show reports to people; [`metrics`] to Prometheus.
+//!
+//! The running exporter: [`serve`] binds and starts everything; [`state`] is the shared,
+//! memory-only state that [`http`] reads; [`supervisor`] is the one task that changes it,
+//! taking [`changes`] (reloads, finished scans and checks) from a bounded queue; the
+//! [`scheduler`] runs scans, the [`watcher`] runs the [`unmanaged`]-guest check on Proxmox;
+//! [`webconfig`] is TLS and basic authentication. [`cli`] is the command line, [`logging`]
+//! its logs.
 
 #![forbid(unsafe_code)]
 

@@ -214,7 +214,7 @@ async fn guarded(
         too_large().map(axum::body::Body::new)
     } else {
         match router.oneshot(req.map(axum::body::Body::new)).await {
-            Ok(response) => response,
+            Ok(response) => routes::explain_405(response),
             Err(never) => match never {},
         }
     };

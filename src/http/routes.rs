@@ -40,7 +40,6 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/-/healthy", get(async || text("OK\n")))
         .route("/-/ready", get(async || text("Ready\n")))
         .route("/-/reload", post(reload))
-        .layer(axum::middleware::map_response(explain_405))
         .fallback(not_found)
         .with_state(app)
 }
@@ -56,8 +55,9 @@ async fn not_found(uri: axum::http::Uri) -> Answer {
     )
 }
 
-/// The router's `405` with the project's JSON body and `Allow` written `GET, HEAD`.
-async fn explain_405(response: axum::response::Response) -> axum::response::Response {
+/// The router's `405` with the project's JSON body and `Allow` written `GET, HEAD` (the
+/// router adds `Allow` last, so this runs on its answer).
+pub(super) fn explain_405(response: axum::response::Response) -> axum::response::Response {
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
