@@ -3,6 +3,9 @@
 #[path = "suite/support.rs"]
 mod support;
 
+#[path = "suite/structure.rs"]
+mod structure;
+
 #[path = "suite/alerting.rs"]
 mod alerting;
 #[path = "suite/bad_input.rs"]
