@@ -266,11 +266,50 @@ pub struct Storage {
     pub retention: Duration,
 }
 
+/// `proxmox.api_url`, parsed once at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiUrl {
+    /// `https://host:8006`, without a trailing slash.
+    pub url: String,
+    /// The host as written (an IPv6 address in brackets).
+    pub host: String,
+    /// 8006 when the URL gives none.
+    pub port: u16,
+}
+
+impl fmt::Display for ApiUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl PartialEq<&str> for ApiUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.url == *other
+    }
+}
+
+/// `HOST[:PORT]` or `[V6][:PORT]`; the port defaults to Proxmox's 8006.
+pub(crate) fn split_host_port(hostport: &str) -> Option<(String, u16)> {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => 8006,
+            None => return None,
+        };
+        return Some((format!("[{host}]"), port));
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None => Some((hostport.to_owned(), 8006)),
+    }
+}
+
 /// Settings of the optional unmanaged-guest check (`[proxmox]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proxmox {
-    /// `https://host:8006`, without a trailing slash.
-    pub api_url: String,
+    pub api_url: ApiUrl,
     /// `USER@REALM!TOKENID`.
     pub token_id: String,
     pub token_secret: TokenSecret,
@@ -305,7 +344,7 @@ pub struct GuestIgnore {
 }
 
 /// One environment with `[defaults]` and the built-in defaults merged in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Environment {
     pub name: String,
     /// Absolute (relative paths are taken from the configuration file's directory).
@@ -671,6 +710,17 @@ fn validate_proxmox(
             ),
         ));
     }
+    let Some((host, port)) = split_host_port(host) else {
+        return Err((
+            key("api_url"),
+            format!("{api_url:?} has a bad port (like \"https://pve1.lan:8006\")"),
+        ));
+    };
+    let api_url = ApiUrl {
+        url: api_url,
+        host,
+        port,
+    };
     let valid_token = p
         .token_id
         .split_once('!')

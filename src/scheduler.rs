@@ -183,10 +183,7 @@ impl Scheduler {
         for (name, env) in &config.environments {
             match tasks.get(name) {
                 Some(task) => {
-                    let changed = {
-                        let current = task.settings.borrow();
-                        !same_settings(&current, env)
-                    };
+                    let changed = *task.settings.borrow() != *env;
                     if changed {
                         let _ = task.settings.send(env.clone());
                     }
@@ -255,11 +252,6 @@ impl Scheduler {
             let _ = handle.await;
         }
     }
-}
-
-/// True when two settings would scan alike (so a reload keeps the timer).
-fn same_settings(a: &Environment, b: &Environment) -> bool {
-    format!("{a:?}") == format!("{b:?}")
 }
 
 struct Loop {

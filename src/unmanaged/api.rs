@@ -184,9 +184,7 @@ pub struct Client {
 impl Client {
     pub fn new(p: &Proxmox, secret: &str) -> Result<Client, CheckError> {
         let config = |summary: String| CheckError::new(CheckReason::Config, summary);
-        let hostport = p.api_url.trim_start_matches("https://");
-        let (host, port) = split_host_port(hostport)
-            .ok_or_else(|| config(format!("proxmox.api_url: {:?} has a bad port", p.api_url)))?;
+        let (host, port) = (p.api_url.host.clone(), p.api_url.port);
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -204,7 +202,7 @@ impl Client {
                 .with_no_client_auth()
         };
         Ok(Client {
-            api_url: p.api_url.clone(),
+            api_url: p.api_url.url.clone(),
             host,
             port,
             authorization: format!("PVEAPIToken={}={secret}", p.token_id),
@@ -301,23 +299,6 @@ impl Client {
                 ),
             )),
         }
-    }
-}
-
-/// `host[:port]` (port 8006 when absent; IPv6 in brackets).
-fn split_host_port(hostport: &str) -> Option<(String, u16)> {
-    if let Some(rest) = hostport.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => 8006,
-            None => return None,
-        };
-        return Some((format!("[{host}]"), port));
-    }
-    match hostport.rsplit_once(':') {
-        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
-        None => Some((hostport.to_owned(), 8006)),
     }
 }
 
@@ -419,6 +400,7 @@ impl ServerCertVerifier for NoVerification {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::split_host_port;
 
     #[test]
     fn inventory_leaves_out_templates_and_keeps_nameless_guests() {
