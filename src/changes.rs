@@ -29,7 +29,7 @@ pub struct Changes {
 }
 
 /// Why a reload got no answer.
-pub const STOPPING: &str = "the exporter is shutting down";
+const STOPPING: &str = "the exporter is shutting down";
 
 impl Changes {
     /// A handle and the queue the supervisor reads.
@@ -50,26 +50,20 @@ impl Changes {
     /// Hands over a finished scan and waits until the state shows it. After shutdown
     /// the report is only on disk (the next start restores it).
     pub async fn scan_finished(&self, stored: Stored) {
-        let (applied, done) = oneshot::channel();
-        if self
-            .queue
-            .send(Change::ScanFinished(stored, applied))
-            .await
-            .is_ok()
-        {
-            let _ = done.await;
-        }
+        self.apply(|applied| Change::ScanFinished(stored, applied))
+            .await;
     }
 
     /// Hands over a finished unmanaged-guest check and waits until the state shows it.
     pub async fn unmanaged_finished(&self, result: Unmanaged) {
+        self.apply(|applied| Change::UnmanagedFinished(result, applied))
+            .await;
+    }
+
+    /// Sends a change and waits until it is applied (or the supervisor is gone).
+    async fn apply(&self, change: impl FnOnce(oneshot::Sender<()>) -> Change) {
         let (applied, done) = oneshot::channel();
-        if self
-            .queue
-            .send(Change::UnmanagedFinished(result, applied))
-            .await
-            .is_ok()
-        {
+        if self.queue.send(change(applied)).await.is_ok() {
             let _ = done.await;
         }
     }

@@ -13,7 +13,7 @@
 //!
 //! [`Storage`] is what the running exporter holds: its methods are async and do their file
 //! work in `spawn_blocking`, never on a runtime thread. The blocking pieces under it
-//! ([`EnvStore`], [`History`], [`load_json`]) are for those callers and for the CLI, which
+//! ([`EnvStore`], [`History`], [`load_unmanaged`], [`save_unmanaged`]) are for those callers and for the CLI, which
 //! runs outside the runtime.
 
 mod atomic;
@@ -84,15 +84,6 @@ impl Storage {
             history: Arc::new(history),
         };
         (storage, restored)
-    }
-
-    pub fn path(&self) -> &Path {
-        self.layout.root()
-    }
-
-    /// Opens (creating when missing) the storage of one environment.
-    pub async fn env(&self, env: &str) -> Result<EnvStore, StoreError> {
-        open_env(self.layout.root(), env).await
     }
 
     /// Adds a stored report to the history's index in memory.
@@ -201,11 +192,6 @@ async fn open(path: std::path::PathBuf) -> Option<OpenFile> {
     meta.is_file().then_some((file, meta.len()))
 }
 
-/// Where the unmanaged-guest check of `storage` is kept (for messages).
-pub fn unmanaged_path(storage: &Path) -> std::path::PathBuf {
-    Layout::new(storage).unmanaged()
-}
-
 /// The stored unmanaged-guest check of `storage` (blocking; a corrupt file is logged and
 /// skipped).
 pub fn load_unmanaged<T: DeserializeOwned>(storage: &Path) -> Option<T> {
@@ -219,7 +205,7 @@ pub fn save_unmanaged<T: Serialize>(storage: &Path, value: &T) -> Result<(), Sto
 }
 
 /// A JSON document of the storage, if it is there and reads (blocking).
-pub fn load_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
+fn load_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
     let bytes = std::fs::read(path).ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(value) => Some(value),

@@ -1,0 +1,271 @@
+//! The scheduler on paused tokio time, with scanners that imitate scans.
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::report::{PlanOutcome, Report};
+
+/// Imitates a scan: takes `duration` of (paused) tokio time, records concurrency.
+struct FakeScanner {
+    duration: Duration,
+    calls: Mutex<Vec<String>>,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+}
+
+impl FakeScanner {
+    fn new(duration: Duration) -> Arc<FakeScanner> {
+        Arc::new(FakeScanner {
+            duration,
+            calls: Mutex::new(Vec::new()),
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+        })
+    }
+
+    fn calls(&self, env: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| *c == env)
+            .count()
+    }
+}
+
+impl Scanner for Arc<FakeScanner> {
+    fn scan(
+        &self,
+        env: Environment,
+        _cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
+        let me = self.clone();
+        Box::pin(async move {
+            let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
+            me.max_running.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(me.duration).await;
+            me.running.fetch_sub(1, Ordering::SeqCst);
+            me.calls.lock().unwrap().push(env.name.clone());
+            let mut report = Report::from_outcome(PlanOutcome {
+                changes: vec![],
+                ignored: vec![],
+                error: None,
+                tool_version: None,
+            });
+            report.environment = Some(env.name.clone());
+            report.finished_at = Some(Utc::now());
+            Some(Stored {
+                report,
+                stored: false,
+            })
+        })
+    }
+}
+
+fn setup(toml: &str, scan: Duration) -> (tempfile::TempDir, Arc<FakeScanner>, Scheduler) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("[storage]\npath = \"{}\"\n{toml}", dir.path().display());
+    let config = Config::from_toml(&dir.path().join("config.toml"), &text).unwrap();
+    let state = Arc::new(State::new(config.clone(), Default::default(), None));
+    let fake = FakeScanner::new(scan);
+    let scheduler = Scheduler::new(
+        state,
+        Changes::discarding(),
+        Arc::new(fake.clone()),
+        config.max_concurrent_scans,
+    );
+    scheduler.apply(&config);
+    (dir, fake, scheduler)
+}
+
+/// Lets every task run until it waits on (paused) time again.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn advance(d: Duration) {
+    // In small steps, so that sleeps ending in between are seen in order.
+    let step = Duration::from_secs(1);
+    let mut left = d;
+    while !left.is_zero() {
+        let s = left.min(step);
+        tokio::time::advance(s).await;
+        settle().await;
+        left -= s;
+    }
+}
+
+/// A scanner with a bug: every scan panics.
+struct Panicking(AtomicUsize);
+
+impl Scanner for Arc<Panicking> {
+    fn scan(
+        &self,
+        _env: Environment,
+        _cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
+        let me = self.clone();
+        Box::pin(async move {
+            me.0.fetch_add(1, Ordering::SeqCst);
+            panic!("a scan with a bug");
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scan_that_panics_does_not_leave_its_environment_stuck_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[storage]\npath = \"{}\"\n[environments.lab]\ndir = \".\"\ninterval = \"10m\"\njitter = \"0s\"\n",
+        dir.path().display()
+    );
+    let config = Config::from_toml(&dir.path().join("config.toml"), &text).unwrap();
+    let state = Arc::new(State::new(config.clone(), Default::default(), None));
+    let scanner = Arc::new(Panicking(AtomicUsize::new(0)));
+    let scheduler = Scheduler::new(
+        state.clone(),
+        Changes::discarding(),
+        Arc::new(scanner.clone()),
+        1,
+    );
+    scheduler.apply(&config);
+    settle().await;
+    advance(Duration::from_secs(2)).await;
+    assert_eq!(scanner.0.load(Ordering::SeqCst), 1);
+    assert!(
+        !state.view("lab").unwrap().running,
+        "not in progress after the panic"
+    );
+    assert_eq!(
+        scheduler.trigger("lab"),
+        Triggered::Started,
+        "a new scan starts, not joins"
+    );
+    advance(Duration::from_secs(2)).await;
+    assert_eq!(scanner.0.load(Ordering::SeqCst), 2);
+    scheduler.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interval_runs_at_start_then_once_per_interval() {
+    let (_dir, fake, scheduler) = setup(
+        "[environments.lab]\ndir = \".\"\ninterval = \"10m\"\njitter = \"0s\"\n",
+        Duration::from_secs(5),
+    );
+    settle().await;
+    advance(Duration::from_secs(6)).await;
+    assert_eq!(fake.calls("lab"), 1, "run_on_start");
+    advance(Duration::from_secs(9 * 60)).await;
+    assert_eq!(fake.calls("lab"), 1, "not before the interval has passed");
+    advance(Duration::from_secs(60 + 6)).await;
+    assert_eq!(
+        fake.calls("lab"),
+        2,
+        "one interval after the end of the first scan"
+    );
+    scheduler.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_concurrency_limit_holds_across_environments() {
+    let toml = "[defaults]\ninterval = \"1h\"\njitter = \"0s\"\n[scheduler]\nmax_concurrent_scans = 1\n\
+                [environments.a]\ndir = \".\"\n[environments.b]\ndir = \".\"\n[environments.c]\ndir = \".\"\n";
+    let (_dir, fake, scheduler) = setup(toml, Duration::from_secs(10));
+    advance(Duration::from_secs(35)).await;
+    assert_eq!(
+        fake.calls("a") + fake.calls("b") + fake.calls("c"),
+        3,
+        "all three ran, one after another"
+    );
+    assert_eq!(fake.max_running.load(Ordering::SeqCst), 1);
+    scheduler.shutdown().await;
+
+    let toml = toml.replace("max_concurrent_scans = 1", "max_concurrent_scans = 2");
+    let (_dir, fake, scheduler) = setup(&toml, Duration::from_secs(10));
+    advance(Duration::from_secs(25)).await;
+    assert_eq!(fake.max_running.load(Ordering::SeqCst), 2);
+    scheduler.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_during_a_run_joins_it() {
+    let toml = "[environments.lab]\ndir = \".\"\ninterval = \"1h\"\nrun_on_start = false\n";
+    let (_dir, fake, scheduler) = setup(toml, Duration::from_secs(10));
+    settle().await;
+    assert_eq!(scheduler.trigger("lab"), Triggered::Started);
+    settle().await;
+    assert_eq!(scheduler.trigger("lab"), Triggered::Joined);
+    advance(Duration::from_secs(3)).await;
+    assert_eq!(scheduler.trigger("lab"), Triggered::Joined, "still running");
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        fake.calls("lab"),
+        1,
+        "the joined triggers started nothing more"
+    );
+    assert_eq!(scheduler.trigger("lab"), Triggered::Started);
+    advance(Duration::from_secs(11)).await;
+    assert_eq!(fake.calls("lab"), 2);
+    assert_eq!(scheduler.trigger("nope"), Triggered::UnknownEnvironment);
+    scheduler.shutdown().await;
+}
+
+fn env_of(toml: &str) -> Environment {
+    let config = Config::from_toml(Path::new("/c/config.toml"), toml).unwrap();
+    config.environments.into_values().next().unwrap()
+}
+
+use std::path::Path;
+
+#[test]
+fn jitter_stays_within_its_bound() {
+    let env = env_of("[environments.lab]\ndir = \".\"\ninterval = \"1h\"\njitter = \"5m\"\n");
+    let now = Utc::now();
+    let delays: Vec<Duration> = (0..1000).map(|_| next_delay(&env, now)).collect();
+    assert!(
+        delays
+            .iter()
+            .all(|d| *d >= Duration::from_secs(3600) && *d <= Duration::from_secs(3900))
+    );
+    assert!(delays.iter().any(|d| *d != delays[0]), "the delay varies");
+}
+
+#[test]
+fn the_first_scan_follows_the_last_stored_one_without_run_on_start() {
+    let env = env_of(
+        "[environments.lab]\ndir = \".\"\ninterval = \"1h\"\njitter = \"0s\"\nrun_on_start = false\n",
+    );
+    let now = Utc::now();
+    let last = now - chrono::Duration::minutes(20);
+    assert_eq!(
+        first_delay(&env, Some(last), now),
+        Duration::from_secs(40 * 60)
+    );
+    assert_eq!(
+        first_delay(&env, Some(now - chrono::Duration::hours(3)), now),
+        Duration::ZERO,
+        "overdue: now"
+    );
+    assert_eq!(first_delay(&env, None, now), Duration::from_secs(3600));
+    let year_2099 = "2099-01-01T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        first_delay(&env, Some(year_2099), now),
+        Duration::from_secs(3600),
+        "a report from a wrong clock never pushes the next scan past one interval"
+    );
+}
+
+#[test]
+fn cron_waits_for_its_next_occurrence() {
+    let env = env_of("[environments.lab]\ndir = \".\"\ncron = \"0 3 * * *\"\njitter = \"0s\"\n");
+    let now = Utc::now();
+    let delay = next_delay(&env, now);
+    // A local day is 23, 24 or 25 hours long where daylight saving time changes.
+    let (day, long_day) = (Duration::from_secs(86_400), Duration::from_secs(25 * 3600));
+    assert!(delay <= long_day, "{delay:?}");
+    let at = (now + chrono::Duration::from_std(delay).unwrap()).with_timezone(&Local);
+    assert_eq!(at.format("%H:%M").to_string(), "03:00");
+    let period = env.schedule.period();
+    assert!(period == day || period == long_day, "{period:?}");
+}
