@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use chrono::{DateTime, Utc};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -19,60 +18,9 @@ use crate::report::{Action, ErrorReason, Report, Status};
 use crate::unmanaged::api::GuestKind;
 use crate::unmanaged::{CheckReason, Unmanaged};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Env {
-    environment: String,
-}
+mod labels;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EnvAction {
-    environment: String,
-    action: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EnvReason {
-    environment: String,
-    reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EnvStatus {
-    environment: String,
-    status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Resource {
-    environment: String,
-    address: String,
-    r#type: String,
-    action: String,
-    outside_terraform: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Kind {
-    kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GuestLabels {
-    vmid: String,
-    name: String,
-    node: String,
-    kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Reason {
-    reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Build {
-    version: String,
-}
+use labels::{Build, Env, EnvAction, EnvReason, EnvStatus, GuestLabels, Kind, Reason, Resource};
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
