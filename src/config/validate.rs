@@ -1,0 +1,313 @@
+//! From the raw file to the validated configuration: defaults merged, paths made
+//! absolute, every value checked, errors naming the key.
+
+use super::*;
+
+/// The range a duration key accepts: below it a value is a typo, beyond it timers and
+/// terraform's own flags overflow (a `timeout` of u64::MAX seconds, a `lock_timeout` past
+/// Go's 290 years).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bounds {
+    min: Duration,
+    max: Duration,
+}
+
+pub(super) const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+pub(super) const DAY: u64 = 86_400;
+pub(super) const INTERVAL: Bounds = Bounds {
+    min: secs(1),
+    max: secs(366 * DAY),
+};
+pub(super) const JITTER: Bounds = Bounds {
+    min: secs(0),
+    max: secs(7 * DAY),
+};
+pub(super) const TIMEOUT: Bounds = Bounds {
+    min: secs(1),
+    max: secs(DAY),
+};
+pub(super) const KILL_GRACE: Bounds = Bounds {
+    min: secs(0),
+    max: secs(3_600),
+};
+pub(super) const LOCK_TIMEOUT: Bounds = Bounds {
+    min: secs(0),
+    max: secs(DAY),
+};
+pub(super) const RETENTION: Bounds = Bounds {
+    min: secs(DAY),
+    max: secs(3_660 * DAY),
+};
+pub(super) const PROXMOX_TIMEOUT: Bounds = Bounds {
+    min: secs(1),
+    max: secs(3_600),
+};
+
+/// `d` when it lies within `bounds`, else an error naming `key` and the range.
+pub(super) fn within(key: &str, d: Duration, bounds: Bounds) -> Result<Duration, (String, String)> {
+    if d < bounds.min || d > bounds.max {
+        return Err((
+            key.to_owned(),
+            format!(
+                "{} is out of range: it must be between {} and {}",
+                humantime::format_duration(d),
+                humantime::format_duration(bounds.min),
+                humantime::format_duration(bounds.max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let absolute = |p: &Path| {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        }
+    };
+
+    let listen = raw.web.listen_address.as_deref().unwrap_or("0.0.0.0:9847");
+    let listen_address = listen.parse().map_err(|_| {
+        invalid(
+            "web.listen_address",
+            format!("{listen:?} is not an address like \"0.0.0.0:9847\""),
+        )
+    })?;
+
+    if raw.defaults.dir.is_some() {
+        return Err(invalid(
+            "defaults.dir",
+            "dir is per environment; set it under [environments.NAME]".into(),
+        ));
+    }
+    if raw.environments.is_empty() {
+        return Err(invalid(
+            "environments",
+            "no environment is configured; add an [environments.NAME] table with a dir".into(),
+        ));
+    }
+    let retention = match raw.storage.retention {
+        Some(d) => within("storage.retention", d.0, RETENTION)
+            .map_err(|(key, message)| invalid(&key, message))?,
+        None => Duration::from_secs(90 * DAY),
+    };
+    let mut environments = BTreeMap::new();
+    for (name, env) in &raw.environments {
+        let environment = merge_environment(name, env, &raw.defaults, &absolute)
+            .map_err(|(key, message)| invalid(&key, message))?;
+        environments.insert(name.clone(), environment);
+    }
+
+    let max_concurrent_scans = raw.scheduler.max_concurrent_scans.unwrap_or(1);
+    if max_concurrent_scans == 0 {
+        return Err(invalid(
+            "scheduler.max_concurrent_scans",
+            "must be at least 1".into(),
+        ));
+    }
+    let proxmox = match raw.proxmox {
+        Some(p) => Some(
+            validate_proxmox(p, &environments, &absolute)
+                .map_err(|(key, message)| invalid(&key, message))?,
+        ),
+        None => None,
+    };
+    Ok(Config {
+        file: file.to_owned(),
+        web: Web {
+            listen_address,
+            config_file: raw.web.config_file.map(|f| absolute(&f)),
+        },
+        storage: Storage {
+            path: absolute(
+                &raw.storage
+                    .path
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/tfdrift-exporter")),
+            ),
+            retention,
+        },
+        max_concurrent_scans,
+        max_resource_series: raw.metrics.max_resource_series.unwrap_or(100),
+        proxmox,
+        environments,
+    })
+}
+
+/// True for names that are safe in paths, URLs and metric labels.
+/// (An environment's name becomes a path segment under `storage.path`: the store's rule.)
+pub(super) fn valid_name(name: &str) -> bool {
+    name.len() <= 64 && crate::store::safe_name(name)
+}
+
+pub(super) fn merge_environment(
+    name: &str,
+    env: &RawEnvironment,
+    defaults: &RawEnvironment,
+    absolute: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Environment, (String, String)> {
+    let key = |k: &str| format!("environments.{name}.{k}");
+    if !valid_name(name) {
+        return Err((
+            format!("environments.{name}"),
+            "environment names may use only letters, digits, '-' and '_' (at most 64)".into(),
+        ));
+    }
+    let dir = env.dir.as_deref().ok_or_else(|| {
+        (
+            key("dir"),
+            "missing: the directory holding the environment's Terraform code".to_owned(),
+        )
+    })?;
+
+    let schedule = match (
+        env.interval.is_some() || env.cron.is_some(),
+        defaults.interval.is_some() || defaults.cron.is_some(),
+    ) {
+        (true, _) => schedule_of(env, &key("interval"))?,
+        (false, true) => schedule_of(defaults, "defaults.interval")?,
+        (false, false) => Schedule::Interval(Duration::from_secs(86_400)),
+    };
+
+    // The environment's own value, else the default's, each checked under its own key.
+    let pick = |name: &str,
+                own: Option<HumanDuration>,
+                default: Option<HumanDuration>,
+                builtin: u64,
+                bounds: Bounds| match (own, default) {
+        (Some(d), _) => within(&key(name), d.0, bounds),
+        (None, Some(d)) => within(&format!("defaults.{name}"), d.0, bounds),
+        (None, None) => Ok(Duration::from_secs(builtin)),
+    };
+    let timeout = pick("timeout", env.timeout, defaults.timeout, 300, TIMEOUT)?;
+    let jitter = pick("jitter", env.jitter, defaults.jitter, 300, JITTER)?;
+    let kill_grace = pick(
+        "kill_grace",
+        env.kill_grace,
+        defaults.kill_grace,
+        30,
+        KILL_GRACE,
+    )?;
+    let lock_timeout = pick(
+        "lock_timeout",
+        env.lock_timeout,
+        defaults.lock_timeout,
+        60,
+        LOCK_TIMEOUT,
+    )?;
+    let parallelism = env.parallelism.or(defaults.parallelism).unwrap_or(10);
+    if parallelism == 0 {
+        return Err((key("parallelism"), "must be at least 1".into()));
+    }
+    let binary = env
+        .binary
+        .clone()
+        .or_else(|| defaults.binary.clone())
+        .unwrap_or_else(|| "terraform".into());
+    if binary.trim().is_empty() {
+        return Err((
+            key("binary"),
+            "must name terraform, tofu or an absolute path".into(),
+        ));
+    }
+
+    let mut vars = defaults.env.clone().unwrap_or_default();
+    vars.extend(env.env.clone().unwrap_or_default());
+    for reserved in [
+        "TF_DATA_DIR",
+        "TF_IN_AUTOMATION",
+        "TF_INPUT",
+        crate::orphans::VAR,
+    ] {
+        if vars.contains_key(reserved) {
+            return Err((
+                key("env"),
+                format!("{reserved} is set by the exporter and cannot be overridden"),
+            ));
+        }
+    }
+
+    let mut ignore = Vec::new();
+    for (i, rule) in defaults
+        .ignore
+        .iter()
+        .flatten()
+        .chain(env.ignore.iter().flatten())
+        .enumerate()
+    {
+        if rule.reason.trim().is_empty() || rule.address.trim().is_empty() {
+            return Err((
+                key(&format!("ignore[{i}]")),
+                "address and reason must not be empty".into(),
+            ));
+        }
+        ignore.push(IgnoreRule {
+            address: rule.address.clone(),
+            attribute: rule.attribute.clone(),
+            reason: rule.reason.clone(),
+            expires: rule.expires,
+        });
+    }
+
+    Ok(Environment {
+        name: name.to_owned(),
+        dir: absolute(dir),
+        binary,
+        schedule,
+        jitter,
+        timeout,
+        kill_grace,
+        lock_timeout,
+        init: env.init.or(defaults.init).unwrap_or(InitMode::Auto),
+        refresh_only: env.refresh_only.or(defaults.refresh_only).unwrap_or(false),
+        parallelism,
+        run_on_start: env.run_on_start.or(defaults.run_on_start).unwrap_or(true),
+        var_files: env
+            .var_files
+            .clone()
+            .or_else(|| defaults.var_files.clone())
+            .unwrap_or_default(),
+        backend_config: env
+            .backend_config
+            .clone()
+            .or_else(|| defaults.backend_config.clone())
+            .unwrap_or_default(),
+        env: vars,
+        env_files: defaults
+            .env_files
+            .iter()
+            .flatten()
+            .chain(env.env_files.iter().flatten())
+            .map(|f| absolute(f))
+            .collect(),
+        ignore,
+    })
+}
+
+pub(super) fn schedule_of(raw: &RawEnvironment, key: &str) -> Result<Schedule, (String, String)> {
+    let cron_key = key.replace(".interval", ".cron");
+    match (&raw.interval, &raw.cron) {
+        (Some(_), Some(_)) => Err((
+            key.to_owned(),
+            "set either interval or cron, not both".into(),
+        )),
+        (Some(d), None) => within(key, d.0, INTERVAL).map(Schedule::Interval),
+        (None, Some(expr)) => Schedule::cron(expr).map_err(|e| (cron_key, e)),
+        (None, None) => unreachable!("schedule_of is only called when one is set"),
+    }
+}
