@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use serde_json::Value;
 
+use crate::glob::Glob;
 use crate::plan::redact::KNOWN_AFTER_APPLY;
 use crate::report::{Change, PlanOutcome};
 
@@ -11,35 +12,11 @@ use crate::report::{Change, PlanOutcome};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoreRule {
     /// Glob on the resource address.
-    pub address: String,
+    pub address: Glob,
     /// Glob on the attribute path; `None` hides the whole resource.
-    pub attribute: Option<String>,
+    pub attribute: Option<Glob>,
     pub reason: String,
     pub expires: Option<NaiveDate>,
-}
-
-/// `*` matches any run of characters (dots and brackets included), `?` any one character.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// Why an address glob can never match a Terraform resource address (`type.name`,
@@ -97,7 +74,7 @@ pub fn apply(outcome: &mut PlanOutcome, rules: &[IgnoreRule], today: NaiveDate) 
         let matching: Vec<&IgnoreRule> = rules
             .iter()
             .copied()
-            .filter(|r| glob_matches(&r.address, &change.address))
+            .filter(|r| r.address.matches(&change.address))
             .collect();
         if let Some(rule) = matching.iter().find(|r| r.attribute.is_none()) {
             outcome.ignored.push(ignored(change, &rule.reason));
@@ -109,11 +86,9 @@ pub fn apply(outcome: &mut PlanOutcome, rules: &[IgnoreRule], today: NaiveDate) 
         }
         let mut reasons: Vec<&str> = Vec::new();
         change.attributes.retain(|a| {
-            let rule = matching.iter().find(|r| {
-                r.attribute
-                    .as_deref()
-                    .is_some_and(|g| glob_matches(g, &a.path))
-            });
+            let rule = matching
+                .iter()
+                .find(|r| r.attribute.as_ref().is_some_and(|g| g.matches(&a.path)));
             if let Some(rule) = rule
                 && !reasons.contains(&rule.reason.as_str())
             {
@@ -146,22 +121,6 @@ mod tests {
     use super::*;
     use crate::report::{Action, AttributeChange};
     use serde_json::json;
-
-    #[test]
-    fn globs_match_addresses_and_paths() {
-        assert!(glob_matches(
-            "proxmox_vm_qemu.*",
-            "proxmox_vm_qemu.web[\"a\"]"
-        ));
-        assert!(glob_matches(
-            "module.*.proxmox_vm_qemu.web",
-            "module.lab.proxmox_vm_qemu.web"
-        ));
-        assert!(glob_matches("disk[?].size", "disk[0].size"));
-        assert!(!glob_matches("proxmox_vm_qemu.*", "proxmox_lxc.ct"));
-        assert!(glob_matches("*", ""));
-        assert!(!glob_matches("tags", "tags.env"));
-    }
 
     #[test]
     fn address_globs_that_cannot_match_are_flagged() {
@@ -202,8 +161,8 @@ mod tests {
 
     fn rule(attribute: Option<&str>, expires: Option<&str>) -> IgnoreRule {
         IgnoreRule {
-            address: "proxmox_vm_qemu.*".into(),
-            attribute: attribute.map(String::from),
+            address: Glob::new("proxmox_vm_qemu.*"),
+            attribute: attribute.map(Glob::new),
             reason: "provider reorders tags".into(),
             expires: expires.map(|e| e.parse().unwrap()),
         }

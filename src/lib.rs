@@ -4,7 +4,7 @@
 //!
 //! One scan: [`config`] comes in, [`schedule`] says when, [`runner`] drives terraform and
 //! hands back bytes, [`plan`] understands them, [`classify`] names why a scan failed,
-//! [`ignore`] drops known false positives, [`report`] is what comes out, and [`scan`] ties
+//! [`ignore`] drops known false positives (its [`glob`]s compiled at load), [`report`] is what comes out, and [`scan`] ties
 //! the steps together. [`sensitive`] finds the root module's secrets before terraform runs;
 //! [`orphans`] ends terraform that outlived its scan.
 //!
@@ -25,6 +25,7 @@ pub mod changes;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod glob;
 pub mod http;
 pub mod ignore;
 pub mod logging;

@@ -19,144 +19,10 @@ impl Config {
         );
         let _ = writeln!(out, "max concurrent scans: {}", self.max_concurrent_scans);
         if let Some(p) = &self.proxmox {
-            let _ = writeln!(out, "\nproxmox (unmanaged guests)");
-            let _ = writeln!(out, "  api url:      {} as {}", p.api_url, p.token_id);
-            let secret = match &p.token_secret {
-                TokenSecret::File(f) if f.is_file() => format!("file {}", f.display()),
-                TokenSecret::File(f) => {
-                    format!("file {}  (WARNING: not a readable file)", f.display())
-                }
-                TokenSecret::EnvVar(v) if std::env::var_os(v).is_some() => format!("variable {v}"),
-                TokenSecret::EnvVar(v) => format!("variable {v}  (WARNING: not set)"),
-            };
-            let _ = writeln!(out, "  token secret: {secret}");
-            let tls = match (&p.ca_file, p.insecure) {
-                (_, true) => "INSECURE: certificates are not verified".to_owned(),
-                (Some(ca), false) => format!("CA file {}", ca.display()),
-                (None, false) => "the system's CA certificates".to_owned(),
-            };
-            let _ = writeln!(out, "  tls:          {tls}");
-            let _ = writeln!(
-                out,
-                "  interval:     every {} (request timeout {})",
-                d(p.interval),
-                d(p.timeout)
-            );
-            let _ = writeln!(
-                out,
-                "  empty inventory: {}",
-                if p.allow_empty_inventory {
-                    "allowed"
-                } else {
-                    "an error"
-                }
-            );
-            let ranges: Vec<String> = p
-                .ignore
-                .vmids
-                .iter()
-                .map(|(a, b)| {
-                    if a == b {
-                        a.to_string()
-                    } else {
-                        format!("{a}-{b}")
-                    }
-                })
-                .collect();
-            let list = |items: &[String]| listed(items.to_vec());
-            let _ = writeln!(
-                out,
-                "  ignore:       vmids {}; names {}; tags {}",
-                list(&ranges),
-                list(&p.ignore.names),
-                list(&p.ignore.tags)
-            );
+            describe_proxmox(&mut out, p);
         }
         for env in self.environments.values() {
-            let _ = writeln!(out, "\nenvironment {}", env.name);
-            let dir_note = if env.dir.is_dir() {
-                ""
-            } else {
-                "  (WARNING: not a directory)"
-            };
-            let _ = writeln!(out, "  dir:          {}{dir_note}", env.dir.display());
-            let _ = writeln!(out, "  binary:       {}", env.binary);
-            let _ = writeln!(
-                out,
-                "  schedule:     {} (jitter up to {}, run on start: {})",
-                env.schedule.describe(),
-                d(env.jitter),
-                env.run_on_start
-            );
-            let _ = writeln!(
-                out,
-                "  timeout:      {} (kill grace {}, lock timeout {})",
-                d(env.timeout),
-                d(env.kill_grace),
-                d(env.lock_timeout)
-            );
-            let _ = writeln!(out, "  init:         {}", env.init);
-            let _ = writeln!(out, "  refresh only: {}", env.refresh_only);
-            let _ = writeln!(out, "  parallelism:  {}", env.parallelism);
-            let list = listed;
-            let _ = writeln!(
-                out,
-                "  var files:    {}",
-                list(
-                    env.var_files
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect()
-                )
-            );
-            let _ = writeln!(out, "  backend conf: {}", list(env.backend_config.clone()));
-            let _ = writeln!(
-                out,
-                "  env:          {}",
-                list(env.env.keys().cloned().collect())
-            );
-            let _ = writeln!(
-                out,
-                "  env files:    {}",
-                list(
-                    env.env_files
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect()
-                )
-            );
-            for rule in &env.ignore {
-                let mut notes = Vec::new();
-                if !crate::ignore::in_force(rule, now.date_naive()) {
-                    notes.push("EXPIRED: no longer applied".to_owned());
-                }
-                if let Some(why) = crate::ignore::impossible_address(&rule.address) {
-                    notes.push(format!("WARNING: this address pattern cannot match: {why}"));
-                }
-                let _ = writeln!(
-                    out,
-                    "  ignore:       {} {} ({}{}){}",
-                    rule.address,
-                    rule.attribute.as_deref().unwrap_or("(whole resource)"),
-                    rule.reason,
-                    rule.expires
-                        .map(|e| format!(", expires {e}"))
-                        .unwrap_or_default(),
-                    notes.iter().map(|n| format!("  {n}")).collect::<String>()
-                );
-            }
-            let runs: Vec<String> = env
-                .schedule
-                .upcoming(now, 3)
-                .iter()
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
-                .collect();
-            let first = if env.run_on_start {
-                "at start, then "
-            } else {
-                ""
-            };
-            let _ = writeln!(out, "  next runs:    {first}{}", runs.join(", "));
+            describe_environment(&mut out, env, now);
         }
         out
     }
@@ -169,4 +35,166 @@ fn listed(items: Vec<String>) -> String {
     } else {
         items.join(", ")
     }
+}
+
+/// `[proxmox]` as check-config prints it.
+fn describe_proxmox(out: &mut String, p: &Proxmox) {
+    use std::fmt::Write;
+    let d = crate::schedule::human;
+    let _ = writeln!(out, "\nproxmox (unmanaged guests)");
+    let _ = writeln!(out, "  api url:      {} as {}", p.api_url, p.token_id);
+    let secret = match &p.token_secret {
+        TokenSecret::File(f) if f.is_file() => format!("file {}", f.display()),
+        TokenSecret::File(f) => {
+            format!("file {}  (WARNING: not a readable file)", f.display())
+        }
+        TokenSecret::EnvVar(v) if std::env::var_os(v).is_some() => format!("variable {v}"),
+        TokenSecret::EnvVar(v) => format!("variable {v}  (WARNING: not set)"),
+    };
+    let _ = writeln!(out, "  token secret: {secret}");
+    let tls = match (&p.ca_file, p.insecure) {
+        (_, true) => "INSECURE: certificates are not verified".to_owned(),
+        (Some(ca), false) => format!("CA file {}", ca.display()),
+        (None, false) => "the system's CA certificates".to_owned(),
+    };
+    let _ = writeln!(out, "  tls:          {tls}");
+    let _ = writeln!(
+        out,
+        "  interval:     every {} (request timeout {})",
+        d(p.interval),
+        d(p.timeout)
+    );
+    let _ = writeln!(
+        out,
+        "  empty inventory: {}",
+        if p.allow_empty_inventory {
+            "allowed"
+        } else {
+            "an error"
+        }
+    );
+    let ranges: Vec<String> = p
+        .ignore
+        .vmids
+        .iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let list = |items: &[String]| listed(items.to_vec());
+    let _ = writeln!(
+        out,
+        "  ignore:       vmids {}; names {}; tags {}",
+        list(&ranges),
+        list(
+            &p.ignore
+                .names
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+        ),
+        list(&p.ignore.tags)
+    );
+}
+
+/// One environment's effective settings and its next three runs.
+fn describe_environment(out: &mut String, env: &Environment, now: chrono::DateTime<chrono::Local>) {
+    use std::fmt::Write;
+    let d = crate::schedule::human;
+    let _ = writeln!(out, "\nenvironment {}", env.name);
+    let dir_note = if env.dir.is_dir() {
+        ""
+    } else {
+        "  (WARNING: not a directory)"
+    };
+    let _ = writeln!(out, "  dir:          {}{dir_note}", env.dir.display());
+    let _ = writeln!(out, "  binary:       {}", env.binary);
+    let _ = writeln!(
+        out,
+        "  schedule:     {} (jitter up to {}, run on start: {})",
+        env.schedule.describe(),
+        d(env.jitter),
+        env.run_on_start
+    );
+    let _ = writeln!(
+        out,
+        "  timeout:      {} (kill grace {}, lock timeout {})",
+        d(env.timeout),
+        d(env.kill_grace),
+        d(env.lock_timeout)
+    );
+    let _ = writeln!(out, "  init:         {}", env.init);
+    let _ = writeln!(out, "  refresh only: {}", env.refresh_only);
+    let _ = writeln!(out, "  parallelism:  {}", env.parallelism);
+    let list = listed;
+    let _ = writeln!(
+        out,
+        "  var files:    {}",
+        list(
+            env.var_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        )
+    );
+    let _ = writeln!(out, "  backend conf: {}", list(env.backend_config.clone()));
+    let _ = writeln!(
+        out,
+        "  env:          {}",
+        list(env.env.keys().cloned().collect())
+    );
+    let _ = writeln!(
+        out,
+        "  env files:    {}",
+        list(
+            env.env_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        )
+    );
+    for rule in &env.ignore {
+        describe_ignore_rule(out, rule, now);
+    }
+    let runs: Vec<String> = env
+        .schedule
+        .upcoming(now, 3)
+        .iter()
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+        .collect();
+    let first = if env.run_on_start {
+        "at start, then "
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "  next runs:    {first}{}", runs.join(", "));
+}
+
+/// One ignore rule, with a note when it expired or cannot match.
+fn describe_ignore_rule(out: &mut String, rule: &IgnoreRule, now: chrono::DateTime<chrono::Local>) {
+    use std::fmt::Write;
+    let mut notes = Vec::new();
+    if !crate::ignore::in_force(rule, now.date_naive()) {
+        notes.push("EXPIRED: no longer applied".to_owned());
+    }
+    if let Some(why) = crate::ignore::impossible_address(rule.address.as_str()) {
+        notes.push(format!("WARNING: this address pattern cannot match: {why}"));
+    }
+    let _ = writeln!(
+        out,
+        "  ignore:       {} {} ({}{}){}",
+        rule.address,
+        rule.attribute
+            .as_ref()
+            .map_or("(whole resource)", |g| g.as_str()),
+        rule.reason,
+        rule.expires
+            .map(|e| format!(", expires {e}"))
+            .unwrap_or_default(),
+        notes.iter().map(|n| format!("  {n}")).collect::<String>()
+    );
 }

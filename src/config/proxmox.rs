@@ -1,6 +1,7 @@
 //! `[proxmox]`: the unmanaged-guest check's settings, parsed and checked at load.
 
 use super::*;
+use crate::glob::Glob;
 
 /// `proxmox.api_url`, parsed once at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +75,7 @@ pub struct GuestIgnore {
     /// Inclusive vmid ranges (`"9000-9099"`, or one id `"150"`).
     pub vmids: Vec<(u32, u32)>,
     /// Globs on the guest name (`*`, `?`).
-    pub names: Vec<String>,
+    pub names: Vec<Glob>,
     /// A guest carrying any of these tags is ignored (compared case-insensitively).
     pub tags: Vec<String>,
 }
@@ -83,40 +84,15 @@ pub(super) fn validate_proxmox(
     p: RawProxmox,
     environments: &BTreeMap<String, Environment>,
     absolute: &dyn Fn(&Path) -> PathBuf,
-) -> Result<Proxmox, (String, String)> {
+) -> Result<Proxmox, KeyError> {
     let key = |k: &str| format!("proxmox.{k}");
-    let api_url = p.api_url.trim().trim_end_matches('/').to_owned();
-    let Some(host) = api_url.strip_prefix("https://") else {
-        return Err((
-            key("api_url"),
-            format!("{api_url:?} must start with https:// (like \"https://pve1.lan:8006\")"),
-        ));
-    };
-    if host.is_empty() || host.contains('/') || host.contains('@') {
-        return Err((
-            key("api_url"),
-            format!(
-                "{api_url:?} must be https://HOST[:PORT] without a path (the exporter adds /api2/json)"
-            ),
-        ));
-    }
-    let Some((host, port)) = split_host_port(host) else {
-        return Err((
-            key("api_url"),
-            format!("{api_url:?} has a bad port (like \"https://pve1.lan:8006\")"),
-        ));
-    };
-    let api_url = ApiUrl {
-        url: api_url,
-        host,
-        port,
-    };
+    let api_url = parse_api_url(&p.api_url)?;
     let valid_token = p
         .token_id
         .split_once('!')
         .is_some_and(|(user, id)| user.contains('@') && !id.is_empty() && !id.contains('='));
     if !valid_token {
-        return Err((
+        return Err(KeyError::new(
             key("token_id"),
             format!(
                 "{:?} is not an API token id like \"tfdrift@pve!monitoring\" (USER@REALM!TOKENID, without the secret)",
@@ -124,32 +100,11 @@ pub(super) fn validate_proxmox(
             ),
         ));
     }
-    let token_secret = match (p.token_secret_file, p.token_secret_env) {
-        (Some(file), None) => TokenSecret::File(absolute(&file)),
-        (None, Some(var)) if !var.trim().is_empty() => TokenSecret::EnvVar(var.trim().to_owned()),
-        (None, Some(_)) => {
-            return Err((
-                key("token_secret_env"),
-                "must name an environment variable".into(),
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err((
-                key("token_secret_file"),
-                "set either token_secret_file or token_secret_env, not both".into(),
-            ));
-        }
-        (None, None) => {
-            return Err((
-                key("token_secret_file"),
-                "missing: the file holding the API token's secret (or token_secret_env naming a variable)".into(),
-            ));
-        }
-    };
+    let token_secret = token_secret(p.token_secret_file, p.token_secret_env, absolute)?;
     if p.insecure && p.ca_file.is_some() {
-        return Err((
+        return Err(KeyError::new(
             key("insecure"),
-            "insecure = true skips certificate verification, so ca_file would be unused; set one of them".into(),
+            "insecure = true skips certificate verification, so ca_file would be unused; set one of them",
         ));
     }
     let interval = match p.interval {
@@ -164,8 +119,88 @@ pub(super) fn validate_proxmox(
         Some(d) => within(&key("timeout"), d.0, PROXMOX_TIMEOUT)?,
         None => Duration::from_secs(30),
     };
+    let ignore = guest_ignore(p.ignore)?;
+    Ok(Proxmox {
+        api_url,
+        token_id: p.token_id,
+        token_secret,
+        ca_file: p.ca_file.map(|f| absolute(&f)),
+        insecure: p.insecure,
+        interval,
+        timeout,
+        allow_empty_inventory: p.allow_empty_inventory,
+        ignore,
+    })
+}
+
+/// `proxmox.api_url`: `https://HOST[:PORT]` without a path.
+fn parse_api_url(raw: &str) -> Result<ApiUrl, KeyError> {
+    let key = |k: &str| format!("proxmox.{k}");
+    let api_url = raw.trim().trim_end_matches('/').to_owned();
+    let Some(host) = api_url.strip_prefix("https://") else {
+        return Err(KeyError::new(
+            key("api_url"),
+            format!("{api_url:?} must start with https:// (like \"https://pve1.lan:8006\")"),
+        ));
+    };
+    if host.is_empty() || host.contains('/') || host.contains('@') {
+        return Err(KeyError::new(
+            key("api_url"),
+            format!(
+                "{api_url:?} must be https://HOST[:PORT] without a path (the exporter adds /api2/json)"
+            ),
+        ));
+    }
+    let Some((host, port)) = split_host_port(host) else {
+        return Err(KeyError::new(
+            key("api_url"),
+            format!("{api_url:?} has a bad port (like \"https://pve1.lan:8006\")"),
+        ));
+    };
+    Ok(ApiUrl {
+        url: api_url,
+        host,
+        port,
+    })
+}
+
+/// Where the token's secret is read: a file or a variable, exactly one.
+fn token_secret(
+    file: Option<PathBuf>,
+    var: Option<String>,
+    absolute: &dyn Fn(&Path) -> PathBuf,
+) -> Result<TokenSecret, KeyError> {
+    let key = |k: &str| format!("proxmox.{k}");
+    let secret = match (file, var) {
+        (Some(file), None) => TokenSecret::File(absolute(&file)),
+        (None, Some(var)) if !var.trim().is_empty() => TokenSecret::EnvVar(var.trim().to_owned()),
+        (None, Some(_)) => {
+            return Err(KeyError::new(
+                key("token_secret_env"),
+                "must name an environment variable",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(KeyError::new(
+                key("token_secret_file"),
+                "set either token_secret_file or token_secret_env, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(KeyError::new(
+                key("token_secret_file"),
+                "missing: the file holding the API token's secret (or token_secret_env naming a variable)",
+            ));
+        }
+    };
+    Ok(secret)
+}
+
+/// `[proxmox.ignore]`: vmid ranges parsed, name globs compiled, tags lower-cased.
+fn guest_ignore(ignore: RawProxmoxIgnore) -> Result<GuestIgnore, KeyError> {
+    let key = |k: &str| format!("proxmox.{k}");
     let mut vmids = Vec::new();
-    for (i, range) in p.ignore.vmids.iter().enumerate() {
+    for (i, range) in ignore.vmids.iter().enumerate() {
         let parsed = match range.split_once('-') {
             Some((a, b)) => a
                 .trim()
@@ -177,43 +212,32 @@ pub(super) fn validate_proxmox(
         match parsed {
             Some((a, b)) if a <= b => vmids.push((a, b)),
             _ => {
-                return Err((
+                return Err(KeyError::new(
                     key(&format!("ignore.vmids[{i}]")),
                     format!("{range:?} is not a vmid or an inclusive range like \"9000-9099\""),
                 ));
             }
         }
     }
-    if let Some(i) = p.ignore.names.iter().position(|n| n.trim().is_empty()) {
-        return Err((
+    if let Some(i) = ignore.names.iter().position(|n| n.trim().is_empty()) {
+        return Err(KeyError::new(
             key(&format!("ignore.names[{i}]")),
-            "must not be empty".into(),
+            "must not be empty",
         ));
     }
-    if let Some(i) = p.ignore.tags.iter().position(|t| t.trim().is_empty()) {
-        return Err((
+    if let Some(i) = ignore.tags.iter().position(|t| t.trim().is_empty()) {
+        return Err(KeyError::new(
             key(&format!("ignore.tags[{i}]")),
-            "must not be empty".into(),
+            "must not be empty",
         ));
     }
-    Ok(Proxmox {
-        api_url,
-        token_id: p.token_id,
-        token_secret,
-        ca_file: p.ca_file.map(|f| absolute(&f)),
-        insecure: p.insecure,
-        interval,
-        timeout,
-        allow_empty_inventory: p.allow_empty_inventory,
-        ignore: GuestIgnore {
-            vmids,
-            names: p.ignore.names,
-            tags: p
-                .ignore
-                .tags
-                .iter()
-                .map(|t| t.trim().to_lowercase())
-                .collect(),
-        },
+    Ok(GuestIgnore {
+        vmids,
+        names: ignore.names.iter().map(|n| Glob::new(n)).collect(),
+        tags: ignore
+            .tags
+            .iter()
+            .map(|t| t.trim().to_lowercase())
+            .collect(),
     })
 }

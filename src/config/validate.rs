@@ -46,10 +46,35 @@ pub(super) const PROXMOX_TIMEOUT: Bounds = Bounds {
     max: secs(3_600),
 };
 
+/// A value that cannot be used, under its key; [`validate`] adds the file.
+#[derive(Debug, thiserror::Error)]
+#[error("key {key:?}: {message}")]
+pub(super) struct KeyError {
+    key: String,
+    message: String,
+}
+
+impl KeyError {
+    pub(super) fn new(key: impl Into<String>, message: impl Into<String>) -> KeyError {
+        KeyError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn in_file(self, file: &Path) -> ConfigError {
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            key: self.key,
+            message: self.message,
+        }
+    }
+}
+
 /// `d` when it lies within `bounds`, else an error naming `key` and the range.
-pub(super) fn within(key: &str, d: Duration, bounds: Bounds) -> Result<Duration, (String, String)> {
+pub(super) fn within(key: &str, d: Duration, bounds: Bounds) -> Result<Duration, KeyError> {
     if d < bounds.min || d > bounds.max {
-        return Err((
+        return Err(KeyError::new(
             key.to_owned(),
             format!(
                 "{} is out of range: it must be between {} and {}",
@@ -63,11 +88,7 @@ pub(super) fn within(key: &str, d: Duration, bounds: Bounds) -> Result<Duration,
 }
 
 pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
-    let invalid = |key: &str, message: String| ConfigError::Invalid {
-        file: file.to_owned(),
-        key: key.to_owned(),
-        message,
-    };
+    let invalid = |key: &str, message: &str| KeyError::new(key, message).in_file(file);
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() {
         PathBuf::from(".")
@@ -86,31 +107,30 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
     let listen_address = listen.parse().map_err(|_| {
         invalid(
             "web.listen_address",
-            format!("{listen:?} is not an address like \"0.0.0.0:9847\""),
+            &format!("{listen:?} is not an address like \"0.0.0.0:9847\""),
         )
     })?;
 
     if raw.defaults.dir.is_some() {
         return Err(invalid(
             "defaults.dir",
-            "dir is per environment; set it under [environments.NAME]".into(),
+            "dir is per environment; set it under [environments.NAME]",
         ));
     }
     if raw.environments.is_empty() {
         return Err(invalid(
             "environments",
-            "no environment is configured; add an [environments.NAME] table with a dir".into(),
+            "no environment is configured; add an [environments.NAME] table with a dir",
         ));
     }
     let retention = match raw.storage.retention {
-        Some(d) => within("storage.retention", d.0, RETENTION)
-            .map_err(|(key, message)| invalid(&key, message))?,
+        Some(d) => within("storage.retention", d.0, RETENTION).map_err(|e| e.in_file(file))?,
         None => Duration::from_secs(90 * DAY),
     };
     let mut environments = BTreeMap::new();
     for (name, env) in &raw.environments {
-        let environment = merge_environment(name, env, &raw.defaults, &absolute)
-            .map_err(|(key, message)| invalid(&key, message))?;
+        let environment =
+            merge_environment(name, env, &raw.defaults, &absolute).map_err(|e| e.in_file(file))?;
         environments.insert(name.clone(), environment);
     }
 
@@ -118,14 +138,13 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
     if max_concurrent_scans == 0 {
         return Err(invalid(
             "scheduler.max_concurrent_scans",
-            "must be at least 1".into(),
+            "must be at least 1",
         ));
     }
     let proxmox = match raw.proxmox {
-        Some(p) => Some(
-            validate_proxmox(p, &environments, &absolute)
-                .map_err(|(key, message)| invalid(&key, message))?,
-        ),
+        Some(p) => {
+            Some(validate_proxmox(p, &environments, &absolute).map_err(|e| e.in_file(file))?)
+        }
         None => None,
     };
     Ok(Config {
@@ -160,109 +179,35 @@ pub(super) fn merge_environment(
     env: &RawEnvironment,
     defaults: &RawEnvironment,
     absolute: &dyn Fn(&Path) -> PathBuf,
-) -> Result<Environment, (String, String)> {
+) -> Result<Environment, KeyError> {
     let key = |k: &str| format!("environments.{name}.{k}");
     if !valid_name(name) {
-        return Err((
+        return Err(KeyError::new(
             format!("environments.{name}"),
-            "environment names may use only letters, digits, '-' and '_' (at most 64)".into(),
+            "environment names may use only letters, digits, '-' and '_' (at most 64)",
         ));
     }
     let dir = env.dir.as_deref().ok_or_else(|| {
-        (
+        KeyError::new(
             key("dir"),
-            "missing: the directory holding the environment's Terraform code".to_owned(),
+            "missing: the directory holding the environment's Terraform code",
         )
     })?;
 
-    let schedule = match (
-        env.interval.is_some() || env.cron.is_some(),
-        defaults.interval.is_some() || defaults.cron.is_some(),
-    ) {
-        (true, _) => schedule_of(env, &key("interval"))?,
-        (false, true) => schedule_of(defaults, "defaults.interval")?,
-        (false, false) => Schedule::Interval(Duration::from_secs(86_400)),
-    };
-
-    // The environment's own value, else the default's, each checked under its own key.
-    let pick = |name: &str,
-                own: Option<HumanDuration>,
-                default: Option<HumanDuration>,
-                builtin: u64,
-                bounds: Bounds| match (own, default) {
-        (Some(d), _) => within(&key(name), d.0, bounds),
-        (None, Some(d)) => within(&format!("defaults.{name}"), d.0, bounds),
-        (None, None) => Ok(Duration::from_secs(builtin)),
-    };
-    let timeout = pick("timeout", env.timeout, defaults.timeout, 300, TIMEOUT)?;
-    let jitter = pick("jitter", env.jitter, defaults.jitter, 300, JITTER)?;
-    let kill_grace = pick(
-        "kill_grace",
-        env.kill_grace,
-        defaults.kill_grace,
-        30,
-        KILL_GRACE,
-    )?;
-    let lock_timeout = pick(
-        "lock_timeout",
-        env.lock_timeout,
-        defaults.lock_timeout,
-        60,
-        LOCK_TIMEOUT,
-    )?;
+    let schedule = merged_schedule(env, defaults, &key("interval"))?;
+    let Timing {
+        timeout,
+        jitter,
+        kill_grace,
+        lock_timeout,
+    } = timing(env, defaults, &key)?;
     let parallelism = env.parallelism.or(defaults.parallelism).unwrap_or(10);
     if parallelism == 0 {
-        return Err((key("parallelism"), "must be at least 1".into()));
+        return Err(KeyError::new(key("parallelism"), "must be at least 1"));
     }
-    let binary = env
-        .binary
-        .clone()
-        .or_else(|| defaults.binary.clone())
-        .unwrap_or_else(|| "terraform".into());
-    if binary.trim().is_empty() {
-        return Err((
-            key("binary"),
-            "must name terraform, tofu or an absolute path".into(),
-        ));
-    }
-
-    let mut vars = defaults.env.clone().unwrap_or_default();
-    vars.extend(env.env.clone().unwrap_or_default());
-    for reserved in [
-        "TF_DATA_DIR",
-        "TF_IN_AUTOMATION",
-        "TF_INPUT",
-        crate::orphans::VAR,
-    ] {
-        if vars.contains_key(reserved) {
-            return Err((
-                key("env"),
-                format!("{reserved} is set by the exporter and cannot be overridden"),
-            ));
-        }
-    }
-
-    let mut ignore = Vec::new();
-    for (i, rule) in defaults
-        .ignore
-        .iter()
-        .flatten()
-        .chain(env.ignore.iter().flatten())
-        .enumerate()
-    {
-        if rule.reason.trim().is_empty() || rule.address.trim().is_empty() {
-            return Err((
-                key(&format!("ignore[{i}]")),
-                "address and reason must not be empty".into(),
-            ));
-        }
-        ignore.push(IgnoreRule {
-            address: rule.address.clone(),
-            attribute: rule.attribute.clone(),
-            reason: rule.reason.clone(),
-            expires: rule.expires,
-        });
-    }
+    let binary = merged_binary(env, defaults, &key("binary"))?;
+    let vars = merged_vars(env, defaults, &key)?;
+    let ignore = merged_ignore(env, defaults, &key)?;
 
     Ok(Environment {
         name: name.to_owned(),
@@ -299,15 +244,154 @@ pub(super) fn merge_environment(
     })
 }
 
-pub(super) fn schedule_of(raw: &RawEnvironment, key: &str) -> Result<Schedule, (String, String)> {
+/// The durations of an environment: bounded, its own value else the default's.
+struct Timing {
+    timeout: Duration,
+    jitter: Duration,
+    kill_grace: Duration,
+    lock_timeout: Duration,
+}
+
+fn timing(
+    env: &RawEnvironment,
+    defaults: &RawEnvironment,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Timing, KeyError> {
+    // The environment's own value, else the default's, each checked under its own key.
+    let pick = |name: &str,
+                own: Option<HumanDuration>,
+                default: Option<HumanDuration>,
+                builtin: u64,
+                bounds: Bounds| match (own, default) {
+        (Some(d), _) => within(&key(name), d.0, bounds),
+        (None, Some(d)) => within(&format!("defaults.{name}"), d.0, bounds),
+        (None, None) => Ok(Duration::from_secs(builtin)),
+    };
+    let timeout = pick("timeout", env.timeout, defaults.timeout, 300, TIMEOUT)?;
+    let jitter = pick("jitter", env.jitter, defaults.jitter, 300, JITTER)?;
+    let kill_grace = pick(
+        "kill_grace",
+        env.kill_grace,
+        defaults.kill_grace,
+        30,
+        KILL_GRACE,
+    )?;
+    let lock_timeout = pick(
+        "lock_timeout",
+        env.lock_timeout,
+        defaults.lock_timeout,
+        60,
+        LOCK_TIMEOUT,
+    )?;
+    Ok(Timing {
+        timeout,
+        jitter,
+        kill_grace,
+        lock_timeout,
+    })
+}
+
+/// `[defaults].env` with the environment's own `env` over it; the exporter's own variables
+/// are refused.
+fn merged_vars(
+    env: &RawEnvironment,
+    defaults: &RawEnvironment,
+    key: &dyn Fn(&str) -> String,
+) -> Result<BTreeMap<String, String>, KeyError> {
+    let mut vars = defaults.env.clone().unwrap_or_default();
+    vars.extend(env.env.clone().unwrap_or_default());
+    for reserved in [
+        "TF_DATA_DIR",
+        "TF_IN_AUTOMATION",
+        "TF_INPUT",
+        crate::orphans::VAR,
+    ] {
+        if vars.contains_key(reserved) {
+            return Err(KeyError::new(
+                key("env"),
+                format!("{reserved} is set by the exporter and cannot be overridden"),
+            ));
+        }
+    }
+    Ok(vars)
+}
+
+/// The default ignore rules, then the environment's, with their globs compiled.
+fn merged_ignore(
+    env: &RawEnvironment,
+    defaults: &RawEnvironment,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Vec<IgnoreRule>, KeyError> {
+    let mut ignore = Vec::new();
+    for (i, rule) in defaults
+        .ignore
+        .iter()
+        .flatten()
+        .chain(env.ignore.iter().flatten())
+        .enumerate()
+    {
+        if rule.reason.trim().is_empty() || rule.address.trim().is_empty() {
+            return Err(KeyError::new(
+                key(&format!("ignore[{i}]")),
+                "address and reason must not be empty",
+            ));
+        }
+        ignore.push(IgnoreRule {
+            address: crate::glob::Glob::new(&rule.address),
+            attribute: rule.attribute.as_deref().map(crate::glob::Glob::new),
+            reason: rule.reason.clone(),
+            expires: rule.expires,
+        });
+    }
+    Ok(ignore)
+}
+
+/// The environment's schedule, else the default's, else daily.
+fn merged_schedule(
+    env: &RawEnvironment,
+    defaults: &RawEnvironment,
+    key: &str,
+) -> Result<Schedule, KeyError> {
+    let schedule = match (
+        env.interval.is_some() || env.cron.is_some(),
+        defaults.interval.is_some() || defaults.cron.is_some(),
+    ) {
+        (true, _) => schedule_of(env, key)?,
+        (false, true) => schedule_of(defaults, "defaults.interval")?,
+        (false, false) => Schedule::Interval(Duration::from_secs(86_400)),
+    };
+    Ok(schedule)
+}
+
+/// The terraform (or tofu) binary: the environment's, the default's, or `terraform`.
+fn merged_binary(
+    env: &RawEnvironment,
+    defaults: &RawEnvironment,
+    key: &str,
+) -> Result<String, KeyError> {
+    let binary = env
+        .binary
+        .clone()
+        .or_else(|| defaults.binary.clone())
+        .unwrap_or_else(|| "terraform".into());
+    if binary.trim().is_empty() {
+        return Err(KeyError::new(
+            key,
+            "must name terraform, tofu or an absolute path",
+        ));
+    }
+    Ok(binary)
+}
+
+pub(super) fn schedule_of(raw: &RawEnvironment, key: &str) -> Result<Schedule, KeyError> {
     let cron_key = key.replace(".interval", ".cron");
     match (&raw.interval, &raw.cron) {
-        (Some(_), Some(_)) => Err((
+        (Some(_), Some(_)) => Err(KeyError::new(
             key.to_owned(),
-            "set either interval or cron, not both".into(),
+            "set either interval or cron, not both",
         )),
         (Some(d), None) => within(key, d.0, INTERVAL).map(Schedule::Interval),
-        (None, Some(expr)) => Schedule::cron(expr).map_err(|e| (cron_key, e)),
+        (None, Some(expr)) => Schedule::cron(expr).map_err(|e| KeyError::new(cron_key, e)),
         (None, None) => unreachable!("schedule_of is only called when one is set"),
     }
 }

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GuestIgnore, Proxmox};
-use crate::ignore::glob_matches;
 use crate::scan::{PullError, pull_state};
 use api::{Client, Guest};
 use state::{Provider, managed_guests};
@@ -147,7 +146,7 @@ pub fn is_ignored(guest: &Guest, ignore: &GuestIgnore) -> bool {
         || guest
             .name
             .as_deref()
-            .is_some_and(|n| ignore.names.iter().any(|g| glob_matches(g, n)))
+            .is_some_and(|n| ignore.names.iter().any(|g| g.matches(n)))
         || guest
             .tags
             .iter()
@@ -337,7 +336,7 @@ mod tests {
     fn ignore_by_range_name_and_tag() {
         let ignore = GuestIgnore {
             vmids: vec![(9000, 9099)],
-            names: vec!["test-*".into()],
+            names: vec![crate::glob::Glob::new("test-*")],
             tags: vec!["unmanaged".into()],
         };
         assert!(is_ignored(&guest(9050, "x", &[]), &ignore));
