@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The outcome of a scan. The numbers are the `tfdrift_status` gauge values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Conform,
@@ -18,6 +18,13 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 3] = [Status::Conform, Status::Drift, Status::Error];
+
+    /// The `tfdrift_status` value.
+    pub fn gauge(self) -> i64 {
+        self.rank().into()
+    }
+
     /// Exit code of `scan`/`explain`, like `terraform plan -detailed-exitcode`.
     pub fn exit_code(self) -> u8 {
         match self {
@@ -109,7 +116,7 @@ impl fmt::Display for ErrorReason {
 
 /// What a plan would do to one resource instance. The first four are counted as drift;
 /// the others are listed for information only (interface §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,

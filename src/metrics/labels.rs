@@ -1,6 +1,23 @@
 //! The label sets of the metric families.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+
+use crate::report::{Action, ErrorReason, Status};
+use crate::unmanaged::CheckReason;
+use crate::unmanaged::api::GuestKind;
+
+/// The enums used as label values, written as their interface names (`as_str`).
+macro_rules! label_value_by_name {
+    ($($t:ty),*) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    )*};
+}
+
+label_value_by_name!(Action, ErrorReason, Status, GuestKind, CheckReason);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Env {
@@ -10,19 +27,19 @@ pub(super) struct Env {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct EnvAction {
     pub(super) environment: String,
-    pub(super) action: String,
+    pub(super) action: Action,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct EnvReason {
     pub(super) environment: String,
-    pub(super) reason: String,
+    pub(super) reason: ErrorReason,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct EnvStatus {
     pub(super) environment: String,
-    pub(super) status: String,
+    pub(super) status: Status,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,26 +47,26 @@ pub(super) struct Resource {
     pub(super) environment: String,
     pub(super) address: String,
     pub(super) r#type: String,
-    pub(super) action: String,
-    pub(super) outside_terraform: String,
+    pub(super) action: Action,
+    pub(super) outside_terraform: bool,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Kind {
-    pub(super) kind: String,
+    pub(super) kind: GuestKind,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct GuestLabels {
-    pub(super) vmid: String,
+    pub(super) vmid: u32,
     pub(super) name: String,
     pub(super) node: String,
-    pub(super) kind: String,
+    pub(super) kind: GuestKind,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Reason {
-    pub(super) reason: String,
+    pub(super) reason: CheckReason,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -1,0 +1,230 @@
+//! The scans' families: what the last report of each environment says, and the counters of
+//! completed scans and failed writes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::labels::{Env, EnvAction, EnvReason, EnvStatus, Resource};
+use super::{FloatGauge, env, unix};
+use crate::report::{Action, ErrorReason, Report, Status};
+
+#[derive(Debug, Default)]
+pub(super) struct ScanMetrics {
+    status: Family<Env, Gauge>,
+    changed: Family<EnvAction, Gauge>,
+    outside: Family<Env, Gauge>,
+    ignored: Family<Env, Gauge>,
+    resources: Family<Resource, Gauge>,
+    scan_error: Family<EnvReason, Gauge>,
+    duration: Family<Env, FloatGauge>,
+    last_scan: Family<Env, FloatGauge>,
+    last_success: Family<Env, FloatGauge>,
+    scans: Family<EnvStatus, Counter>,
+    storage_errors: Family<Env, Counter>,
+    expired_rules: Family<Env, Gauge>,
+    /// The `tfdrift_resource_change_info` series of each environment, to replace them whole.
+    resource_series: Mutex<HashMap<String, Vec<Resource>>>,
+}
+
+impl ScanMetrics {
+    pub(super) fn register(&self, r: &mut Registry) {
+        r.register(
+            "status",
+            "Result of the last completed scan: 0 conform, 1 drift, 2 error",
+            self.status.clone(),
+        );
+        r.register(
+            "changed_resources",
+            "Resources the last plan would change, per action (after ignore rules)",
+            self.changed.clone(),
+        );
+        r.register(
+            "outside_changes",
+            "Resources changed outside Terraform (after ignore rules)",
+            self.outside.clone(),
+        );
+        r.register(
+            "ignored_changes",
+            "Changes suppressed by ignore rules",
+            self.ignored.clone(),
+        );
+        r.register(
+            "resource_change_info",
+            "One series per changed resource of the last plan (bounded per environment)",
+            self.resources.clone(),
+        );
+        r.register(
+            "scan_error",
+            "1 for the reason of the last scan when it failed, 0 for every other reason",
+            self.scan_error.clone(),
+        );
+        r.register(
+            "scan_duration_seconds",
+            "Duration of the last scan",
+            self.duration.clone(),
+        );
+        r.register(
+            "last_scan_timestamp_seconds",
+            "End of the last scan (unix time)",
+            self.last_scan.clone(),
+        );
+        r.register(
+            "last_success_timestamp_seconds",
+            "End of the last scan that did not error (unix time)",
+            self.last_success.clone(),
+        );
+        r.register("scans", "Completed scans by status", self.scans.clone());
+        r.register(
+            "storage_errors",
+            "Reports that could not be written to the history",
+            self.storage_errors.clone(),
+        );
+        r.register(
+            "ignore_rules_expired",
+            "Ignore rules past their expiry date, no longer applied",
+            self.expired_rules.clone(),
+        );
+    }
+
+    /// Sets the gauges of `name` from its latest report.
+    pub(super) fn show(
+        &self,
+        name: &str,
+        report: &Report,
+        last_success: Option<DateTime<Utc>>,
+        max_series: usize,
+    ) {
+        let e = env(name);
+        self.status.get_or_create(&e).set(report.status.gauge());
+        for action in Action::COUNTED {
+            let labels = EnvAction {
+                environment: name.to_owned(),
+                action,
+            };
+            self.changed
+                .get_or_create(&labels)
+                .set(report.summary.count(action) as i64);
+        }
+        self.outside
+            .get_or_create(&e)
+            .set(report.summary.outside_terraform as i64);
+        self.ignored
+            .get_or_create(&e)
+            .set(report.summary.ignored as i64);
+        let failed = report.error.as_ref().map(|err| err.reason);
+        for reason in ErrorReason::ALL {
+            let labels = EnvReason {
+                environment: name.to_owned(),
+                reason,
+            };
+            self.scan_error
+                .get_or_create(&labels)
+                .set(i64::from(failed == Some(reason)));
+        }
+        if let Some(d) = report.duration_seconds {
+            self.duration.get_or_create(&e).set(d);
+        }
+        if let Some(t) = report.finished_at {
+            self.last_scan.get_or_create(&e).set(unix(t));
+        }
+        if let Some(t) = last_success {
+            self.last_success.get_or_create(&e).set(unix(t));
+        }
+        self.show_resources(name, report, max_series);
+    }
+
+    /// Replaces the environment's `tfdrift_resource_change_info` series whole.
+    fn show_resources(&self, name: &str, report: &Report, max_series: usize) {
+        let series: Vec<Resource> = report
+            .changes
+            .iter()
+            .filter(|c| c.action.is_counted())
+            .take(max_series)
+            .map(|c| Resource {
+                environment: name.to_owned(),
+                address: c.address.clone(),
+                r#type: c.resource_type.clone(),
+                action: c.action,
+                outside_terraform: c.outside_terraform,
+            })
+            .collect();
+        let mut known = self
+            .resource_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for old in known.remove(name).unwrap_or_default() {
+            self.resources.remove(&old);
+        }
+        for s in &series {
+            self.resources.get_or_create(s).set(1);
+        }
+        known.insert(name.to_owned(), series);
+    }
+
+    pub(super) fn count_scan(&self, name: &str, status: Status) {
+        self.scans
+            .get_or_create(&EnvStatus {
+                environment: name.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    pub(super) fn count_storage_error(&self, name: &str) {
+        self.storage_errors.get_or_create(&env(name)).inc();
+    }
+
+    pub(super) fn set_expired_rules(&self, name: &str, count: usize) {
+        self.expired_rules
+            .get_or_create(&env(name))
+            .set(count as i64);
+    }
+
+    /// Removes every series of `name`.
+    pub(super) fn forget(&self, name: &str) {
+        let e = env(name);
+        for family in [
+            &self.status,
+            &self.outside,
+            &self.ignored,
+            &self.expired_rules,
+        ] {
+            family.remove(&e);
+        }
+        for family in [&self.duration, &self.last_scan, &self.last_success] {
+            family.remove(&e);
+        }
+        self.storage_errors.remove(&e);
+        for action in Action::COUNTED {
+            self.changed.remove(&EnvAction {
+                environment: name.to_owned(),
+                action,
+            });
+        }
+        for reason in ErrorReason::ALL {
+            self.scan_error.remove(&EnvReason {
+                environment: name.to_owned(),
+                reason,
+            });
+        }
+        for status in Status::ALL {
+            self.scans.remove(&EnvStatus {
+                environment: name.to_owned(),
+                status,
+            });
+        }
+        let mut known = self
+            .resource_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for old in known.remove(name).unwrap_or_default() {
+            self.resources.remove(&old);
+        }
+    }
+}
