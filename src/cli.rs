@@ -6,8 +6,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cancel::CancellationToken;
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DEFAULT_PATH};
 use crate::logging::LogFormat;
@@ -282,9 +282,9 @@ fn unmanaged(path: &Path, format: Format) -> u8 {
     };
     let previous = crate::store::load_unmanaged(&config.storage.path);
     let result = match runtime.block_on(crate::unmanaged::check(&config, &proxmox, &cancel)) {
-        Some(Ok(result)) => result,
-        Some(Err(error)) => crate::unmanaged::Unmanaged::failed(error, previous.as_ref()),
-        None => return fail(130, "interrupted"),
+        Ok(Ok(result)) => result,
+        Ok(Err(error)) => crate::unmanaged::Unmanaged::failed(error, previous.as_ref()),
+        Err(crate::cancel::Cancelled) => return fail(130, "interrupted"),
     };
     if let Err(e) = crate::store::save_unmanaged(&config.storage.path, &result) {
         tracing::warn!(error = %e, "cannot store the check for reconcile and the exporter");

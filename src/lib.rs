@@ -16,11 +16,12 @@
 //! memory-only state that [`http`] reads; [`supervisor`] is the one task that changes it,
 //! taking [`changes`] (reloads, finished scans and checks) from a bounded queue; the
 //! [`scheduler`] runs scans, the [`watcher`] runs the [`unmanaged`]-guest check on Proxmox;
-//! [`webconfig`] is TLS and basic authentication. [`cli`] is the command line, [`logging`]
+//! [`webconfig`] is TLS and basic authentication; [`cancel`] is how every task is asked to stop. [`cli`] is the command line, [`logging`]
 //! its logs.
 
 #![forbid(unsafe_code)]
 
+pub mod cancel;
 pub mod changes;
 pub mod classify;
 pub mod cli;

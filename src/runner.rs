@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::cancel::{CancellationToken, Cancelled};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_util::sync::CancellationToken;
 
 use crate::plan::stream::{StreamSummary, push_bounded};
 
@@ -177,8 +177,6 @@ pub struct Output {
     pub status: Option<ExitStatus>,
     /// The deadline passed and the process group was interrupted.
     pub timed_out: bool,
-    /// The run was cancelled and the process group was interrupted.
-    pub cancelled: bool,
     pub stream: StreamSummary,
     pub document: Vec<u8>,
     /// Bounded head of standard error (and of human standard output).
@@ -202,6 +200,9 @@ pub enum RunError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    /// The token was cancelled and the process group was interrupted.
+    #[error("interrupted: the scan was cancelled")]
+    Cancelled(#[from] Cancelled),
     #[error("reading the output of {binary:?}: {source}")]
     Io {
         binary: String,
@@ -265,13 +266,15 @@ pub async fn run(
     )
     .await?;
     let mut text = finish(inv.binary, err_task, String::new()).await?;
+    if stop == Some(Stop::Cancelled) {
+        return Err(RunError::Cancelled(Cancelled));
+    }
     if !out_text.is_empty() {
         text.insert_str(0, &out_text);
     }
     Ok(Output {
         status,
         timed_out: stop == Some(Stop::Deadline),
-        cancelled: stop == Some(Stop::Cancelled),
         stream,
         document,
         text,

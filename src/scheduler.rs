@@ -8,11 +8,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cancel::CancellationToken;
 use chrono::{DateTime, Local, Utc};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::changes::Changes;
 use crate::config::{Config, Environment};

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use crate::cancel::CancellationToken;
 use chrono::Utc;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::changes::Change;
 use crate::config::Config;

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cancel::CancellationToken;
 use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::changes::Changes;
 use crate::config::Config;
@@ -116,7 +116,7 @@ async fn watch_loop(
             _ = cancel.cancelled() => return,
         }
         tracing::debug!("unmanaged-guest check started");
-        let Some(result) = check(&config, &proxmox, &cancel).await else {
+        let Ok(result) = check(&config, &proxmox, &cancel).await else {
             return;
         };
         let previous = checker.state.unmanaged();

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio_util::sync::CancellationToken;
+use crate::cancel::CancellationToken;
 
 /// Connections open at once; past it the longest-idle one is closed for a new one.
 const MAX_CONNECTIONS: usize = 256;

@@ -6,11 +6,11 @@ use std::path::Path;
 use chrono::Utc;
 use tokio::time::Instant;
 
+use crate::cancel::CancellationToken;
 use crate::config::Environment;
 use crate::report::{ErrorReason, Report, ScanError};
 use crate::store::LockWait;
 pub use crate::store::Stored;
-use tokio_util::sync::CancellationToken;
 
 mod files;
 mod steps;
@@ -39,7 +39,7 @@ pub async fn scan_and_store(
     let lock = match &store {
         Some(store) => match store.lock(deadline, cancel).await {
             Ok(lock) => lock,
-            Err(LockWait::Cancelled) => {
+            Err(LockWait::Cancelled(_)) => {
                 tracing::warn!(environment = %env.name, "scan cancelled while waiting for the scan lock");
                 return None;
             }
@@ -83,9 +83,7 @@ pub async fn scan_and_store(
     Some(stored)
 }
 
-/// A scan stopped by its cancellation token (shutdown, environment removed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cancelled;
+pub use crate::cancel::Cancelled;
 
 /// Scans `env` now and returns its report (not stored yet; see [`crate::store::EnvStore::keep`]).
 /// `deadline` ends the whole scan (the environment's timeout, from before any wait for its
@@ -136,7 +134,7 @@ pub async fn scan(
 #[derive(Debug, Clone, PartialEq)]
 pub enum PullError {
     /// Stopped by its cancellation token (shutdown).
-    Cancelled,
+    Cancelled(Cancelled),
     Failed(ScanError),
 }
 
@@ -152,7 +150,7 @@ pub async fn pull_state(
     let _lock = match crate::store::open_env(storage, &env.name).await {
         Ok(store) => match store.lock(deadline, cancel).await {
             Ok(lock) => lock,
-            Err(LockWait::Cancelled) => return Err(PullError::Cancelled),
+            Err(LockWait::Cancelled(c)) => return Err(PullError::Cancelled(c)),
             Err(LockWait::TimedOut) => return Err(PullError::Failed(lock_timed_out(env))),
         },
         // The pull reports the storage problem itself.
@@ -161,7 +159,7 @@ pub async fn pull_state(
     let mut pull = Scan::new(env, cancel);
     let result = pull.pull(storage, deadline).await;
     if pull.cancelled {
-        return Err(PullError::Cancelled);
+        return Err(PullError::Cancelled(Cancelled));
     }
     result.map_err(|mut error| {
         error.summary = pull.secrets.redact_text(&error.summary);

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use tokio::time::Instant;
 
+use crate::cancel::CancellationToken;
 use crate::classify::{Phase, classify};
 use crate::config::{Environment, InitMode};
 use crate::plan::ExplainOptions;
@@ -13,7 +14,6 @@ use crate::plan::stream::errors_from_text;
 use crate::report::{ErrorReason, PlanOutcome, ScanError, Tool};
 use crate::runner::{Invocation, Output, PlanArgs, RunError, StdoutMode, TfCommand, run};
 use crate::store::EnvStore;
-use tokio_util::sync::CancellationToken;
 
 use super::files::{Gathered, gather, understand_and_serve};
 
@@ -334,20 +334,20 @@ impl Scan<'_> {
             RunError::NotFound { .. } | RunError::Spawn { .. } => {
                 config_error(format!("environments.{}.binary: {e}", self.env.name))
             }
+            RunError::Cancelled(_) => {
+                self.cancelled = true;
+                ScanError {
+                    reason: ErrorReason::Terraform,
+                    summary: "scan cancelled".to_owned(),
+                    detail: String::new(),
+                }
+            }
             RunError::Io { .. } => ScanError {
                 reason: ErrorReason::Terraform,
                 summary: e.to_string(),
                 detail: String::new(),
             },
         })?;
-        if output.cancelled {
-            self.cancelled = true;
-            return Err(ScanError {
-                reason: ErrorReason::Terraform,
-                summary: "scan cancelled".to_owned(),
-                detail: String::new(),
-            });
-        }
         if output.timed_out {
             let last = self.failure(&output, phase);
             return Err(ScanError {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::cancel::{CancellationToken, Cancelled};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::env::{EnvStore, ScanLock};
 
@@ -15,7 +15,7 @@ const POLL: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockWait {
     /// `cancel` fired (shutdown, environment removed).
-    Cancelled,
+    Cancelled(Cancelled),
     /// Another process still held it at the deadline.
     TimedOut,
 }
@@ -54,7 +54,7 @@ impl EnvStore {
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                _ = cancel.cancelled() => return Err(LockWait::Cancelled),
+                _ = cancel.cancelled() => return Err(LockWait::Cancelled(Cancelled)),
             }
         }
     }

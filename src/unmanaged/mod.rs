@@ -8,10 +8,10 @@ pub mod state;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::cancel::{CancellationToken, Cancelled};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GuestIgnore, Proxmox};
 use crate::scan::{PullError, pull_state};
@@ -153,32 +153,15 @@ pub fn is_ignored(guest: &Guest, ignore: &GuestIgnore) -> bool {
             .any(|t| ignore.tags.contains(&t.to_lowercase()))
 }
 
-/// Checks now: the inventory, then every environment's state. `None` when cancelled.
+/// Checks now: the inventory, then every environment's state.
 pub async fn check(
     config: &Config,
     proxmox: &Proxmox,
     cancel: &CancellationToken,
-) -> Option<Result<Unmanaged, CheckError>> {
-    // The token's secret and the CA file are read at every check (a rotated secret is
-    // picked up): off the runtime's threads.
-    let prepared = {
-        let proxmox = proxmox.clone();
-        tokio::task::spawn_blocking(move || {
-            let secret = api::token_secret(&proxmox)?;
-            let client = Client::new(&proxmox, &secret);
-            Ok::<_, CheckError>((secret, client))
-        })
-        .await
-    };
-    let (secret, client) = match prepared {
-        Ok(Ok(prepared)) => prepared,
-        Ok(Err(e)) => return Some(Err(e)),
-        Err(e) => {
-            return Some(Err(CheckError::new(
-                CheckReason::Config,
-                format!("cannot read the [proxmox] secret and CA files: {e}"),
-            )));
-        }
+) -> Result<Result<Unmanaged, CheckError>, Cancelled> {
+    let (secret, client) = match prepare(proxmox).await {
+        Ok(prepared) => prepared,
+        Err(e) => return Ok(Err(e)),
     };
     let scrub = |mut e: CheckError| {
         e.summary = e.summary.replace(&secret, "(redacted)");
@@ -187,19 +170,62 @@ pub async fn check(
     let inventory = async { client?.guests().await };
     let guests = tokio::select! {
         guests = inventory => guests,
-        _ = cancel.cancelled() => return None,
+        _ = cancel.cancelled() => return Err(Cancelled),
     };
     let guests = match guests {
         Ok(guests) => guests,
-        Err(e) => return Some(Err(scrub(e))),
+        Err(e) => return Ok(Err(scrub(e))),
     };
     if guests.is_empty() && !proxmox.allow_empty_inventory {
-        return Some(Err(CheckError::new(
+        return Ok(Err(CheckError::new(
             CheckReason::Auth,
             "the API listed no guest: a token without VM.Audit sees none (give it the role PVEAuditor), or set proxmox.allow_empty_inventory = true if the cluster really has no guest".into(),
         )));
     }
+    let (managed, providers) = match managed_by_states(config, cancel).await? {
+        Ok(found) => found,
+        Err(e) => return Ok(Err(scrub(e))),
+    };
+    let inventory = guests.len();
+    let (ignored, unmanaged): (Vec<Guest>, Vec<Guest>) = guests
+        .into_iter()
+        .filter(|g| !managed.contains(&g.vmid))
+        .partition(|g| is_ignored(g, &proxmox.ignore));
+    Ok(Ok(Unmanaged {
+        checked_at: Some(Utc::now()),
+        guests: unmanaged,
+        guests_checked_at: None,
+        inventory,
+        ignored: ignored.len(),
+        providers,
+        error: None,
+    }))
+}
 
+/// The token's secret and the API client. Both files are read at every check (a rotated
+/// secret is picked up), off the runtime's threads; the client is an error when the CA file
+/// cannot be used.
+async fn prepare(proxmox: &Proxmox) -> Result<(String, Result<Client, CheckError>), CheckError> {
+    let proxmox = proxmox.clone();
+    tokio::task::spawn_blocking(move || {
+        let secret = api::token_secret(&proxmox)?;
+        let client = Client::new(&proxmox, &secret);
+        Ok((secret, client))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(CheckError::new(
+            CheckReason::Config,
+            format!("cannot read the [proxmox] secret and CA files: {e}"),
+        ))
+    })
+}
+
+/// The vmids every environment's state manages, and each environment's Proxmox provider.
+async fn managed_by_states(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Result<Result<(BTreeSet<u32>, BTreeMap<String, Provider>), CheckError>, Cancelled> {
     let pulls = config.environments.values().map(|env| async move {
         (
             env.name.clone(),
@@ -211,9 +237,9 @@ pub async fn check(
     for (name, pulled) in join_all(pulls).await {
         let document = match pulled {
             Ok(document) => document,
-            Err(PullError::Cancelled) => return None,
+            Err(PullError::Cancelled(c)) => return Err(c),
             Err(PullError::Failed(e)) => {
-                return Some(Err(scrub(CheckError::new(
+                return Ok(Err(CheckError::new(
                     CheckReason::State,
                     format!(
                         "environment {name}: terraform state pull failed ({}): {}{}",
@@ -221,7 +247,7 @@ pub async fn check(
                         e.summary,
                         first_lines(&e.detail)
                     ),
-                ))));
+                )));
             }
         };
         match managed_guests(&document) {
@@ -232,27 +258,14 @@ pub async fn check(
                 managed.extend(m.vmids);
             }
             Err(e) => {
-                return Some(Err(CheckError::new(
+                return Ok(Err(CheckError::new(
                     CheckReason::State,
                     format!("environment {name}: {e}"),
                 )));
             }
         }
     }
-    let inventory = guests.len();
-    let (ignored, unmanaged): (Vec<Guest>, Vec<Guest>) = guests
-        .into_iter()
-        .filter(|g| !managed.contains(&g.vmid))
-        .partition(|g| is_ignored(g, &proxmox.ignore));
-    Some(Ok(Unmanaged {
-        checked_at: Some(Utc::now()),
-        guests: unmanaged,
-        guests_checked_at: None,
-        inventory,
-        ignored: ignored.len(),
-        providers,
-        error: None,
-    }))
+    Ok(Ok((managed, providers)))
 }
 
 /// The start of a terraform error's detail, on one line.
