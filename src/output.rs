@@ -38,6 +38,42 @@ fn paint(text: &str, status: Status, colour: bool) -> String {
 fn render_one(out: &mut String, r: &Report, colour: bool) {
     let name = r.environment.as_deref().unwrap_or("plan");
     let status = paint(&r.status.as_str().to_uppercase(), r.status, colour);
+    let facts = facts_of(r);
+    let _ = writeln!(
+        out,
+        "{name}: {status}{}",
+        if facts.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", facts.join("; "))
+        }
+    );
+
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "  reason: {}", e.reason);
+        let _ = writeln!(
+            out,
+            "  error:  {}",
+            e.summary.lines().next().unwrap_or_default()
+        );
+        for line in e.detail.lines().filter(|l| !l.trim().is_empty()).take(12) {
+            let _ = writeln!(out, "          {line}");
+        }
+    }
+    table(out, &rows_of(r));
+    for ignored in &r.ignored {
+        let _ = writeln!(
+            out,
+            "  ignored: {} {} ({})",
+            ignored.address,
+            ignored.action,
+            ignored.ignored_by.as_deref().unwrap_or("ignore rule")
+        );
+    }
+}
+
+/// The counts, the tool and the duration on the status line.
+fn facts_of(r: &Report) -> Vec<String> {
     let mut facts = Vec::new();
     let counts: Vec<String> = crate::report::Action::COUNTED
         .iter()
@@ -67,57 +103,32 @@ fn render_one(out: &mut String, r: &Report, colour: bool) {
     if let Some(d) = r.duration_seconds {
         facts.push(format!("{d:.1}s"));
     }
-    let _ = writeln!(
-        out,
-        "{name}: {status}{}",
-        if facts.is_empty() {
-            String::new()
-        } else {
-            format!("  ({})", facts.join("; "))
-        }
-    );
+    facts
+}
 
-    if let Some(e) = &r.error {
-        let _ = writeln!(out, "  reason: {}", e.reason);
-        let _ = writeln!(
-            out,
-            "  error:  {}",
-            e.summary.lines().next().unwrap_or_default()
-        );
-        for line in e.detail.lines().filter(|l| !l.trim().is_empty()).take(12) {
-            let _ = writeln!(out, "          {line}");
-        }
+/// The change rows in aligned columns (the first row is the heading).
+fn table(out: &mut String, rows: &[[String; 5]]) {
+    if rows.len() <= 1 {
+        return;
     }
-    let rows = rows_of(r);
-    if rows.len() > 1 {
-        let widths: Vec<usize> = (0..4)
-            .map(|c| {
-                rows.iter()
-                    .map(|row| row[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in &rows {
-            let mut line = String::from(" ");
-            for (c, cell) in row.iter().enumerate() {
-                line.push(' ');
-                line.push_str(cell);
-                if c < 4 {
-                    line.push_str(&" ".repeat(widths[c].saturating_sub(cell.chars().count()) + 1));
-                }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| {
+            rows.iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::from(" ");
+        for (c, cell) in row.iter().enumerate() {
+            line.push(' ');
+            line.push_str(cell);
+            if c < 4 {
+                line.push_str(&" ".repeat(widths[c].saturating_sub(cell.chars().count()) + 1));
             }
-            let _ = writeln!(out, "{}", line.trim_end());
         }
-    }
-    for ignored in &r.ignored {
-        let _ = writeln!(
-            out,
-            "  ignored: {} {} ({})",
-            ignored.address,
-            ignored.action,
-            ignored.ignored_by.as_deref().unwrap_or("ignore rule")
-        );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
 }
 

@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::report::Status;
-use crate::state::{KEPT_CHANGES, State};
+use crate::report::{Change, Report, Status};
+use crate::state::{EnvView, KEPT_CHANGES, State};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -126,102 +126,118 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
     h.push_str("<h2>Environments</h2>\n<table><tr><th>Environment</th><th>Status</th><th>Last scan</th><th>Duration</th><th>Next scan</th><th>Changes</th><th>Links</th></tr>\n");
     let views = state.views();
     for (name, view) in &views {
-        let n = escape(name);
-        let (status, class, summary) = match &view.latest {
-            None => ("not scanned yet".to_owned(), "", String::new()),
-            Some(r) => {
-                let s = &r.summary;
-                let summary = match (&r.error, r.status) {
-                    (Some(e), _) => format!("{}: {}", e.reason, e.summary),
-                    (None, Status::Drift) => format!(
-                        "{} create, {} update, {} delete, {} replace ({} outside Terraform)",
-                        s.create, s.update, s.delete, s.replace, s.outside_terraform
-                    ),
-                    (None, _) => "no changes".to_owned(),
-                };
-                (r.status.as_str().to_owned(), r.status.as_str(), summary)
-            }
-        };
-        let running = if view.running { " (scanning now)" } else { "" };
-        let last = view.latest.as_ref().and_then(|r| r.finished_at);
-        let duration = view
-            .latest
-            .as_ref()
-            .and_then(|r| r.duration_seconds)
-            .map(|d| format!("{d:.1}s"))
-            .unwrap_or_else(|| "-".into());
-        let _ = writeln!(
-            h,
-            "<tr><td><a href=\"#env-{n}\">{n}</a></td><td class=\"{class}\">{}{running}</td><td>{}</td><td>{duration}</td><td>{}</td><td>{}</td>\
-<td><a href=\"/detail/{n}\">detail</a> · <a href=\"/history?environment={n}\">history</a></td></tr>",
-            escape(&status),
-            time(last),
-            time(view.next_scan),
-            escape(&summary)
-        );
+        environment_row(&mut h, name, view);
     }
     h.push_str("</table>\n");
     unmanaged_section(&mut h, state);
     for (name, view) in &views {
-        let Some(report) = &view.latest else { continue };
-        let n = escape(name);
-        let _ = writeln!(
-            h,
-            "<h2 id=\"env-{n}\">{n}: <span class=\"{0}\">{0}</span></h2>",
-            report.status.as_str()
-        );
-        if let Some(e) = &report.error {
-            let _ = writeln!(
-                h,
-                "<p><b>{}</b>: {}</p><pre>{}</pre>",
-                escape(e.reason.as_str()),
-                escape(&e.summary),
-                escape(&e.detail)
-            );
+        if let Some(report) = &view.latest {
+            environment_section(&mut h, name, view, report);
         }
-        if !report.changes.is_empty() {
-            h.push_str("<table><tr><th>Resource</th><th>Action</th><th>Outside Terraform</th><th>Attribute</th><th>Actual -&gt; expected</th></tr>\n");
-            for c in report.changes.iter().take(KEPT_CHANGES) {
-                let rows = c.attributes.len().max(1);
-                let _ = write!(
-                    h,
-                    "<tr><td rowspan=\"{rows}\"><code>{}</code></td><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{}</td>",
-                    escape(&c.address),
-                    c.action,
-                    if c.outside_terraform { "yes" } else { "no" }
-                );
-                if c.attributes.is_empty() {
-                    h.push_str("<td></td><td></td></tr>\n");
-                }
-                for (i, a) in c.attributes.iter().enumerate() {
-                    if i > 0 {
-                        h.push_str("<tr>");
-                    }
-                    let _ = writeln!(
-                        h,
-                        "<td><code>{}</code></td><td><code>{}</code> -&gt; <code>{}</code></td></tr>",
-                        escape(&a.path),
-                        escape(&value(&a.actual)),
-                        escape(&value(&a.expected))
-                    );
-                }
-            }
-            h.push_str("</table>\n");
-            more(&mut h, view.changes_total, &n, "changes");
-        }
-        for c in report.ignored.iter().take(KEPT_CHANGES) {
-            let _ = writeln!(
-                h,
-                "<p>ignored: <code>{}</code> {} ({})</p>",
-                escape(&c.address),
-                c.action,
-                escape(c.ignored_by.as_deref().unwrap_or(""))
-            );
-        }
-        more(&mut h, view.ignored_total, &n, "ignored changes");
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// One environment's line in the landing page's table.
+fn environment_row(h: &mut String, name: &str, view: &EnvView) {
+    let n = escape(name);
+    let (status, class, summary) = match &view.latest {
+        None => ("not scanned yet".to_owned(), "", String::new()),
+        Some(r) => {
+            let s = &r.summary;
+            let summary = match (&r.error, r.status) {
+                (Some(e), _) => format!("{}: {}", e.reason, e.summary),
+                (None, Status::Drift) => format!(
+                    "{} create, {} update, {} delete, {} replace ({} outside Terraform)",
+                    s.create, s.update, s.delete, s.replace, s.outside_terraform
+                ),
+                (None, _) => "no changes".to_owned(),
+            };
+            (r.status.as_str().to_owned(), r.status.as_str(), summary)
+        }
+    };
+    let running = if view.running { " (scanning now)" } else { "" };
+    let last = view.latest.as_ref().and_then(|r| r.finished_at);
+    let duration = view
+        .latest
+        .as_ref()
+        .and_then(|r| r.duration_seconds)
+        .map(|d| format!("{d:.1}s"))
+        .unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        h,
+        "<tr><td><a href=\"#env-{n}\">{n}</a></td><td class=\"{class}\">{}{running}</td><td>{}</td><td>{duration}</td><td>{}</td><td>{}</td>\
+<td><a href=\"/detail/{n}\">detail</a> · <a href=\"/history?environment={n}\">history</a></td></tr>",
+        escape(&status),
+        time(last),
+        time(view.next_scan),
+        escape(&summary)
+    );
+}
+
+/// One environment's last report: its error, its changes and its ignored changes.
+fn environment_section(h: &mut String, name: &str, view: &EnvView, report: &Report) {
+    let n = escape(name);
+    let _ = writeln!(
+        h,
+        "<h2 id=\"env-{n}\">{n}: <span class=\"{0}\">{0}</span></h2>",
+        report.status.as_str()
+    );
+    if let Some(e) = &report.error {
+        let _ = writeln!(
+            h,
+            "<p><b>{}</b>: {}</p><pre>{}</pre>",
+            escape(e.reason.as_str()),
+            escape(&e.summary),
+            escape(&e.detail)
+        );
+    }
+    if !report.changes.is_empty() {
+        changes_table(h, &report.changes);
+        more(h, view.changes_total, &n, "changes");
+    }
+    for c in report.ignored.iter().take(KEPT_CHANGES) {
+        let _ = writeln!(
+            h,
+            "<p>ignored: <code>{}</code> {} ({})</p>",
+            escape(&c.address),
+            c.action,
+            escape(c.ignored_by.as_deref().unwrap_or(""))
+        );
+    }
+    more(h, view.ignored_total, &n, "ignored changes");
+}
+
+/// The changes, one row per attribute: actual -> expected.
+fn changes_table(h: &mut String, changes: &[Change]) {
+    h.push_str("<table><tr><th>Resource</th><th>Action</th><th>Outside Terraform</th><th>Attribute</th><th>Actual -&gt; expected</th></tr>\n");
+    for c in changes.iter().take(KEPT_CHANGES) {
+        let rows = c.attributes.len().max(1);
+        let _ = write!(
+            h,
+            "<tr><td rowspan=\"{rows}\"><code>{}</code></td><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{}</td>",
+            escape(&c.address),
+            c.action,
+            if c.outside_terraform { "yes" } else { "no" }
+        );
+        if c.attributes.is_empty() {
+            h.push_str("<td></td><td></td></tr>\n");
+        }
+        for (i, a) in c.attributes.iter().enumerate() {
+            if i > 0 {
+                h.push_str("<tr>");
+            }
+            let _ = writeln!(
+                h,
+                "<td><code>{}</code></td><td><code>{}</code> -&gt; <code>{}</code></td></tr>",
+                escape(&a.path),
+                escape(&value(&a.actual)),
+                escape(&value(&a.expected))
+            );
+        }
+    }
+    h.push_str("</table>\n");
 }
 
 /// "and N more" under a list cut at [`KEPT_CHANGES`], with the link to the whole report.

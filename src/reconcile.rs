@@ -134,60 +134,7 @@ pub fn guide(env: &Environment, report: &Report, exporter: &str) -> String {
         "Nothing below has been run. For each resource, choose one way:\n"
     );
     for change in counted {
-        let origin = if change.outside_terraform {
-            "changed outside Terraform"
-        } else {
-            "code not applied yet"
-        };
-        let _ = writeln!(out, "## {} ({}, {origin})", change.address, change.action);
-        let revert = format!(
-            "{tf} {chdir} apply{var_files} -target={}",
-            shell_quote(&change.address)
-        );
-        match change.action {
-            Action::Update | Action::Replace => {
-                let _ = writeln!(out, "revert (make it match the code again):\n    {revert}");
-                let causes: Vec<_> = change
-                    .attributes
-                    .iter()
-                    .filter(|a| !marker(&a.expected))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "adopt (keep what it is now: write this into the resource's code):"
-                );
-                for a in causes {
-                    let value = if a.actual == Value::String(SENSITIVE.to_owned()) {
-                        "\"<sensitive: write the value yourself>\"".to_owned()
-                    } else {
-                        hcl(&a.actual, 2)
-                    };
-                    if is_identifier(&a.path) {
-                        let _ = writeln!(out, "    {} = {value}", a.path);
-                    } else {
-                        let _ =
-                            writeln!(out, "    # {} (inside a block or object): {value}", a.path);
-                    }
-                }
-            }
-            Action::Create => {
-                let _ = writeln!(
-                    out,
-                    "revert (create it again as the code declares):\n    {revert}\nadopt (it is gone for good: drop it from the code, and from the state without destroying anything):\n    remove its resource block, and add:\n    removed {{\n      from = {}\n      lifecycle {{\n        destroy = false\n      }}\n    }}\n    (or: {tf} {chdir} state rm {})",
-                    change.address.split('[').next().unwrap_or(&change.address),
-                    shell_quote(&change.address)
-                );
-            }
-            Action::Delete => {
-                let _ = writeln!(
-                    out,
-                    "revert (destroy it, as the code no longer declares it):\n    {revert}\nadopt (keep it: put its resource block back in the code; `{tf} {chdir} state show {}` shows its values)",
-                    shell_quote(&change.address)
-                );
-            }
-            Action::Move | Action::Import | Action::Forget => {}
-        }
-        out.push('\n');
+        resource_guide(&mut out, change, &tf, &chdir, &var_files);
     }
     let _ = writeln!(
         out,
@@ -201,6 +148,68 @@ pub fn guide(env: &Environment, report: &Report, exporter: &str) -> String {
         );
     }
     out
+}
+
+/// One resource: how to revert it with terraform, and how to adopt it in the code.
+fn resource_guide(out: &mut String, change: &Change, tf: &str, chdir: &str, var_files: &str) {
+    let origin = if change.outside_terraform {
+        "changed outside Terraform"
+    } else {
+        "code not applied yet"
+    };
+    let _ = writeln!(out, "## {} ({}, {origin})", change.address, change.action);
+    let revert = format!(
+        "{tf} {chdir} apply{var_files} -target={}",
+        shell_quote(&change.address)
+    );
+    match change.action {
+        Action::Update | Action::Replace => {
+            let _ = writeln!(out, "revert (make it match the code again):\n    {revert}");
+            adopt_attributes(out, change);
+        }
+        Action::Create => {
+            let _ = writeln!(
+                out,
+                "revert (create it again as the code declares):\n    {revert}\nadopt (it is gone for good: drop it from the code, and from the state without destroying anything):\n    remove its resource block, and add:\n    removed {{\n      from = {}\n      lifecycle {{\n        destroy = false\n      }}\n    }}\n    (or: {tf} {chdir} state rm {})",
+                change.address.split('[').next().unwrap_or(&change.address),
+                shell_quote(&change.address)
+            );
+        }
+        Action::Delete => {
+            let _ = writeln!(
+                out,
+                "revert (destroy it, as the code no longer declares it):\n    {revert}\nadopt (keep it: put its resource block back in the code; `{tf} {chdir} state show {}` shows its values)",
+                shell_quote(&change.address)
+            );
+        }
+        Action::Move | Action::Import | Action::Forget => {}
+    }
+    out.push('\n');
+}
+
+/// The values to write into the code to keep an updated resource as it is now.
+fn adopt_attributes(out: &mut String, change: &Change) {
+    let causes: Vec<_> = change
+        .attributes
+        .iter()
+        .filter(|a| !marker(&a.expected))
+        .collect();
+    let _ = writeln!(
+        out,
+        "adopt (keep what it is now: write this into the resource's code):"
+    );
+    for a in causes {
+        let value = if a.actual == Value::String(SENSITIVE.to_owned()) {
+            "\"<sensitive: write the value yourself>\"".to_owned()
+        } else {
+            hcl(&a.actual, 2)
+        };
+        if is_identifier(&a.path) {
+            let _ = writeln!(out, "    {} = {value}", a.path);
+        } else {
+            let _ = writeln!(out, "    # {} (inside a block or object): {value}", a.path);
+        }
+    }
 }
 
 /// The part of the guide that adopts guests created outside Terraform: `import` blocks in

@@ -291,6 +291,18 @@ pub struct PlanOutcome {
     pub tool_version: Option<String>,
 }
 
+impl PlanOutcome {
+    /// A plan that was really made and changes nothing.
+    pub fn no_changes() -> PlanOutcome {
+        PlanOutcome {
+            changes: Vec::new(),
+            ignored: Vec::new(),
+            error: None,
+            tool_version: None,
+        }
+    }
+}
+
 impl Report {
     /// A report built from an understood plan; status follows from the changes.
     pub fn from_outcome(outcome: PlanOutcome) -> Report {

@@ -279,77 +279,14 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
 
 /// The TLS settings of `file`, certificates and keys read (paths relative to its directory).
 fn server_config(tls: RawTls, file: &Path) -> Result<ServerConfig, WebConfigError> {
-    let base = file.parent().unwrap_or(Path::new("."));
-    let err = |k: &str, message: String| WebConfigError {
-        file: file.to_owned(),
-        key: format!("tls_server_config.{k}"),
-        message,
-    };
-    let path = |p: &Path| {
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            base.join(p)
-        }
-    };
-    let cert_file = tls.cert_file.as_deref().map(path).ok_or_else(|| {
-        err(
-            "cert_file",
-            "missing: the server's certificate (PEM)".to_owned(),
-        )
-    })?;
-    let key_file = tls.key_file.as_deref().map(path).ok_or_else(|| {
-        err(
-            "key_file",
-            "missing: the server's private key (PEM)".to_owned(),
-        )
-    })?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
-        .and_then(|i| i.collect::<Result<_, _>>())
-        .map_err(|e| err("cert_file", format!("{}: {e}", cert_file.display())))?;
-    if certs.is_empty() {
-        return Err(err(
-            "cert_file",
-            format!("{}: no certificate", cert_file.display()),
-        ));
-    }
-    let private = PrivateKeyDer::from_pem_file(&key_file)
-        .map_err(|e| err("key_file", format!("{}: {e}", key_file.display())))?;
-
-    let min = tls.min_version.unwrap_or(TlsVersion::TLS12);
-    let max = tls.max_version.unwrap_or(TlsVersion::TLS13);
-    if min > max {
-        return Err(err("min_version", "is above max_version".into()));
-    }
-    let versions: Vec<&'static SupportedProtocolVersion> =
-        [(TlsVersion::TLS12, &TLS12), (TlsVersion::TLS13, &TLS13)]
-            .into_iter()
-            .filter(|(v, _)| (min..=max).contains(v))
-            .map(|(_, p)| p)
-            .collect();
-
+    let err = |k: &str, message: String| key_error(file, k, message);
+    let (certs, private) = identity(&tls, file)?;
+    let versions = protocol_versions(&tls, file)?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| err("min_version", e.to_string()))?;
     let auth_type = tls.client_auth_type.unwrap_or(ClientAuth::NoClientCert);
-    let client_roots = || -> Result<Arc<RootCertStore>, WebConfigError> {
-        let file = tls.client_ca_file.as_deref().map(path).ok_or_else(|| err("client_ca_file", format!(
-                "missing: client_auth_type {auth_type:?} needs the CA that signs client certificates"
-            )))?;
-        let mut roots = RootCertStore::empty();
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&file)
-            .and_then(|i| i.collect::<Result<_, _>>())
-            .map_err(|e| err("client_ca_file", format!("{}: {e}", file.display())))?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(err(
-                "client_ca_file",
-                format!("{}: no usable certificate", file.display()),
-            ));
-        }
-        Ok(Arc::new(roots))
-    };
     let builder = match auth_type {
         ClientAuth::NoClientCert => {
             if tls.client_ca_file.is_some() {
@@ -358,8 +295,8 @@ fn server_config(tls: RawTls, file: &Path) -> Result<ServerConfig, WebConfigErro
             builder.with_no_client_auth()
         }
         ClientAuth::RequireAndVerifyClientCert | ClientAuth::VerifyClientCertIfGiven => {
-            let mut verifier =
-                WebPkiClientVerifier::builder_with_provider(client_roots()?, provider);
+            let roots = client_roots(&tls, file, auth_type)?;
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
             if auth_type == ClientAuth::VerifyClientCertIfGiven {
                 verifier = verifier.allow_unauthenticated();
             }
@@ -382,6 +319,112 @@ fn server_config(tls: RawTls, file: &Path) -> Result<ServerConfig, WebConfigErro
         .map_err(|e| err("key_file", format!("does not match cert_file: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// An error under `tls_server_config.KEY` of the web configuration `file`.
+fn key_error(file: &Path, key: &str, message: String) -> WebConfigError {
+    WebConfigError {
+        file: file.to_owned(),
+        key: format!("tls_server_config.{key}"),
+        message,
+    }
+}
+
+/// `p` as written, or taken from the web configuration file's directory.
+fn resolve(file: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        file.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// The server's certificate chain and private key.
+fn identity(
+    tls: &RawTls,
+    file: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), WebConfigError> {
+    let err = |k: &str, message: String| key_error(file, k, message);
+    let cert_file = tls
+        .cert_file
+        .as_deref()
+        .map(|p| resolve(file, p))
+        .ok_or_else(|| {
+            err(
+                "cert_file",
+                "missing: the server's certificate (PEM)".to_owned(),
+            )
+        })?;
+    let key_file = tls
+        .key_file
+        .as_deref()
+        .map(|p| resolve(file, p))
+        .ok_or_else(|| {
+            err(
+                "key_file",
+                "missing: the server's private key (PEM)".to_owned(),
+            )
+        })?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| err("cert_file", format!("{}: {e}", cert_file.display())))?;
+    if certs.is_empty() {
+        return Err(err(
+            "cert_file",
+            format!("{}: no certificate", cert_file.display()),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(&key_file)
+        .map_err(|e| err("key_file", format!("{}: {e}", key_file.display())))?;
+    Ok((certs, private))
+}
+
+/// The TLS versions between `min_version` and `max_version` (1.2 and 1.3 by default).
+fn protocol_versions(
+    tls: &RawTls,
+    file: &Path,
+) -> Result<Vec<&'static SupportedProtocolVersion>, WebConfigError> {
+    let min = tls.min_version.unwrap_or(TlsVersion::TLS12);
+    let max = tls.max_version.unwrap_or(TlsVersion::TLS13);
+    if min > max {
+        return Err(key_error(
+            file,
+            "min_version",
+            "is above max_version".into(),
+        ));
+    }
+    Ok([(TlsVersion::TLS12, &TLS12), (TlsVersion::TLS13, &TLS13)]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// The CAs that sign the client certificates `auth_type` verifies.
+fn client_roots(
+    tls: &RawTls,
+    file: &Path,
+    auth_type: ClientAuth,
+) -> Result<Arc<RootCertStore>, WebConfigError> {
+    let err = |k: &str, message: String| key_error(file, k, message);
+    let ca = tls.client_ca_file.as_deref().map(|p| resolve(file, p)).ok_or_else(|| {
+        err(
+            "client_ca_file",
+            format!("missing: client_auth_type {auth_type:?} needs the CA that signs client certificates"),
+        )
+    })?;
+    let mut roots = RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ca)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| err("client_ca_file", format!("{}: {e}", ca.display())))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(err(
+            "client_ca_file",
+            format!("{}: no usable certificate", ca.display()),
+        ));
+    }
+    Ok(Arc::new(roots))
 }
 
 #[cfg(test)]

@@ -287,35 +287,7 @@ pub fn understand_plan_redacting(
     options: ExplainOptions,
     mut secrets: SecretCollector,
 ) -> Result<(PlanOutcome, Redactor), PlanError> {
-    let mut g = Gathered::default();
-    let want = |key: &str| match key {
-        "resource_changes" | "resource_drift" => Want::Elements,
-        "format_version" | "terraform_version" | "errored" | "diagnostics" | "variables"
-        | "configuration" | "output_changes" => Want::Whole,
-        _ => Want::Skip,
-    };
-    let mut failure: Option<PlanError> = None;
-    let result = split(input, want, |piece| {
-        g.take(piece, &mut secrets).map_err(|e| {
-            let text = e.to_string();
-            failure = Some(e);
-            text
-        })
-    });
-    match result {
-        Ok(()) => {}
-        Err(SplitError::Piece(_)) => {
-            return Err(failure.unwrap_or(PlanError::Malformed("unreadable piece".into())));
-        }
-        Err(SplitError::Io(e)) => return Err(PlanError::Io(e)),
-        Err(e @ SplitError::Syntax { .. }) => return Err(PlanError::Malformed(e.to_string())),
-    }
-
-    match g.format_version.as_deref() {
-        None => return Err(PlanError::NoFormatVersion),
-        Some(v) if v.starts_with("0.") || v.starts_with("1.") => {}
-        Some(v) => return Err(PlanError::UnsupportedVersion(v.to_owned())),
-    }
+    let g = gather(input, &mut secrets)?;
     for name in &g.sensitive_variables {
         if let Some(raw) = g.variables.get(name).and_then(|v| v.value.as_ref()) {
             let value: Value =
@@ -347,18 +319,7 @@ pub fn understand_plan_redacting(
         redactor.redact_value(&mut attribute.expected);
     }
 
-    let error = if g.diagnostics.iter().any(Diagnostic::is_error) {
-        let mut error = classify(&g.diagnostics, Phase::Plan);
-        error.summary = redactor.redact_text(&error.summary);
-        error.detail = redactor.redact_text(&error.detail);
-        Some(error)
-    } else {
-        g.errored.unwrap_or(false).then(|| ScanError {
-            reason: ErrorReason::Terraform,
-            summary: "the plan is marked errored: terraform could not finish it".to_owned(),
-            detail: "The plan document has \"errored\": true; the errors themselves are in the plan's diagnostics, not in this file.".to_owned(),
-        })
-    };
+    let error = plan_error(&g.diagnostics, g.errored, &redactor);
     let outcome = PlanOutcome {
         changes,
         ignored: Vec::new(),
@@ -366,6 +327,60 @@ pub fn understand_plan_redacting(
         tool_version: g.terraform_version,
     };
     Ok((outcome, redactor))
+}
+
+/// The members of the plan document that matter, read in one pass; a format this code does
+/// not know is refused.
+fn gather(input: impl Read, secrets: &mut SecretCollector) -> Result<Gathered, PlanError> {
+    let mut g = Gathered::default();
+    let want = |key: &str| match key {
+        "resource_changes" | "resource_drift" => Want::Elements,
+        "format_version" | "terraform_version" | "errored" | "diagnostics" | "variables"
+        | "configuration" | "output_changes" => Want::Whole,
+        _ => Want::Skip,
+    };
+    let mut failure: Option<PlanError> = None;
+    let result = split(input, want, |piece| {
+        g.take(piece, secrets).map_err(|e| {
+            let text = e.to_string();
+            failure = Some(e);
+            text
+        })
+    });
+    match result {
+        Ok(()) => {}
+        Err(SplitError::Piece(_)) => {
+            return Err(failure.unwrap_or(PlanError::Malformed("unreadable piece".into())));
+        }
+        Err(SplitError::Io(e)) => return Err(PlanError::Io(e)),
+        Err(e @ SplitError::Syntax { .. }) => return Err(PlanError::Malformed(e.to_string())),
+    }
+
+    match g.format_version.as_deref() {
+        None => Err(PlanError::NoFormatVersion),
+        Some(v) if v.starts_with("0.") || v.starts_with("1.") => Ok(g),
+        Some(v) => Err(PlanError::UnsupportedVersion(v.to_owned())),
+    }
+}
+
+/// The error a plan document carries: its error diagnostics (redacted), or `errored`.
+fn plan_error(
+    diagnostics: &[Diagnostic],
+    errored: Option<bool>,
+    redactor: &Redactor,
+) -> Option<ScanError> {
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        let mut error = classify(diagnostics, Phase::Plan);
+        error.summary = redactor.redact_text(&error.summary);
+        error.detail = redactor.redact_text(&error.detail);
+        Some(error)
+    } else {
+        errored.unwrap_or(false).then(|| ScanError {
+            reason: ErrorReason::Terraform,
+            summary: "the plan is marked errored: terraform could not finish it".to_owned(),
+            detail: "The plan document has \"errored\": true; the errors themselves are in the plan's diagnostics, not in this file.".to_owned(),
+        })
+    }
 }
 
 fn parse<'a, T: Deserialize<'a>>(what: &str, value: &'a [u8]) -> Result<T, PlanError> {

@@ -349,30 +349,40 @@ pub fn split<R: Read>(
                     continue;
                 }
                 on(Piece::Present { key: &key }).map_err(SplitError::Piece)?;
-                r.expect(b'[', &format!("{what} (a list)"))?;
-                let mut index = 0;
-                loop {
-                    let b = r.peek_token(&what)?;
-                    if b == b']' {
-                        r.pos += 1;
-                        break;
-                    }
-                    if index > 0 {
-                        r.expect(b',', &what)?;
-                    }
-                    let element = format!("{key}[{index}]");
-                    let value = r.capture_value(&element)?;
-                    on(Piece::Element {
-                        key: &key,
-                        index,
-                        value,
-                    })
-                    .map_err(SplitError::Piece)?;
-                    index += 1;
-                }
+                elements(&mut r, &key, &what, &mut on)?;
             }
         }
     }
+    end_of_input(&mut r)
+}
+
+/// The elements of the list under `key`, each handed to `on`.
+fn elements<R: Read>(
+    r: &mut Reader<R>,
+    key: &str,
+    what: &str,
+    on: &mut impl FnMut(Piece<'_>) -> Result<(), String>,
+) -> Result<(), SplitError> {
+    r.expect(b'[', &format!("{what} (a list)"))?;
+    let mut index = 0;
+    loop {
+        let b = r.peek_token(what)?;
+        if b == b']' {
+            r.pos += 1;
+            return Ok(());
+        }
+        if index > 0 {
+            r.expect(b',', what)?;
+        }
+        let element = format!("{key}[{index}]");
+        let value = r.capture_value(&element)?;
+        on(Piece::Element { key, index, value }).map_err(SplitError::Piece)?;
+        index += 1;
+    }
+}
+
+/// Only white space may follow the document.
+fn end_of_input<R: Read>(r: &mut Reader<R>) -> Result<(), SplitError> {
     loop {
         match r.peek()? {
             None => return Ok(()),

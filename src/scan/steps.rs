@@ -205,9 +205,13 @@ impl Scan<'_> {
         };
         let inv = self.invocation(&vars, deadline);
 
-        let plan_dir = store
-            .plan_dir()
-            .map_err(|e| config_error(format!("storage.path: {e}")))?;
+        let plan_dir = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.plan_dir())
+                .await
+                .map_err(|e| config_error(format!("storage.path: {e}")))?
+                .map_err(|e| config_error(format!("storage.path: {e}")))?
+        };
         let plan_file = plan_dir.path().join("plan.tfplan");
         let plan_cmd = TfCommand::plan(&PlanArgs {
             lock_timeout: env.lock_timeout,
@@ -236,62 +240,75 @@ impl Scan<'_> {
         let exit = plan.code();
         if exit == Some(0) && !plan.stream.reported_changes {
             // The exit code never decides alone: conform needs a plan that was really made.
+            let made = tokio::fs::metadata(&plan_file)
+                .await
+                .is_ok_and(|m| m.is_file());
             let missing = plan
                 .stream
                 .incomplete()
-                .or_else(|| (!plan_file.is_file()).then_some("no plan file"));
+                .or_else(|| (!made).then_some("no plan file"));
             if let Some(missing) = missing {
                 return Err(self.not_a_plan(&plan, missing));
             }
-            return Ok(PlanOutcome {
-                changes: Vec::new(),
-                ignored: Vec::new(),
-                error: None,
-                tool_version: None,
-            });
+            return Ok(PlanOutcome::no_changes());
         }
         match exit {
             Some(0) | Some(2) => {
-                let document = plan_dir.path().join("show.json");
-                let show = self
-                    .run_step(
-                        &TfCommand::show(&plan_file),
-                        &inv,
-                        StdoutMode::File(document.clone()),
-                        Phase::Show,
-                    )
-                    .await?;
-                if show.code() != Some(0) {
-                    return Err(self.failure(&show, Phase::Show));
-                }
-                let options = ExplainOptions {
-                    refresh_only: env.refresh_only,
-                };
-                let served = store
-                    .temp_file()
-                    .map_err(|e| config_error(format!("storage.path: {e}")))?;
-                let secrets = collector();
-                // Seconds of parsing on a plan of 100 MB: off the runtime's threads.
-                let (outcome, served) = tokio::task::spawn_blocking(move || {
-                    understand_and_serve(&document, options, secrets, served)
-                })
-                .await
-                .map_err(|e| ScanError {
-                    reason: ErrorReason::Terraform,
-                    summary: format!("reading the output of show -json failed: {e}"),
-                    detail: String::new(),
-                })??;
-                match served {
-                    Ok(served) => self.served_plan = Some(served),
-                    Err(e) => {
-                        tracing::warn!(environment = %env.name, error = %e, "cannot prepare the plan for /detail/<env>/plan")
-                    }
-                }
-                Ok(outcome)
+                self.show_and_understand(&inv, &store, plan_dir.path(), &plan_file, collector())
+                    .await
             }
             _ => Err(self.failure(&plan, Phase::Plan)),
         }
         // plan_dir (and the plan file with its secrets) is removed here.
+    }
+
+    /// `show -json` of the saved plan, understood (and prepared for `/detail/<env>/plan`)
+    /// off the runtime's threads.
+    async fn show_and_understand(
+        &mut self,
+        inv: &Invocation<'_>,
+        store: &EnvStore,
+        plan_dir: &Path,
+        plan_file: &Path,
+        secrets: SecretCollector,
+    ) -> Result<PlanOutcome, ScanError> {
+        let env = self.env;
+        let document = plan_dir.join("show.json");
+        let show = self
+            .run_step(
+                &TfCommand::show(plan_file),
+                inv,
+                StdoutMode::File(document.clone()),
+                Phase::Show,
+            )
+            .await?;
+        if show.code() != Some(0) {
+            return Err(self.failure(&show, Phase::Show));
+        }
+        let options = ExplainOptions {
+            refresh_only: env.refresh_only,
+        };
+        let store = store.clone();
+        // Seconds of parsing on a plan of 100 MB: off the runtime's threads.
+        let (outcome, served) = tokio::task::spawn_blocking(move || {
+            let served = store
+                .temp_file()
+                .map_err(|e| config_error(format!("storage.path: {e}")))?;
+            understand_and_serve(&document, options, secrets, served)
+        })
+        .await
+        .map_err(|e| ScanError {
+            reason: ErrorReason::Terraform,
+            summary: format!("reading the output of show -json failed: {e}"),
+            detail: String::new(),
+        })??;
+        match served {
+            Ok(served) => self.served_plan = Some(served),
+            Err(e) => {
+                tracing::warn!(environment = %env.name, error = %e, "cannot prepare the plan for /detail/<env>/plan")
+            }
+        }
+        Ok(outcome)
     }
 
     async fn init(
