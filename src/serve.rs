@@ -96,6 +96,45 @@ pub struct Server {
     config: Config,
     web: WebConfig,
     listener: TcpListener,
+    /// SIGHUP reloads, SIGTERM/SIGINT stop: the process's signals are this exporter's
+    /// (off for an exporter embedded in another program, a test).
+    signals: bool,
+}
+
+/// The process's signals, taken over by a running exporter.
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum Asked {
+    Reload,
+    Stop(&'static str),
+}
+
+impl Signals {
+    fn install() -> Result<Signals, ServeError> {
+        let take = |kind| signal(kind).map_err(ServeError::Signals);
+        Ok(Signals {
+            hangup: take(SignalKind::hangup())?,
+            terminate: take(SignalKind::terminate())?,
+            interrupt: take(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next signal; never, without signals.
+    async fn next(signals: &mut Option<Signals>) -> Asked {
+        let Some(s) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = s.hangup.recv() => Asked::Reload,
+            _ = s.terminate.recv() => Asked::Stop("SIGTERM"),
+            _ = s.interrupt.recv() => Asked::Stop("SIGINT"),
+        }
+    }
 }
 
 /// Runs until SIGTERM/SIGINT or `stop` is cancelled.
@@ -128,7 +167,17 @@ impl Server {
             config,
             web,
             listener,
+            signals: true,
         })
+    }
+
+    /// Leaves the process's signals alone: only `stop` ends [`Server::run`], and reloads come
+    /// by `POST /-/reload`.
+    pub fn without_signals(self) -> Server {
+        Server {
+            signals: false,
+            ..self
+        }
     }
 
     /// The address the exporter listens on (the port the OS chose for port 0).
@@ -146,10 +195,13 @@ impl Server {
             config,
             web,
             listener,
+            signals,
         } = self;
-        let mut hangup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+        let mut signals = if signals {
+            Some(Signals::install()?)
+        } else {
+            None
+        };
 
         let (storage, restored) = Storage::load(&config.storage.path).await;
         let unmanaged = match &config.proxmox {
@@ -193,9 +245,10 @@ impl Server {
 
         loop {
             tokio::select! {
-                _ = hangup.recv() => { let _ = changes.reload().await; }
-                _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-                _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                asked = Signals::next(&mut signals) => match asked {
+                    Asked::Reload => { let _ = changes.reload().await; }
+                    Asked::Stop(signal) => { tracing::info!("{signal}: shutting down"); break; }
+                },
                 _ = stop.cancelled() => break,
             }
         }

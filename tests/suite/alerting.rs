@@ -301,7 +301,7 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         lab.cli_config.display()
     );
     std::fs::write(&config, &config_text).unwrap();
-    let exporter = Server::start(&config);
+    let exporter = Server::in_process(&config);
 
     let telegram = FakeTelegram::start();
     let am_port = free_port();

@@ -248,7 +248,7 @@ fn memory_raised_by_hand_reaches_metrics_and_detail_as_drift_outside_terraform()
     // The mission's test: 1 GB more RAM through the Proxmox API.
     lab.sim.raise_memory_by_hand();
     let config = lab.config("run_on_start = true");
-    let server = Server::start(&config);
+    let server = Server::in_process(&config);
     // The restored conform scan shows first; the scan at start brings the drift.
     let detail = server.wait_detail(Duration::from_secs(60), |d| {
         d["environments"]["lab"]["status"] == "drift"

@@ -9,22 +9,91 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tfdrift_exporter::cancel::CancellationToken;
+use tfdrift_exporter::serve::{self, Options};
 
 use crate::real_terraform::{S3_BACKEND, SilentServer, VM, raise_memory_in_state};
 use crate::support::{Workspace, bin, have_terraform, process_with_env, skip, terraform};
 
-/// A running exporter; stopped (SIGTERM, then SIGKILL) when dropped.
+/// A running exporter, a process or inside this test process; stopped when dropped.
 pub struct Server {
-    child: Child,
+    runs: Runs,
     pub address: String,
-    logs: mpsc::Receiver<String>,
-    /// Every line the exporter logged so far.
-    all_logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// How a test's exporter runs.
+enum Runs {
+    /// The binary, for what needs a process: its logs, signals, its pid, `kill -9`.
+    Process {
+        child: Child,
+        logs: mpsc::Receiver<String>,
+        /// Every line the exporter logged so far.
+        all_logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    },
+    /// `serve::Server` on its own runtime in this process, bound to port 0 and asked for
+    /// its address: for what only talks HTTP.
+    InProcess {
+        stop: CancellationToken,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
 }
 
 impl Server {
+    /// The exporter as a process (logs, signals, pid).
     pub fn start(config: &Path) -> Server {
         Server::start_logged(config, "")
+    }
+
+    /// The exporter in this process, on port 0: `serve::Server::bind` tells the port.
+    pub fn in_process(config: &Path) -> Server {
+        let options = Options {
+            config_path: config.to_owned(),
+            listen: Some("127.0.0.1:0".into()),
+            web_config: None,
+        };
+        let stop = CancellationToken::new();
+        let (tx, rx) = mpsc::channel();
+        let running = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let server = match serve::Server::bind(options).await {
+                    Ok(server) => server.without_signals(),
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(server.local_addr()));
+                if let Err(e) = server.run(running).await {
+                    panic!("the exporter stopped: {e}");
+                }
+            });
+        });
+        let address = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the exporter did not bind within 20 s")
+            .unwrap_or_else(|e| panic!("the exporter did not start: {e}"));
+        Server {
+            runs: Runs::InProcess {
+                stop,
+                thread: Some(thread),
+            },
+            address: address.to_string(),
+        }
+    }
+
+    fn process(&mut self) -> (&mut Child, &mpsc::Receiver<String>) {
+        match &mut self.runs {
+            Runs::Process { child, logs, .. } => (child, logs),
+            Runs::InProcess { .. } => {
+                panic!("this test needs the exporter as a process: start it with Server::start")
+            }
+        }
     }
 
     /// Starts and checks that the start-up logs (before "listening") contain `expected`.
@@ -57,10 +126,12 @@ impl Server {
             }
         });
         let mut server = Server {
-            child,
+            runs: Runs::Process {
+                child,
+                logs,
+                all_logs,
+            },
             address: String::new(),
-            logs,
-            all_logs,
         };
         if !expected.is_empty() {
             server.wait_log(expected, Duration::from_secs(20));
@@ -78,9 +149,10 @@ impl Server {
     /// Waits for a log line containing `needle`.
     pub fn wait_log(&mut self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
+        let (_, logs) = self.process();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.logs.recv_timeout(left) {
+            match logs.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(_) => panic!("no log line with {needle:?} within {limit:?}"),
@@ -122,12 +194,22 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.runs {
+            Runs::Process { child, .. } => child.id(),
+            Runs::InProcess { .. } => {
+                panic!("this test needs the exporter as a process: start it with Server::start")
+            }
+        }
     }
 
     /// Every line logged so far.
     pub fn logged(&self) -> Vec<String> {
-        self.all_logs.lock().unwrap().clone()
+        match &self.runs {
+            Runs::Process { all_logs, .. } => all_logs.lock().unwrap().clone(),
+            Runs::InProcess { .. } => {
+                panic!("this test needs the exporter as a process: start it with Server::start")
+            }
+        }
     }
 
     pub fn metrics(&self) -> String {
@@ -151,16 +233,18 @@ impl Server {
     }
 
     fn signal(&self, signal: &str) {
+        let pid = self.pid();
         Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &pid.to_string()])
             .status()
             .unwrap();
     }
 
     /// SIGKILL, as the OOM killer or `kill -9` ends it: nothing of it runs afterwards.
     pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let (child, _) = self.process();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// SIGTERM and the time until the process exited.
@@ -169,7 +253,7 @@ impl Server {
         self.signal("TERM");
         let deadline = start + Duration::from_secs(60);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process().0.try_wait().unwrap() {
                 return (status.code(), start.elapsed());
             }
             assert!(Instant::now() < deadline, "the exporter did not exit");
@@ -180,11 +264,26 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.signal("TERM");
-            std::thread::sleep(Duration::from_millis(500));
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        match &mut self.runs {
+            Runs::Process { child, .. } => {
+                if child.try_wait().ok().flatten().is_none() {
+                    self.signal("TERM");
+                    std::thread::sleep(Duration::from_millis(500));
+                    let (child, _) = self.process();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            Runs::InProcess { stop, thread } => {
+                stop.cancel();
+                if let Some(thread) = thread.take() {
+                    // A panic of the exporter's thread fails the test, unless it is failing
+                    // already.
+                    if thread.join().is_err() && !std::thread::panicking() {
+                        panic!("the in-process exporter panicked");
+                    }
+                }
+            }
         }
     }
 }

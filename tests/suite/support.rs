@@ -2,6 +2,7 @@
 //! A test that cannot find what it needs says SKIP on stderr; under CI (`CI` set) it fails
 //! instead, so CI never skips.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +32,10 @@ pub fn skip(what: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("CI must not skip: {what}");
     }
-    eprintln!("SKIP: {what}");
+    // Straight to the process's standard error: the test harness captures `eprintln!` and
+    // shows it only for a failing test, so a skip would pass unseen.
+    let name = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr(), "SKIP: {name}: {what}");
 }
 
 /// `../shared/fixtures/opentofu-show-json` beside the repository (or `SHARED_DIR`).

@@ -56,8 +56,14 @@ fn have(tool: &str) -> bool {
     found
 }
 
-/// An exporter whose configuration names `web.yml` in `dir` (one environment, not scanned).
+/// An exporter in this process whose configuration names `web.yml` in `dir` (one
+/// environment, not scanned).
 fn start(dir: &Path, web: &str) -> Server {
+    Server::in_process(&configure(dir, web))
+}
+
+/// The configuration naming `web.yml` in `dir`, written.
+fn configure(dir: &Path, web: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("ws")).unwrap();
     std::fs::write(dir.join("web.yml"), web).unwrap();
     let config = dir.join("config.toml");
@@ -66,7 +72,7 @@ fn start(dir: &Path, web: &str) -> Server {
         "[web]\nconfig_file = \"web.yml\"\n[storage]\npath = \"state\"\n[defaults]\nrun_on_start = false\n[environments.lab]\ndir = \"ws\"\n",
     )
     .unwrap();
-    Server::start(&config)
+    config
 }
 
 /// `curl` with `args`; returns the HTTP status (0 when the connection failed).
@@ -270,13 +276,14 @@ fn a_reload_that_would_drop_tls_or_basic_auth_is_refused() {
     }
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    let server = start(
+    // A process: the test reads the refusal in the logs.
+    let server = Server::start(&configure(
         dir.path(),
         &format!(
             "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: {}\n",
             hash("pw")
         ),
-    );
+    ));
     let ca = pki.path("ca.crt");
     let url = |path: &str| format!("https://{}{path}", server.address);
     let reload = |expected: u16| {
