@@ -156,6 +156,8 @@ mod tests {
                 })
                 .collect(),
             ignored_by: None,
+            since: None,
+            changed_by: None,
         }
     }
 

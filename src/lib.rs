@@ -29,6 +29,7 @@ pub mod config;
 pub mod glob;
 pub mod http;
 pub mod ignore;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod orphans;

@@ -31,15 +31,7 @@ fn time(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn value(v: &serde_json::Value) -> String {
-    let text = match v {
-        serde_json::Value::String(s) if s.starts_with('(') && s.ends_with(')') => s.clone(),
-        other => other.to_string(),
-    };
-    if text.chars().count() > 120 {
-        format!("{}...", text.chars().take(117).collect::<String>())
-    } else {
-        text
-    }
+    crate::report::shown(v, 120)
 }
 
 /// Guests created outside Terraform, when `[proxmox]` is configured.

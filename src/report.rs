@@ -193,6 +193,80 @@ pub struct Change {
     /// Only on entries of `Report::ignored`: the reason of the rule that hid the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignored_by: Option<String>,
+    /// The first scan of the current drift run in which this address had a counted change
+    /// (its start), kept across failed scans and restarts.
+    #[serde(default, with = "rfc3339_seconds")]
+    pub since: Option<DateTime<Utc>>,
+    /// Who changed the guest behind this change, newest first, from the Proxmox cluster log
+    /// and task lists; `[]` when nothing was found; `None` when attribution is off or not
+    /// possible (no permission, not a guest).
+    #[serde(default)]
+    pub changed_by: Option<Vec<Attribution>>,
+}
+
+/// A value as people read it, at most `max` characters (`...` when cut): JSON, except the
+/// markers `(sensitive)` and `(known after apply)`, written bare.
+pub fn shown(v: &Value, max: usize) -> String {
+    let text = match v {
+        Value::String(s) if s.starts_with('(') && s.ends_with(')') => s.clone(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > max {
+        let kept: String = text.chars().take(max.saturating_sub(3)).collect();
+        format!("{kept}...")
+    } else {
+        text
+    }
+}
+
+impl Change {
+    /// `path: actual -> expected` of each attribute joined by `; `, each value cut at
+    /// `value_max` characters and the whole at `max` (then ending `; ...`).
+    pub fn attributes_line(&self, value_max: usize, max: usize) -> String {
+        let mut line = String::new();
+        for (i, a) in self.attributes.iter().enumerate() {
+            let item = format!(
+                "{}: {} -> {}",
+                a.path,
+                shown(&a.actual, value_max),
+                shown(&a.expected, value_max)
+            );
+            let sep = if i == 0 { "" } else { "; " };
+            // Room for this item and, unless it is the last, for "; ...".
+            let tail = if i + 1 < self.attributes.len() { 5 } else { 0 };
+            if line.chars().count() + sep.len() + item.chars().count() + tail > max {
+                line.push_str(if i == 0 { "..." } else { "; ..." });
+                break;
+            }
+            line.push_str(sep);
+            line.push_str(&item);
+        }
+        line
+    }
+}
+
+/// One entry of the Proxmox cluster log or task list about a changed guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribution {
+    /// `root@pam`, or the token's user.
+    pub user: String,
+    /// The API token's id (`apply` of `terraform@pve!apply`), when a token acted.
+    pub token: Option<String>,
+    #[serde(with = "rfc3339_seconds")]
+    pub time: Option<DateTime<Utc>>,
+    pub via: AttributionSource,
+    /// `update VM 100: -memory 3072`, or the task's type.
+    pub message: String,
+    /// The token is one of `proxmox.terraform_token_ids`: Terraform's own apply.
+    pub by_terraform: bool,
+}
+
+/// Where an attribution entry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionSource {
+    ClusterLog,
+    Task,
 }
 
 /// Counts of the changes that remain after ignore rules.
@@ -275,6 +349,18 @@ pub struct Report {
     pub duration_seconds: Option<f64>,
     pub tool: Option<Tool>,
     pub summary: Summary,
+    /// Start of the current unbroken run of drift scans (failed scans do not break it);
+    /// `None` when conform.
+    #[serde(default, with = "rfc3339_seconds")]
+    pub drift_since: Option<DateTime<Utc>>,
+    /// Only on the first conform scan after a drift run: when that drift began (the history
+    /// shows when it was resolved).
+    #[serde(
+        default,
+        with = "rfc3339_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolved_drift_since: Option<DateTime<Utc>>,
     pub changes: Vec<Change>,
     pub ignored: Vec<Change>,
     pub error: Option<ScanError>,
@@ -326,6 +412,8 @@ impl Report {
                 version: Some(version),
             }),
             summary,
+            drift_since: None,
+            resolved_drift_since: None,
             changes: outcome.changes,
             ignored: outcome.ignored,
             error: outcome.error,
@@ -343,6 +431,8 @@ impl Report {
             duration_seconds: None,
             tool: None,
             summary: Summary::default(),
+            drift_since: None,
+            resolved_drift_since: None,
             changes: Vec::new(),
             ignored: Vec::new(),
             error: Some(error),

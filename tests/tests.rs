@@ -22,6 +22,8 @@ mod explain_fixtures;
 mod faults;
 #[path = "suite/fuzz.rs"]
 mod fuzz;
+#[path = "suite/lifecycle.rs"]
+mod lifecycle;
 #[path = "suite/proxmox.rs"]
 mod proxmox;
 #[path = "suite/real_terraform.rs"]

@@ -49,6 +49,10 @@ pub(super) struct Resource {
     pub(super) r#type: String,
     pub(super) action: Action,
     pub(super) outside_terraform: bool,
+    /// `path: actual -> expected; ...`, bounded (interface §8).
+    pub(super) attributes: String,
+    /// The user of the newest attribution entry, else empty.
+    pub(super) changed_by: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

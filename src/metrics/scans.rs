@@ -14,6 +14,11 @@ use super::labels::{Env, EnvAction, EnvReason, EnvStatus, Resource};
 use super::{FloatGauge, env, unix};
 use crate::report::{Action, ErrorReason, Report, Status};
 
+/// Each value in the `attributes` label is cut at this many characters ...
+const ATTRIBUTE_VALUE_MAX: usize = 40;
+/// ... and the label at this many.
+const ATTRIBUTES_MAX: usize = 200;
+
 #[derive(Debug, Default)]
 pub(super) struct ScanMetrics {
     status: Family<Env, Gauge>,
@@ -28,6 +33,7 @@ pub(super) struct ScanMetrics {
     scans: Family<EnvStatus, Counter>,
     storage_errors: Family<Env, Counter>,
     expired_rules: Family<Env, Gauge>,
+    drift_since: Family<Env, FloatGauge>,
     /// The `tfdrift_resource_change_info` series of each environment, to replace them whole.
     resource_series: Mutex<HashMap<String, Vec<Resource>>>,
 }
@@ -86,6 +92,11 @@ impl ScanMetrics {
             self.storage_errors.clone(),
         );
         r.register(
+            "drift_since_timestamp_seconds",
+            "Start of the current drift (unix time); present only while the environment drifts",
+            self.drift_since.clone(),
+        );
+        r.register(
             "ignore_rules_expired",
             "Ignore rules past their expiry date, no longer applied",
             self.expired_rules.clone(),
@@ -136,6 +147,14 @@ impl ScanMetrics {
         if let Some(t) = last_success {
             self.last_success.get_or_create(&e).set(unix(t));
         }
+        match report.drift_since {
+            Some(t) => {
+                self.drift_since.get_or_create(&e).set(unix(t));
+            }
+            None => {
+                self.drift_since.remove(&e);
+            }
+        }
         self.show_resources(name, report, max_series);
     }
 
@@ -152,6 +171,13 @@ impl ScanMetrics {
                 r#type: c.resource_type.clone(),
                 action: c.action,
                 outside_terraform: c.outside_terraform,
+                attributes: c.attributes_line(ATTRIBUTE_VALUE_MAX, ATTRIBUTES_MAX),
+                changed_by: c
+                    .changed_by
+                    .as_ref()
+                    .and_then(|by| by.first())
+                    .map(|a| a.user.clone())
+                    .unwrap_or_default(),
             })
             .collect();
         let mut known = self
@@ -197,7 +223,12 @@ impl ScanMetrics {
         ] {
             family.remove(&e);
         }
-        for family in [&self.duration, &self.last_scan, &self.last_success] {
+        for family in [
+            &self.duration,
+            &self.last_scan,
+            &self.last_success,
+            &self.drift_since,
+        ] {
             family.remove(&e);
         }
         self.storage_errors.remove(&e);

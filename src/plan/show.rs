@@ -241,6 +241,8 @@ impl ResourceChange<'_> {
             reason,
             attributes,
             ignored_by: None,
+            since: None,
+            changed_by: None,
         }
     }
 }

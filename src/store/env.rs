@@ -205,6 +205,25 @@ impl EnvStore {
 }
 
 impl EnvStore {
+    /// The drift run as the environment's newest stored scan that did not fail left it
+    /// (walking back over failed and unreadable ones); `None` when there is none.
+    pub fn previous_run(&self) -> Option<crate::lifecycle::Run> {
+        let text = fs::read_to_string(self.layout.index(&self.env)).ok()?;
+        let lines: Vec<IndexLine> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        lines
+            .iter()
+            .rev()
+            .filter(|l| l.status != crate::report::Status::Error)
+            .find_map(|l| {
+                let path = self.layout.report(&self.env, &l.id)?;
+                let file = File::open(path).ok()?;
+                serde_json::from_reader(std::io::BufReader::new(file)).ok()
+            })
+    }
+
     /// Gives `report` its id and writes it and the served plan, off the runtime. A storage
     /// failure is logged; the report is still returned, marked as not stored.
     pub async fn keep(
@@ -216,6 +235,8 @@ impl EnvStore {
         let env = self.env.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut report = report;
+            let previous = store.previous_run();
+            crate::lifecycle::carry(&mut report, previous.as_ref());
             report.id = Some(store.new_id(&report));
             if let Err(e) = store.save_plan(plan) {
                 tracing::error!(environment = %store.env, error = %e, "cannot store the plan for /detail/<env>/plan");

@@ -33,6 +33,14 @@ pub struct ScanSummary {
     pub duration_seconds: Option<f64>,
     pub tool: Option<Tool>,
     pub summary: Summary,
+    #[serde(default, with = "crate::report::rfc3339_seconds")]
+    pub drift_since: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        with = "crate::report::rfc3339_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolved_drift_since: Option<DateTime<Utc>>,
     pub error: Option<ScanError>,
 }
 
@@ -47,6 +55,8 @@ impl From<&Report> for ScanSummary {
             duration_seconds: r.duration_seconds,
             tool: r.tool.clone(),
             summary: r.summary,
+            drift_since: r.drift_since,
+            resolved_drift_since: r.resolved_drift_since,
             error: r.error.clone(),
         }
     }

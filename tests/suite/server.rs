@@ -288,6 +288,23 @@ impl Drop for Server {
     }
 }
 
+/// The value of label `label` of the first series of `name`.
+pub fn label(text: &str, name: &str, label: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.starts_with(&format!("{name}{{")))?;
+    let start = line.find(&format!("{label}=\""))? + label.len() + 2;
+    let rest = &line[start..];
+    let mut value = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => value.push(chars.next()?),
+            '"' => return Some(value),
+            c => value.push(c),
+        }
+    }
+    None
+}
+
 /// The value of the one series of `name` whose labels contain all of `labels`.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
