@@ -17,7 +17,7 @@ pub enum Change {
     /// Read the configuration file again (SIGHUP, `POST /-/reload`); `Err` is the message.
     Reload(oneshot::Sender<Result<(), String>>),
     /// A scan ended with this report.
-    ScanFinished(Stored, oneshot::Sender<()>),
+    ScanFinished(Box<Stored>, oneshot::Sender<()>),
     /// An unmanaged-guest check ended (already stored).
     UnmanagedFinished(Unmanaged, oneshot::Sender<()>),
 }
@@ -50,7 +50,7 @@ impl Changes {
     /// Hands over a finished scan and waits until the state shows it. After shutdown
     /// the report is only on disk (the next start restores it).
     pub async fn scan_finished(&self, stored: Stored) {
-        self.apply(|applied| Change::ScanFinished(stored, applied))
+        self.apply(|applied| Change::ScanFinished(Box::new(stored), applied))
             .await;
     }
 

@@ -52,7 +52,7 @@ impl Supervisor {
                     let _ = answer.send(self.reload().await);
                 }
                 Change::ScanFinished(stored, applied) => {
-                    self.scan_finished(stored).await;
+                    self.scan_finished(*stored).await;
                     let _ = applied.send(());
                 }
                 Change::UnmanagedFinished(result, applied) => {
