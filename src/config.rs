@@ -92,6 +92,9 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Web {
     pub listen_address: SocketAddr,
+    /// How people reach the exporter (`https://monitoring.lan:9847`, no trailing slash): the
+    /// base of the links in alerts and pages; `None`: links are relative.
+    pub external_url: Option<String>,
     pub config_file: Option<PathBuf>,
 }
 

@@ -158,6 +158,7 @@ mod tests {
             ignored_by: None,
             since: None,
             changed_by: None,
+            vmid: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod glob;
+pub mod attribution;
 pub mod http;
 pub mod ignore;
 pub mod lifecycle;

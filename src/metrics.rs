@@ -15,12 +15,14 @@ use prometheus_client::registry::Registry;
 use crate::report::{Report, Status};
 use crate::unmanaged::Unmanaged;
 
+mod attribution;
 mod labels;
 mod scans;
 mod schedule;
 mod unmanaged;
 
 use labels::{Build, Env};
+use attribution::AttributionMetrics;
 use scans::ScanMetrics;
 use schedule::ScheduleMetrics;
 use unmanaged::UnmanagedMetrics;
@@ -35,6 +37,7 @@ pub struct Metrics {
     scans: ScanMetrics,
     schedule: ScheduleMetrics,
     unmanaged: UnmanagedMetrics,
+    attribution: AttributionMetrics,
     /// Bumped by every change, so that scrapes between two changes share one encoding.
     generation: AtomicU64,
     /// The last encodings: (generation, body) for text 0.0.4 and for OpenMetrics.
@@ -61,9 +64,11 @@ impl Metrics {
         let scans = ScanMetrics::default();
         let schedule = ScheduleMetrics::default();
         let unmanaged = UnmanagedMetrics::default();
+        let attribution = AttributionMetrics::default();
         scans.register(&mut registry);
         schedule.register(&mut registry);
         unmanaged.register(&mut registry);
+        attribution.register(&mut registry);
         let build: Family<Build, Gauge> = Family::default();
         build
             .get_or_create(&Build {
@@ -76,6 +81,7 @@ impl Metrics {
             scans,
             schedule,
             unmanaged,
+            attribution,
             generation: AtomicU64::new(0),
             cache: Mutex::new([None, None]),
         }
@@ -134,6 +140,13 @@ impl Metrics {
     /// every series disappears).
     pub fn show_unmanaged(&self, result: Option<&Unmanaged>, max_series: usize) {
         self.unmanaged.show(result, max_series);
+        self.touch();
+    }
+
+    /// Shows an attribution poll and the cluster-log turn-overs it saw (`None`: attribution
+    /// is off, its series disappear).
+    pub fn show_attribution(&self, status: Option<&crate::attribution::PollStatus>, new_gaps: u64) {
+        self.attribution.show(status, new_gaps);
         self.touch();
     }
 

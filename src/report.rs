@@ -202,6 +202,10 @@ pub struct Change {
     /// possible (no permission, not a guest).
     #[serde(default)]
     pub changed_by: Option<Vec<Attribution>>,
+    /// The Proxmox guest behind the change (bpg `vm_id`, Telmate `vmid`), when it is one:
+    /// what attribution looks up. Not part of the report's JSON.
+    #[serde(skip)]
+    pub vmid: Option<u32>,
 }
 
 /// A value as people read it, at most `max` characters (`...` when cut): JSON, except the

@@ -209,6 +209,16 @@ impl State {
         *current = Some(Arc::new(result));
     }
 
+    /// Takes an attribution poll (`None`: attribution is off): metrics only, the scans read
+    /// the stored status.
+    pub fn record_attribution(
+        &self,
+        status: Option<&crate::attribution::PollStatus>,
+        new_gaps: u64,
+    ) {
+        self.metrics.show_attribution(status, new_gaps);
+    }
+
     pub fn set_next_scan(&self, name: &str, next: Option<DateTime<Utc>>, interval_seconds: f64) {
         self.update(name, |v| {
             v.next_scan = next;

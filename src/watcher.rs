@@ -1,7 +1,8 @@
 //! The periodic unmanaged-guest check of the running exporter: every `proxmox.interval`
 //! (counted from the end of the last check, also across a restart), stored under
 //! `storage.path` and handed to the supervisor for the exporter's state. A reload that changes `[proxmox]`
-//! checks again at once; one that removes it stops the checks.
+//! checks again at once; one that removes it stops the checks. The attribution poller
+//! ([`crate::attribution::poller`]) runs beside it on the same settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,18 +19,24 @@ use crate::state::State;
 use crate::store::Storage;
 use crate::unmanaged::{Unmanaged, check};
 
-/// The running check task.
+/// The running check and attribution tasks.
 pub struct Watcher {
     settings: watch::Sender<Arc<Config>>,
     cancel: CancellationToken,
-    handle: std::sync::Mutex<Option<JoinHandle<()>>>,
+    handles: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Watcher {
     pub fn start(state: Arc<State>, storage: Storage, changes: Changes) -> Watcher {
         let (settings, rx) = watch::channel(state.config());
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(watch_loop(
+        let attribution = tokio::spawn(crate::attribution::poller::run(
+            state.clone(),
+            storage.clone(),
+            rx.clone(),
+            cancel.clone(),
+        ));
+        let check = tokio::spawn(watch_loop(
             Checker {
                 state,
                 storage,
@@ -41,7 +48,7 @@ impl Watcher {
         Watcher {
             settings,
             cancel,
-            handle: std::sync::Mutex::new(Some(handle)),
+            handles: std::sync::Mutex::new(vec![check, attribution]),
         }
     }
 
@@ -50,11 +57,11 @@ impl Watcher {
         let _ = self.settings.send(Arc::new(config.clone()));
     }
 
-    /// Stops the task, interrupting a running `state pull`.
+    /// Stops the tasks, interrupting a running `state pull`.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
-        let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
+        let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in handles {
             let _ = handle.await;
         }
     }

@@ -11,6 +11,9 @@ impl Config {
         let mut out = String::new();
         let _ = writeln!(out, "configuration: {} (valid)", self.file.display());
         let _ = writeln!(out, "listen address: {}", self.web.listen_address);
+        if let Some(url) = &self.web.external_url {
+            let _ = writeln!(out, "external url:   {url}");
+        }
         let _ = writeln!(
             out,
             "storage: {} (retention {})",
@@ -58,6 +61,16 @@ fn describe_proxmox(out: &mut String, p: &Proxmox) {
         (None, false) => "the system's CA certificates".to_owned(),
     };
     let _ = writeln!(out, "  tls:          {tls}");
+    let attribution = if p.attribution {
+        format!(
+            "cluster log and tasks every {} (Terraform's tokens: {})",
+            d(p.attribution_interval),
+            listed(p.terraform_token_ids.clone())
+        )
+    } else {
+        "off".to_owned()
+    };
+    let _ = writeln!(out, "  attribution:  {attribution}");
     let _ = writeln!(
         out,
         "  interval:     every {} (request timeout {})",

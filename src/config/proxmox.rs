@@ -59,6 +59,13 @@ pub struct Proxmox {
     /// Bound of one API request; each `state pull` has its environment's timeout.
     pub timeout: Duration,
     pub allow_empty_inventory: bool,
+    /// Read the cluster log and the nodes' task lists to tell who changed a guest.
+    pub attribution: bool,
+    /// How often the cluster log is read (it is a ring of 128 KiB: minutes, not hours).
+    pub attribution_interval: Duration,
+    /// The tokens Terraform applies with (`terraform@pve!apply`): their changes are
+    /// Terraform's own.
+    pub terraform_token_ids: Vec<String>,
     pub ignore: GuestIgnore,
 }
 
@@ -87,11 +94,7 @@ pub(super) fn validate_proxmox(
 ) -> Result<Proxmox, KeyError> {
     let key = |k: &str| format!("proxmox.{k}");
     let api_url = parse_api_url(&p.api_url)?;
-    let valid_token = p
-        .token_id
-        .split_once('!')
-        .is_some_and(|(user, id)| user.contains('@') && !id.is_empty() && !id.contains('='));
-    if !valid_token {
+    if !valid_token_id(&p.token_id) {
         return Err(KeyError::new(
             key("token_id"),
             format!(
@@ -120,6 +123,21 @@ pub(super) fn validate_proxmox(
         None => Duration::from_secs(30),
     };
     let ignore = guest_ignore(p.ignore)?;
+    let attribution_interval = match p.attribution_interval {
+        Some(d) => within(&key("attribution_interval"), d.0, ATTRIBUTION_INTERVAL)?,
+        None => Duration::from_secs(60),
+    };
+    if let Some((i, id)) = p
+        .terraform_token_ids
+        .iter()
+        .enumerate()
+        .find(|(_, id)| !valid_token_id(id))
+    {
+        return Err(KeyError::new(
+            key(&format!("terraform_token_ids[{i}]")),
+            format!("{id:?} is not an API token id like \"terraform@pve!apply\" (USER@REALM!TOKENID)"),
+        ));
+    }
     Ok(Proxmox {
         api_url,
         token_id: p.token_id,
@@ -129,8 +147,17 @@ pub(super) fn validate_proxmox(
         interval,
         timeout,
         allow_empty_inventory: p.allow_empty_inventory,
+        attribution: p.attribution.unwrap_or(true),
+        attribution_interval,
+        terraform_token_ids: p.terraform_token_ids,
         ignore,
     })
+}
+
+/// `USER@REALM!TOKENID`, without the secret.
+fn valid_token_id(id: &str) -> bool {
+    id.split_once('!')
+        .is_some_and(|(user, token)| user.contains('@') && !token.is_empty() && !token.contains('='))
 }
 
 /// `proxmox.api_url`: `https://HOST[:PORT]` without a path.

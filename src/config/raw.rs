@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWeb {
     pub(super) listen_address: Option<String>,
+    pub(super) external_url: Option<String>,
     pub(super) config_file: Option<PathBuf>,
 }
 
@@ -61,6 +62,10 @@ pub(super) struct RawProxmox {
     pub(super) timeout: Option<HumanDuration>,
     #[serde(default)]
     pub(super) allow_empty_inventory: bool,
+    pub(super) attribution: Option<bool>,
+    pub(super) attribution_interval: Option<HumanDuration>,
+    #[serde(default)]
+    pub(super) terraform_token_ids: Vec<String>,
     #[serde(default)]
     pub(super) ignore: RawProxmoxIgnore,
 }

@@ -41,6 +41,10 @@ pub(super) const RETENTION: Bounds = Bounds {
     min: secs(DAY),
     max: secs(3_660 * DAY),
 };
+pub(super) const ATTRIBUTION_INTERVAL: Bounds = Bounds {
+    min: secs(1),
+    max: secs(3_600),
+};
 pub(super) const PROXMOX_TIMEOUT: Bounds = Bounds {
     min: secs(1),
     max: secs(3_600),
@@ -151,6 +155,8 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         file: file.to_owned(),
         web: Web {
             listen_address,
+            external_url: external_url(raw.web.external_url.as_deref())
+                .map_err(|e| e.in_file(file))?,
             config_file: raw.web.config_file.map(|f| absolute(&f)),
         },
         storage: Storage {
@@ -166,6 +172,24 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         proxmox,
         environments,
     })
+}
+
+/// `web.external_url`: `http(s)://HOST[:PORT][/PATH]`, kept without a trailing slash.
+fn external_url(raw: Option<&str>) -> Result<Option<String>, KeyError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let url = raw.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !url.contains(['?', '#', ' ', '"', '<', '>']) => {
+            Ok(Some(url.to_owned()))
+        }
+        _ => Err(KeyError::new(
+            "web.external_url",
+            format!("{raw:?} is not a URL like \"https://monitoring.lan:9847\" (how people reach the exporter)"),
+        )),
+    }
 }
 
 /// True for names that are safe in paths, URLs and metric labels.

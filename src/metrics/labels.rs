@@ -2,6 +2,7 @@
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
+use crate::attribution::PollReason;
 use crate::report::{Action, ErrorReason, Status};
 use crate::unmanaged::CheckReason;
 use crate::unmanaged::api::GuestKind;
@@ -17,7 +18,7 @@ macro_rules! label_value_by_name {
     )*};
 }
 
-label_value_by_name!(Action, ErrorReason, Status, GuestKind, CheckReason);
+label_value_by_name!(Action, ErrorReason, Status, GuestKind, CheckReason, PollReason);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Env {
@@ -71,6 +72,11 @@ pub(super) struct GuestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Reason {
     pub(super) reason: CheckReason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct PollReasonLabel {
+    pub(super) reason: PollReason,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

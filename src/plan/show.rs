@@ -243,6 +243,7 @@ impl ResourceChange<'_> {
             ignored_by: None,
             since: None,
             changed_by: None,
+            vmid: None,
         }
     }
 }
@@ -471,8 +472,13 @@ fn change_of(rc: &ResourceChange<'_>, source: Source) -> Result<Option<Change>, 
     let Some(action) = rc.action()? else {
         return Ok(None);
     };
+    let mut vmid = None;
     let attributes = if matches!(action, Action::Update | Action::Replace) {
         let v = rc.change.values(&rc.address, source == Source::Planned)?;
+        vmid = v
+            .before
+            .as_ref()
+            .and_then(|b| crate::unmanaged::state::guest_vmid(&rc.resource_type, b));
         let (before, after) = (
             (v.before.as_ref(), Mask(v.before_sensitive.as_ref())),
             (v.after.as_ref(), Mask(v.after_sensitive.as_ref())),
@@ -491,9 +497,7 @@ fn change_of(rc: &ResourceChange<'_>, source: Source) -> Result<Option<Change>, 
     } else {
         Vec::new()
     };
-    Ok(Some(rc.to_change(
-        action,
-        source == Source::Drift,
-        attributes,
-    )))
+    let mut change = rc.to_change(action, source == Source::Drift, attributes);
+    change.vmid = vmid;
+    Ok(Some(change))
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use chrono::Utc;
 use tokio::time::Instant;
 
+use crate::attribution::{Entry, PollStatus};
 use crate::cancel::CancellationToken;
 use crate::config::Environment;
 use crate::report::{ErrorReason, Report, ScanError};
@@ -119,6 +120,15 @@ pub async fn scan(
         error.summary = scan.secrets.redact_text(&error.summary);
         error.detail = scan.secrets.redact_text(&error.detail);
     }
+    attribute(&mut report, storage, &env.name).await;
+    for entry in report
+        .changes
+        .iter_mut()
+        .filter_map(|c| c.changed_by.as_mut())
+        .flatten()
+    {
+        entry.message = scan.secrets.redact_text(&entry.message);
+    }
     if scan.tool.version.is_none() {
         scan.tool.version = report.tool.as_ref().and_then(|t| t.version.clone());
     }
@@ -128,6 +138,33 @@ pub async fn scan(
     report.finished_at = Some(Utc::now());
     report.duration_seconds = Some((clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
     Ok((report, scan.served_plan))
+}
+
+/// Says who changed the report's guests, from what the attribution poller stored (read off
+/// the runtime, and only when a change outside Terraform is a Proxmox guest).
+async fn attribute(report: &mut Report, storage: &Path, env: &str) {
+    let wanted = report
+        .changes
+        .iter()
+        .any(|c| c.vmid.is_some() && c.outside_terraform);
+    if !wanted {
+        return;
+    }
+    let (root, name) = (storage.to_owned(), env.to_owned());
+    let read = tokio::task::spawn_blocking(move || {
+        crate::store::attribution_files::<PollStatus, Entry>(&root, &name)
+    })
+    .await;
+    match read {
+        Ok(files) => crate::attribution::attach(
+            report,
+            files.status.as_ref(),
+            &files.entries,
+            files.last_conform,
+            Utc::now(),
+        ),
+        Err(e) => tracing::warn!(environment = %env, error = %e, "cannot read the attribution journal"),
+    }
 }
 
 /// Why the state of an environment could not be pulled.

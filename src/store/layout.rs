@@ -74,6 +74,16 @@ impl Layout {
     pub fn unmanaged(&self) -> PathBuf {
         self.root.join("unmanaged.json")
     }
+
+    /// What was read from the Proxmox cluster log and task lists, one entry a line.
+    pub fn attribution(&self) -> PathBuf {
+        self.root.join("attribution.jsonl")
+    }
+
+    /// The attribution poller's last status.
+    pub fn attribution_status(&self) -> PathBuf {
+        self.root.join("attribution-status.json")
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! <storage>/envs/<env>/plan.json                         the last served plan (0600)
 //! <storage>/envs/<env>/plan-XXXXXX/plan.tfplan           0700, removed after the scan
 //! <storage>/unmanaged.json                               the last unmanaged-guest check
+//! <storage>/attribution.jsonl                            what the Proxmox cluster log and tasks said
+//! <storage>/attribution-status.json                      the attribution poller's last status
 //! ```
 //!
 //! [`Storage`] is what the running exporter holds: its methods are async and do their file
@@ -17,6 +19,7 @@
 //! runs outside the runtime.
 
 mod atomic;
+mod attribution;
 mod env;
 mod history;
 mod index;
@@ -32,6 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use atomic::{StoreError, write_atomic};
+pub use attribution::{AttributionFiles, MAX_ATTRIBUTION_ENTRIES, attribution_files};
 pub use env::{EnvStore, ScanLock};
 pub use history::{History, Page, Query, Restored, ScanSummary};
 pub use index::IndexLine;

@@ -217,6 +217,15 @@ impl Client {
         parse_inventory(&body).map_err(|e| CheckError::new(CheckReason::Api, e))
     }
 
+    /// The `data` of a GET of `/api2/json{path}`.
+    pub async fn data(&self, path: &str) -> Result<serde_json::Value, CheckError> {
+        let body = self.get(path).await?;
+        let mut answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            CheckError::new(CheckReason::Api, format!("GET {path}: the answer is not JSON: {e}"))
+        })?;
+        Ok(answer["data"].take())
+    }
+
     /// One GET of `/api2/json{path}`, bounded by the request timeout as a whole.
     async fn get(&self, path: &str) -> Result<Bytes, CheckError> {
         let url = format!("{}/api2/json{path}", self.api_url);

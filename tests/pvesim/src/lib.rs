@@ -4,9 +4,12 @@
 //! response shapes of ../shared/facts/proxmox.md: token authentication
 //! (`Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET`, else `401 authentication
 //! failure`), `GET /api2/json/cluster/resources?type=vm`, guest config read and update, guest
-//! create and delete, token deletion. Everything is served over HTTPS with a CA it generates.
+//! create and delete, token deletion, the cluster log, the nodes and their task lists, and a
+//! token's effective privileges ([`audit`]). Everything is served over HTTPS with a CA it
+//! generates.
 //! A test (or a person, with curl) changes a guest "by hand" through the same API.
 
+pub mod audit;
 pub mod client;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +52,10 @@ pub struct Cluster {
     pub guests: Mutex<BTreeMap<u32, Guest>>,
     /// Valid tokens, as `USER@REALM!TOKENID=SECRET`.
     pub tokens: Mutex<BTreeSet<String>>,
+    /// Tokens (`USER@REALM!TOKENID`) whose role lacks `Sys.Syslog`, as the built-in
+    /// `PVEAuditor`: they read only their own cluster log entries.
+    pub without_syslog: Mutex<BTreeSet<String>>,
+    pub audit: audit::Audit,
 }
 
 /// The CA and the server certificate of one simulator.
@@ -112,21 +119,24 @@ fn fail(status: StatusCode, reason: &'static str) -> Response<Body> {
 }
 
 impl Cluster {
-    fn authorised(&self, req: &Request<Incoming>) -> bool {
+    /// The acting token (`USER@REALM!TOKENID`) of an authenticated request.
+    fn authorised(&self, req: &Request<Incoming>) -> Option<String> {
         let header = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        match header.and_then(|h| h.strip_prefix("PVEAPIToken=")) {
-            Some(token) => self.tokens.lock().unwrap().contains(token),
-            None => false,
+            .and_then(|v| v.to_str().ok())?;
+        let token = header.strip_prefix("PVEAPIToken=")?;
+        if !self.tokens.lock().unwrap().contains(token) {
+            return None;
         }
+        Some(token.split_once('=').map_or(token, |(id, _)| id).to_owned())
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if !self.authorised(&req) {
+        let Some(actor) = self.authorised(&req) else {
             return fail(StatusCode::UNAUTHORIZED, "authentication failure");
-        }
+        };
+        let syslog = !self.without_syslog.lock().unwrap().contains(&actor);
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
@@ -193,6 +203,9 @@ impl Cluster {
                     }
                     Method::PUT | Method::POST => {
                         apply(g, &params);
+                        let post = method == Method::POST;
+                        self.audit
+                            .config_changed(&actor, node, kind, vmid, post, &params);
                         reply(StatusCode::OK, json!({ "data": null }))
                     }
                     _ => fail(StatusCode::NOT_IMPLEMENTED, "Method not implemented"),
@@ -221,6 +234,7 @@ impl Cluster {
                     status: "running".into(),
                 };
                 apply(&mut g, &params);
+                self.audit.created(&actor, node, kind, g.vmid);
                 guests.insert(g.vmid, g);
                 reply(
                     StatusCode::OK,
@@ -239,6 +253,29 @@ impl Cluster {
                         "Configuration file does not exist",
                     ),
                 }
+            }
+            (&Method::GET, ["cluster", "log"]) => {
+                reply(StatusCode::OK, self.audit.log_answer(&query, &actor, syslog))
+            }
+            (&Method::GET, ["nodes"]) => {
+                let mut nodes: BTreeSet<String> = ["pve1".to_owned()].into();
+                nodes.extend(self.guests.lock().unwrap().values().map(|g| g.node.clone()));
+                let data: Vec<Value> = nodes
+                    .iter()
+                    .map(|n| json!({ "node": n, "status": "online" }))
+                    .collect();
+                reply(StatusCode::OK, json!({ "data": data }))
+            }
+            (&Method::GET, ["nodes", node, "tasks"]) => {
+                reply(StatusCode::OK, self.audit.tasks_answer(node, &query))
+            }
+            // The token's effective privileges on a path (`?path=/`).
+            (&Method::GET, ["access", "permissions"]) => {
+                let mut privileges = json!({ "VM.Audit": 1, "Sys.Audit": 1 });
+                if syslog {
+                    privileges["Sys.Syslog"] = json!(1);
+                }
+                reply(StatusCode::OK, json!({ "data": { "/": privileges } }))
             }
             // DELETE /access/users/{userid}/token/{tokenid}: revokes a token.
             (&Method::DELETE, ["access", "users", user, "token", token]) => {

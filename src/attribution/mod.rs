@@ -1,0 +1,191 @@
+//! Who changed a Proxmox guest, and when (../shared/facts/proxmox.md, "Who changed a guest").
+//! The [`poller`] reads the cluster log (a ring of 128 KiB: read every
+//! `proxmox.attribution_interval`, and a turn-over between two reads is said) and the nodes'
+//! task lists, and keeps what it read under `storage.path`. A scan then [`attach`]es to each
+//! change outside Terraform of a guest the entries for its vmid since the environment's last
+//! conform scan, newest first. Attribution never fails a scan: without the permission
+//! (`Sys.Syslog`) or after an API failure, `changed_by` is `null`.
+
+pub mod poller;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::report::{Attribution, AttributionSource, Report};
+
+/// Entries attached to one change, at most (the newest).
+const MAX_PER_CHANGE: usize = 20;
+
+/// One entry read from the cluster log or a task list, about one guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub vmid: u32,
+    pub node: String,
+    #[serde(with = "crate::report::rfc3339_seconds")]
+    pub time: Option<DateTime<Utc>>,
+    pub user: String,
+    pub token: Option<String>,
+    pub via: AttributionSource,
+    /// The log line (`update VM 100: -memory 3072`), or the task's type (`qmcreate`).
+    pub message: String,
+    pub by_terraform: bool,
+    /// `log:<node>:<uid>` or `task:<upid>`: an entry read twice is kept once.
+    pub key: String,
+}
+
+impl Entry {
+    fn attribution(&self) -> Attribution {
+        Attribution {
+            user: self.user.clone(),
+            token: self.token.clone(),
+            time: self.time,
+            via: self.via,
+            message: self.message.clone(),
+            by_terraform: self.by_terraform,
+        }
+    }
+}
+
+/// Why the poller could not read who changed what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PollReason {
+    /// The token lacks `Sys.Syslog` (or `Sys.Audit`) on `/`.
+    Permission,
+    Auth,
+    Connectivity,
+    Api,
+    Config,
+}
+
+impl PollReason {
+    pub const ALL: [PollReason; 5] = [
+        PollReason::Permission,
+        PollReason::Auth,
+        PollReason::Connectivity,
+        PollReason::Api,
+        PollReason::Config,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollReason::Permission => "permission",
+            PollReason::Auth => "auth",
+            PollReason::Connectivity => "connectivity",
+            PollReason::Api => "api",
+            PollReason::Config => "config",
+        }
+    }
+}
+
+impl fmt::Display for PollReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollError {
+    pub reason: PollReason,
+    pub summary: String,
+}
+
+/// The poller's last word, stored for the scans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollStatus {
+    #[serde(with = "crate::report::rfc3339_seconds")]
+    pub polled_at: Option<DateTime<Utc>>,
+    pub interval_seconds: u64,
+    pub error: Option<PollError>,
+    /// Times the cluster log turned over between two reads (entries may be lost), since
+    /// the poller started.
+    #[serde(default)]
+    pub gaps: u64,
+}
+
+impl PollStatus {
+    /// True when the entries can be trusted at `now`: the last poll succeeded, recently.
+    fn usable(&self, now: DateTime<Utc>) -> bool {
+        let fresh = self.polled_at.is_some_and(|t| {
+            (now - t).num_seconds() <= 3 * self.interval_seconds as i64 + 60
+        });
+        self.error.is_none() && fresh
+    }
+}
+
+/// The vmid a log line is about: `update VM 100: ...`, `resize ... VM 100`, `CT 101 ...`.
+pub fn vmid_of_message(message: &str) -> Option<u32> {
+    let words: Vec<&str> = message.split_whitespace().collect();
+    words.windows(2).find_map(|w| match w[0] {
+        "VM" | "CT" => w[1].trim_end_matches([':', ',']).parse().ok(),
+        _ => None,
+    })
+}
+
+/// `root@pam!admin` -> (`root@pam`, `Some("admin")`).
+pub fn split_actor(actor: &str) -> (String, Option<String>) {
+    match actor.split_once('!') {
+        Some((user, token)) => (user.to_owned(), Some(token.to_owned())),
+        None => (actor.to_owned(), None),
+    }
+}
+
+/// Sets `changed_by` on each counted change outside Terraform of a Proxmox guest: the
+/// entries for its vmid after `since` (the last conform scan), newest first, `[]` when none;
+/// `null` when the poller's status is missing, failed or stale.
+pub fn attach(
+    report: &mut Report,
+    status: Option<&PollStatus>,
+    entries: &[Entry],
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    let usable = status.is_some_and(|s| s.usable(now));
+    for change in report.changes.iter_mut() {
+        let Some(vmid) = change.vmid else { continue };
+        if !change.outside_terraform || !change.action.is_counted() {
+            continue;
+        }
+        change.changed_by = usable.then(|| {
+            entries
+                .iter()
+                .rev()
+                .filter(|e| e.vmid == vmid)
+                .filter(|e| match (since, e.time) {
+                    (Some(since), Some(t)) => t >= since,
+                    _ => true,
+                })
+                .take(MAX_PER_CHANGE)
+                .map(Entry::attribution)
+                .collect()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vmid_comes_from_the_log_line() {
+        assert_eq!(vmid_of_message("update VM 100: -memory 3072"), Some(100));
+        assert_eq!(
+            vmid_of_message("update VM 100: resize --disk scsi0 --size +1G"),
+            Some(100)
+        );
+        assert_eq!(vmid_of_message("move disk VM 120: move --disk scsi0"), Some(120));
+        assert_eq!(vmid_of_message("rollback snapshot VM 7: pre"), Some(7));
+        assert_eq!(vmid_of_message("starting task UPID:pve1:..."), None);
+    }
+
+    #[test]
+    fn a_token_is_split_from_its_user() {
+        assert_eq!(
+            split_actor("terraform@pve!apply"),
+            ("terraform@pve".into(), Some("apply".into()))
+        );
+        assert_eq!(split_actor("root@pam"), ("root@pam".into(), None));
+    }
+}

@@ -1,0 +1,329 @@
+//! The attribution poller of the running exporter: every `proxmox.attribution_interval` it
+//! checks the token's privileges, reads the cluster log and each node's task list, keeps the
+//! entries about guests it did not have yet, and stores its status for the scans. A failure
+//! is said once in the log (when its reason changes) and in `tfdrift_attribution_error`;
+//! it never touches a scan.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::{Entry, PollError, PollReason, PollStatus, split_actor, vmid_of_message};
+use crate::cancel::CancellationToken;
+use crate::config::{Config, Proxmox};
+use crate::report::AttributionSource;
+use crate::state::State;
+use crate::store::Storage;
+use crate::unmanaged::api::Client;
+use crate::unmanaged::{CheckError, CheckReason};
+
+/// Cluster log entries asked for at each read: more than a 128 KiB ring holds.
+const LOG_MAX: usize = 10_000;
+/// Tasks asked for per node at each read.
+const TASKS_MAX: usize = 1_000;
+/// How often the journal is pruned to the history's retention.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// What the poller remembers between two reads.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// Keys of the kept entries (filled from the journal at the first read).
+    seen: HashSet<String>,
+    loaded: bool,
+    /// The newest cluster log entry of the last read: (key, node, uid).
+    newest: Option<(String, String, u64)>,
+    /// Tasks are asked for from here on (the start of the last read, less a margin).
+    tasks_since: Option<DateTime<Utc>>,
+    gaps: u64,
+    /// The failure last said in the log, so that it is said once.
+    said: Option<PollReason>,
+    last_prune: Option<tokio::time::Instant>,
+}
+
+/// Polls until `cancel`, following the configuration on `settings`.
+pub async fn run(
+    state: Arc<State>,
+    storage: Storage,
+    mut settings: watch::Receiver<Arc<Config>>,
+    cancel: CancellationToken,
+) {
+    let mut cursor = Cursor::default();
+    let mut active = false;
+    loop {
+        let config = settings.borrow_and_update().clone();
+        let Some(proxmox) = config.proxmox.clone().filter(|p| p.attribution) else {
+            if active {
+                tracing::info!("attribution is off: Proxmox's cluster log is no longer read");
+                if let Err(e) = storage.save_attribution_status::<PollStatus>(None).await {
+                    tracing::warn!(error = %e, "cannot remove the attribution status");
+                }
+                state.record_attribution(None, 0);
+                cursor = Cursor::default();
+                active = false;
+            }
+            tokio::select! {
+                changed = settings.changed() => if changed.is_err() { return },
+                _ = cancel.cancelled() => return,
+            }
+            continue;
+        };
+        active = true;
+        if !cursor.loaded {
+            let kept: Vec<Entry> = storage.load_attribution().await;
+            cursor.seen = kept.into_iter().map(|e| e.key).collect();
+            cursor.loaded = true;
+        }
+        let gaps_before = cursor.gaps;
+        let status = tokio::select! {
+            status = poll(&proxmox, &storage, &mut cursor) => status,
+            _ = cancel.cancelled() => return,
+        };
+        say_once(&mut cursor, &status, &proxmox);
+        if let Err(e) = storage.save_attribution_status(Some(status.clone())).await {
+            tracing::warn!(error = %e, "cannot store the attribution status: scans attribute nothing");
+        }
+        state.record_attribution(Some(&status), cursor.gaps - gaps_before);
+        prune(&storage, &mut cursor, config.storage.retention).await;
+        tokio::select! {
+            _ = tokio::time::sleep(proxmox.attribution_interval) => {}
+            changed = settings.changed() => if changed.is_err() { return },
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Logs a failure when its reason is new, and the recovery.
+fn say_once(cursor: &mut Cursor, status: &PollStatus, proxmox: &Proxmox) {
+    let reason = status.error.as_ref().map(|e| e.reason);
+    if reason == cursor.said {
+        return;
+    }
+    match &status.error {
+        Some(e) => tracing::warn!(
+            reason = %e.reason,
+            token = %proxmox.token_id,
+            error = %e.summary,
+            "attribution unavailable: changed_by is null until Proxmox's cluster log can be read"
+        ),
+        None => tracing::info!("attribution available: Proxmox's cluster log and tasks are read"),
+    }
+    cursor.said = reason;
+}
+
+async fn prune(storage: &Storage, cursor: &mut Cursor, retention: std::time::Duration) {
+    let due = cursor
+        .last_prune
+        .is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+    if !due {
+        return;
+    }
+    cursor.last_prune = Some(tokio::time::Instant::now());
+    let oldest = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    match storage
+        .prune_attribution(move |e: &Entry| e.time.is_none_or(|t| t >= oldest))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(entries = n, "attribution journal pruned");
+            let kept: Vec<Entry> = storage.load_attribution().await;
+            cursor.seen = kept.into_iter().map(|e| e.key).collect();
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot prune the attribution journal"),
+    }
+}
+
+fn poll_error(e: CheckError, secret: &str) -> PollError {
+    let reason = match e.reason {
+        CheckReason::Auth => PollReason::Auth,
+        CheckReason::Connectivity => PollReason::Connectivity,
+        CheckReason::Config => PollReason::Config,
+        CheckReason::Api | CheckReason::State => PollReason::Api,
+    };
+    PollError {
+        reason,
+        summary: e.summary.replace(secret, "(redacted)"),
+    }
+}
+
+/// One read: privileges, the cluster log, every node's tasks. New entries are stored.
+async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> PollStatus {
+    let started = Utc::now();
+    let status = |error| PollStatus {
+        polled_at: Some(Utc::now()),
+        interval_seconds: proxmox.attribution_interval.as_secs(),
+        error,
+        gaps: 0,
+    };
+    let (secret, client) = match crate::unmanaged::prepare(proxmox).await {
+        Ok((secret, Ok(client))) => (secret, client),
+        Ok((secret, Err(e))) => return status(Some(poll_error(e, &secret))),
+        Err(e) => return status(Some(poll_error(e, ""))),
+    };
+    let read = async {
+        check_privileges(&client, &secret).await?;
+        let mut found = read_log(&client, proxmox, cursor)
+            .await
+            .map_err(|e| poll_error(e, &secret))?;
+        let tasks = read_tasks(&client, proxmox, cursor)
+            .await
+            .map_err(|e| poll_error(e, &secret))?;
+        found.extend(tasks);
+        Ok::<_, PollError>(found)
+    };
+    let found = match read.await {
+        Ok(found) => found,
+        Err(e) => return status(Some(e)),
+    };
+    let fresh: Vec<Entry> = found
+        .into_iter()
+        .filter(|e| cursor.seen.insert(e.key.clone()))
+        .collect();
+    if let Err(e) = storage.append_attribution(fresh).await {
+        tracing::warn!(error = %e, "cannot store attribution entries");
+    }
+    cursor.tasks_since = Some(started - chrono::Duration::minutes(5));
+    PollStatus {
+        gaps: cursor.gaps,
+        ..status(None)
+    }
+}
+
+/// The token must see every cluster log entry (`Sys.Syslog`) and every task (`Sys.Audit`):
+/// current Proxmox answers a token without them with its own entries only, which would
+/// look like nobody changed anything.
+async fn check_privileges(client: &Client, secret: &str) -> Result<(), PollError> {
+    let data = client
+        .data("/access/permissions?path=/")
+        .await
+        .map_err(|e| poll_error(e, secret))?;
+    let granted = |p: &str| data["/"][p].as_i64() == Some(1) || data["/"][p] == true;
+    let missing: Vec<&str> = ["Sys.Syslog", "Sys.Audit"]
+        .into_iter()
+        .filter(|p| !granted(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(PollError {
+        reason: PollReason::Permission,
+        summary: format!(
+            "the token lacks {} on / (give it a role with VM.Audit, Sys.Audit and Sys.Syslog; the built-in PVEAuditor has no Sys.Syslog)",
+            missing.join(" and ")
+        ),
+    })
+}
+
+fn by_terraform(proxmox: &Proxmox, user: &str, token: Option<&str>) -> bool {
+    token.is_some_and(|t| {
+        proxmox
+            .terraform_token_ids
+            .iter()
+            .any(|id| id == &format!("{user}!{t}"))
+    })
+}
+
+fn time_of(v: &Value) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(v.as_i64()?, 0)
+}
+
+/// The cluster log's guest entries, and whether it turned over since the last read.
+async fn read_log(
+    client: &Client,
+    proxmox: &Proxmox,
+    cursor: &mut Cursor,
+) -> Result<Vec<Entry>, CheckError> {
+    let data = client.data(&format!("/cluster/log?max={LOG_MAX}")).await?;
+    let lines = data.as_array().cloned().unwrap_or_default();
+    let key_of = |l: &Value| {
+        format!(
+            "log:{}:{}",
+            l["node"].as_str().unwrap_or(""),
+            l["uid"].as_u64().unwrap_or(0)
+        )
+    };
+    if let (Some((key, node, uid)), Some(oldest)) = (&cursor.newest, lines.last()) {
+        let still_there = lines.iter().any(|l| &key_of(l) == key);
+        let follows = oldest["node"].as_str() == Some(node.as_str())
+            && oldest["uid"].as_u64() == Some(uid + 1);
+        if !still_there && !follows {
+            cursor.gaps += 1;
+            tracing::warn!(
+                interval = %crate::schedule::human(proxmox.attribution_interval),
+                "Proxmox's cluster log turned over between two reads: entries may be lost (lower proxmox.attribution_interval)"
+            );
+        }
+    }
+    if let Some(first) = lines.first() {
+        cursor.newest = Some((
+            key_of(first),
+            first["node"].as_str().unwrap_or("").to_owned(),
+            first["uid"].as_u64().unwrap_or(0),
+        ));
+    }
+    Ok(lines
+        .iter()
+        .filter_map(|l| {
+            let message = l["msg"].as_str()?;
+            let vmid = vmid_of_message(message)?;
+            let (user, token) = split_actor(l["user"].as_str().unwrap_or(""));
+            Some(Entry {
+                vmid,
+                node: l["node"].as_str().unwrap_or("").to_owned(),
+                time: time_of(&l["time"]),
+                by_terraform: by_terraform(proxmox, &user, token.as_deref()),
+                user,
+                token,
+                via: AttributionSource::ClusterLog,
+                message: message.to_owned(),
+                key: key_of(l),
+            })
+        })
+        .collect())
+}
+
+/// The guest tasks of every node since the last read.
+async fn read_tasks(
+    client: &Client,
+    proxmox: &Proxmox,
+    cursor: &Cursor,
+) -> Result<Vec<Entry>, CheckError> {
+    let nodes = client.data("/nodes").await?;
+    let since = cursor.tasks_since.map_or(0, |t| t.timestamp());
+    let mut found = Vec::new();
+    for node in nodes.as_array().into_iter().flatten() {
+        let Some(node) = node["node"].as_str() else {
+            continue;
+        };
+        let tasks = client
+            .data(&format!(
+                "/nodes/{node}/tasks?since={since}&limit={TASKS_MAX}&source=archive"
+            ))
+            .await?;
+        for t in tasks.as_array().into_iter().flatten() {
+            let (Some(kind), Some(upid)) = (t["type"].as_str(), t["upid"].as_str()) else {
+                continue;
+            };
+            let Some(vmid) = t["id"].as_str().and_then(|id| id.parse().ok()) else {
+                continue;
+            };
+            let user = t["user"].as_str().unwrap_or("").to_owned();
+            let token = t["tokenid"].as_str().map(str::to_owned);
+            found.push(Entry {
+                vmid,
+                node: node.to_owned(),
+                time: time_of(&t["starttime"]),
+                by_terraform: by_terraform(proxmox, &user, token.as_deref()),
+                user,
+                token,
+                via: AttributionSource::Task,
+                message: kind.to_owned(),
+                key: format!("task:{upid}"),
+            });
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,175 @@
+//! The attribution journal: the entries the poller read from the Proxmox cluster log and the
+//! nodes' task lists, one JSON line each, appended as they come, pruned with the history's
+//! retention and capped at [`MAX_ATTRIBUTION_ENTRIES`] (the newest kept); and the poller's
+//! last status. Generic over the entry and status types, which belong to `attribution`.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::atomic::{StoreError, at, remove_if_present, write_atomic};
+use super::index::IndexLine;
+use super::layout::Layout;
+use super::{Storage, blocking, load_json, save_json};
+use crate::report::Status;
+
+/// Entries kept at most: a busy cluster logs a few thousand a day.
+pub const MAX_ATTRIBUTION_ENTRIES: usize = 50_000;
+
+/// What a scan reads to say who changed its guests.
+#[derive(Debug)]
+pub struct AttributionFiles<S, E> {
+    /// The poller's last status; `None`: attribution is off or never ran.
+    pub status: Option<S>,
+    /// Every kept entry, oldest first.
+    pub entries: Vec<E>,
+    /// When the environment's newest conform scan ended: changes are attributed from there.
+    pub last_conform: Option<DateTime<Utc>>,
+}
+
+fn read_entries<E: DeserializeOwned>(path: &Path) -> Vec<E> {
+    let Ok(file) = fs::File::open(path) else {
+        return Vec::new();
+    };
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+/// The poller's status, the journal, and the newest conform scan of `env` (blocking: a
+/// scan calls it off the runtime).
+pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
+    storage: &Path,
+    env: &str,
+) -> AttributionFiles<S, E> {
+    let layout = Layout::new(storage);
+    let status = match layout.attribution_status().exists() {
+        true => load_json(&layout.attribution_status()),
+        false => None,
+    };
+    let entries = match status {
+        Some(_) => read_entries(&layout.attribution()),
+        None => Vec::new(),
+    };
+    let last_conform = fs::read_to_string(layout.index(env))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<IndexLine>(l).ok())
+                .filter(|l| l.status == Status::Conform)
+                .filter_map(|l| l.finished_at)
+                .max()
+        });
+    AttributionFiles {
+        status,
+        entries,
+        last_conform,
+    }
+}
+
+impl Storage {
+    /// Every kept attribution entry, oldest first.
+    pub async fn load_attribution<E: DeserializeOwned + Send + 'static>(&self) -> Vec<E> {
+        let path = self.layout.attribution();
+        blocking("reading the attribution journal", move || {
+            read_entries(&path)
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Appends new entries to the journal (one write, then fsync).
+    pub async fn append_attribution<E: Serialize + Send + 'static>(
+        &self,
+        entries: Vec<E>,
+    ) -> Result<(), StoreError> {
+        let layout = self.layout.clone();
+        blocking("storing attribution entries", move || {
+            append(&layout, &entries)
+        })
+        .await
+        .unwrap_or_else(|| Err(failed(&self.layout)))
+    }
+
+    /// Keeps the entries `keep` accepts, at most the newest [`MAX_ATTRIBUTION_ENTRIES`],
+    /// rewritten atomically.
+    pub async fn prune_attribution<E, F>(&self, keep: F) -> Result<usize, StoreError>
+    where
+        E: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(&E) -> bool + Send + 'static,
+    {
+        let layout = self.layout.clone();
+        blocking("pruning the attribution journal", move || {
+            let path = layout.attribution();
+            let mut entries: Vec<E> = read_entries(&path);
+            let before = entries.len();
+            entries.retain(|e| keep(e));
+            let over = entries.len().saturating_sub(MAX_ATTRIBUTION_ENTRIES);
+            entries.drain(..over);
+            if entries.len() == before {
+                return Ok(0);
+            }
+            let mut text = Vec::new();
+            for e in &entries {
+                serde_json::to_writer(&mut text, e).map_err(|e| at(&path)(std::io::Error::other(e)))?;
+                text.push(b'\n');
+            }
+            write_atomic(&path, &text)?;
+            Ok(before - entries.len())
+        })
+        .await
+        .unwrap_or_else(|| Err(failed(&self.layout)))
+    }
+
+    /// Keeps the poller's status (`None`: attribution is off; the file goes, and scans
+    /// attribute nothing).
+    pub async fn save_attribution_status<S: Serialize + Send + Sync + 'static>(
+        &self,
+        status: Option<S>,
+    ) -> Result<(), StoreError> {
+        let layout = self.layout.clone();
+        blocking("storing the attribution status", move || {
+            let path = layout.attribution_status();
+            match status {
+                Some(status) => save_json(&layout, &path, &status),
+                None => remove_if_present(&path),
+            }
+        })
+        .await
+        .unwrap_or_else(|| Err(failed(&self.layout)))
+    }
+}
+
+fn failed(layout: &Layout) -> StoreError {
+    StoreError {
+        path: layout.attribution(),
+        source: std::io::Error::other("the storage task failed"),
+    }
+}
+
+fn append<E: Serialize>(layout: &Layout, entries: &[E]) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let path = layout.attribution();
+    let mut text = Vec::new();
+    for e in entries {
+        serde_json::to_writer(&mut text, e).map_err(|e| at(&path)(std::io::Error::other(e)))?;
+        text.push(b'\n');
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(at(&path))?;
+    file.write_all(&text).map_err(at(&path))?;
+    file.sync_all().map_err(at(&path))
+}
