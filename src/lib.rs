@@ -21,13 +21,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attribution;
 pub mod cancel;
 pub mod changes;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod glob;
-pub mod attribution;
 pub mod http;
 pub mod ignore;
 pub mod lifecycle;

@@ -21,8 +21,8 @@ mod scans;
 mod schedule;
 mod unmanaged;
 
-use labels::{Build, Env};
 use attribution::AttributionMetrics;
+use labels::{Build, Env};
 use scans::ScanMetrics;
 use schedule::ScheduleMetrics;
 use unmanaged::UnmanagedMetrics;

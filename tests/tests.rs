@@ -8,6 +8,8 @@ mod structure;
 
 #[path = "suite/alerting.rs"]
 mod alerting;
+#[path = "suite/attribution.rs"]
+mod attribution;
 #[path = "suite/bad_input.rs"]
 mod bad_input;
 #[path = "suite/classify_streams.rs"]

@@ -108,9 +108,9 @@ pub struct PollStatus {
 impl PollStatus {
     /// True when the entries can be trusted at `now`: the last poll succeeded, recently.
     fn usable(&self, now: DateTime<Utc>) -> bool {
-        let fresh = self.polled_at.is_some_and(|t| {
-            (now - t).num_seconds() <= 3 * self.interval_seconds as i64 + 60
-        });
+        let fresh = self
+            .polled_at
+            .is_some_and(|t| (now - t).num_seconds() <= 3 * self.interval_seconds as i64 + 60);
         self.error.is_none() && fresh
     }
 }
@@ -153,8 +153,10 @@ pub fn attach(
                 .iter()
                 .rev()
                 .filter(|e| e.vmid == vmid)
+                // The log counts in whole seconds: an entry of the conform scan's last
+                // second is kept.
                 .filter(|e| match (since, e.time) {
-                    (Some(since), Some(t)) => t >= since,
+                    (Some(since), Some(t)) => t.timestamp() >= since.timestamp(),
                     _ => true,
                 })
                 .take(MAX_PER_CHANGE)
@@ -175,7 +177,10 @@ mod tests {
             vmid_of_message("update VM 100: resize --disk scsi0 --size +1G"),
             Some(100)
         );
-        assert_eq!(vmid_of_message("move disk VM 120: move --disk scsi0"), Some(120));
+        assert_eq!(
+            vmid_of_message("move disk VM 120: move --disk scsi0"),
+            Some(120)
+        );
         assert_eq!(vmid_of_message("rollback snapshot VM 7: pre"), Some(7));
         assert_eq!(vmid_of_message("starting task UPID:pve1:..."), None);
     }

@@ -114,14 +114,13 @@ fn say_once(cursor: &mut Cursor, status: &PollStatus, proxmox: &Proxmox) {
 }
 
 async fn prune(storage: &Storage, cursor: &mut Cursor, retention: std::time::Duration) {
-    let due = cursor
-        .last_prune
-        .is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+    let due = cursor.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
     if !due {
         return;
     }
     cursor.last_prune = Some(tokio::time::Instant::now());
-    let oldest = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let oldest =
+        Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     match storage
         .prune_attribution(move |e: &Entry| e.time.is_none_or(|t| t >= oldest))
         .await

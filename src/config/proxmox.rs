@@ -135,7 +135,9 @@ pub(super) fn validate_proxmox(
     {
         return Err(KeyError::new(
             key(&format!("terraform_token_ids[{i}]")),
-            format!("{id:?} is not an API token id like \"terraform@pve!apply\" (USER@REALM!TOKENID)"),
+            format!(
+                "{id:?} is not an API token id like \"terraform@pve!apply\" (USER@REALM!TOKENID)"
+            ),
         ));
     }
     Ok(Proxmox {
@@ -156,8 +158,9 @@ pub(super) fn validate_proxmox(
 
 /// `USER@REALM!TOKENID`, without the secret.
 fn valid_token_id(id: &str) -> bool {
-    id.split_once('!')
-        .is_some_and(|(user, token)| user.contains('@') && !token.is_empty() && !token.contains('='))
+    id.split_once('!').is_some_and(|(user, token)| {
+        user.contains('@') && !token.is_empty() && !token.contains('=')
+    })
 }
 
 /// `proxmox.api_url`: `https://HOST[:PORT]` without a path.

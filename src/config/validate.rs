@@ -182,12 +182,18 @@ fn external_url(raw: Option<&str>) -> Result<Option<String>, KeyError> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !url.contains(['?', '#', ' ', '"', '<', '>']) => {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !url.contains(['?', '#', ' ', '"', '<', '>']) =>
+        {
             Ok(Some(url.to_owned()))
         }
         _ => Err(KeyError::new(
             "web.external_url",
-            format!("{raw:?} is not a URL like \"https://monitoring.lan:9847\" (how people reach the exporter)"),
+            format!(
+                "{raw:?} is not a URL like \"https://monitoring.lan:9847\" (how people reach the exporter)"
+            ),
         )),
     }
 }

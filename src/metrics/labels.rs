@@ -18,7 +18,14 @@ macro_rules! label_value_by_name {
     )*};
 }
 
-label_value_by_name!(Action, ErrorReason, Status, GuestKind, CheckReason, PollReason);
+label_value_by_name!(
+    Action,
+    ErrorReason,
+    Status,
+    GuestKind,
+    CheckReason,
+    PollReason
+);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Env {

@@ -163,7 +163,9 @@ async fn attribute(report: &mut Report, storage: &Path, env: &str) {
             files.last_conform,
             Utc::now(),
         ),
-        Err(e) => tracing::warn!(environment = %env, error = %e, "cannot read the attribution journal"),
+        Err(e) => {
+            tracing::warn!(environment = %env, error = %e, "cannot read the attribution journal")
+        }
     }
 }
 

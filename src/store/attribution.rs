@@ -58,15 +58,13 @@ pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
         Some(_) => read_entries(&layout.attribution()),
         None => Vec::new(),
     };
-    let last_conform = fs::read_to_string(layout.index(env))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<IndexLine>(l).ok())
-                .filter(|l| l.status == Status::Conform)
-                .filter_map(|l| l.finished_at)
-                .max()
-        });
+    let last_conform = fs::read_to_string(layout.index(env)).ok().and_then(|text| {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<IndexLine>(l).ok())
+            .filter(|l| l.status == Status::Conform)
+            .filter_map(|l| l.finished_at)
+            .max()
+    });
     AttributionFiles {
         status,
         entries,
@@ -118,7 +116,8 @@ impl Storage {
             }
             let mut text = Vec::new();
             for e in &entries {
-                serde_json::to_writer(&mut text, e).map_err(|e| at(&path)(std::io::Error::other(e)))?;
+                serde_json::to_writer(&mut text, e)
+                    .map_err(|e| at(&path)(std::io::Error::other(e)))?;
                 text.push(b'\n');
             }
             write_atomic(&path, &text)?;

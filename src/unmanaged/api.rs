@@ -221,7 +221,10 @@ impl Client {
     pub async fn data(&self, path: &str) -> Result<serde_json::Value, CheckError> {
         let body = self.get(path).await?;
         let mut answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            CheckError::new(CheckReason::Api, format!("GET {path}: the answer is not JSON: {e}"))
+            CheckError::new(
+                CheckReason::Api,
+                format!("GET {path}: the answer is not JSON: {e}"),
+            )
         })?;
         Ok(answer["data"].take())
     }

@@ -205,7 +205,9 @@ pub async fn check(
 /// The token's secret and the API client. Both files are read at every check (a rotated
 /// secret is picked up), off the runtime's threads; the client is an error when the CA file
 /// cannot be used.
-pub(crate) async fn prepare(proxmox: &Proxmox) -> Result<(String, Result<Client, CheckError>), CheckError> {
+pub(crate) async fn prepare(
+    proxmox: &Proxmox,
+) -> Result<(String, Result<Client, CheckError>), CheckError> {
     let proxmox = proxmox.clone();
     tokio::task::spawn_blocking(move || {
         let secret = api::token_secret(&proxmox)?;

@@ -103,7 +103,12 @@ impl Sim {
 
     /// A change "by hand", as the Proxmox UI makes it: through the API.
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> u16 {
-        let client = Client::new(&self.url, TOKEN, Some(&self.ca)).unwrap();
+        self.call_as(TOKEN, method, path, body)
+    }
+
+    /// The same with another token (`USER@REALM!ID=SECRET`, known to the cluster).
+    pub fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> u16 {
+        let client = Client::new(&self.url, token, Some(&self.ca)).unwrap();
         let runtime = self.runtime.as_ref().unwrap();
         runtime.block_on(client.call(method, path, body)).unwrap().0
     }

@@ -134,7 +134,11 @@ impl Audit {
             None => (actor.to_owned(), None),
         };
         books.tasks.push(Task {
-            upid: format!("UPID:{node}:{:08X}:{:08X}:{start:08X}:{kind}:{vmid}:{actor}:", 2000 + n, n),
+            upid: format!(
+                "UPID:{node}:{:08X}:{:08X}:{start:08X}:{kind}:{vmid}:{actor}:",
+                2000 + n,
+                n
+            ),
             node: node.into(),
             pid: 2000 + n,
             pstart: n as u64,
@@ -162,7 +166,11 @@ impl Audit {
         if kind != "qemu" || params.is_empty() {
             return;
         }
-        self.log(node, actor, &format!("update VM {vmid}: {}", config_args(params)));
+        self.log(
+            node,
+            actor,
+            &format!("update VM {vmid}: {}", config_args(params)),
+        );
         if post {
             self.task(node, actor, "qmconfig", vmid);
         }
@@ -170,7 +178,11 @@ impl Audit {
 
     /// A guest was created through the API.
     pub fn created(&self, actor: &str, node: &str, kind: &str, vmid: u32) {
-        let task = if kind == "qemu" { "qmcreate" } else { "vzcreate" };
+        let task = if kind == "qemu" {
+            "qmcreate"
+        } else {
+            "vzcreate"
+        };
         self.task(node, actor, task, vmid);
     }
 
@@ -193,7 +205,9 @@ impl Audit {
 
     /// `GET /nodes/{node}/tasks?since=&vmid=&typefilter=&limit=` (default 50), newest first.
     pub fn tasks_answer(&self, node: &str, query: &str) -> Value {
-        let since: i64 = param(query, "since").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let since: i64 = param(query, "since")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let vmid = param(query, "vmid");
         let typefilter = param(query, "typefilter");
         let limit = param(query, "limit")

@@ -254,9 +254,10 @@ impl Cluster {
                     ),
                 }
             }
-            (&Method::GET, ["cluster", "log"]) => {
-                reply(StatusCode::OK, self.audit.log_answer(&query, &actor, syslog))
-            }
+            (&Method::GET, ["cluster", "log"]) => reply(
+                StatusCode::OK,
+                self.audit.log_answer(&query, &actor, syslog),
+            ),
             (&Method::GET, ["nodes"]) => {
                 let mut nodes: BTreeSet<String> = ["pve1".to_owned()].into();
                 nodes.extend(self.guests.lock().unwrap().values().map(|g| g.node.clone()));

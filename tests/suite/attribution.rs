@@ -1,0 +1,304 @@
+//! Who changed a guest: the simulated Proxmox API (tests/pvesim, in this process) keeps a
+//! cluster log ring and task lists as the real one does; the real terraform applies through
+//! the test provider with Terraform's own token; a person changes guests by hand with
+//! another; the exporter reads the log and tasks and names them in `changed_by`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::proxmox::{Sim, TOKEN, provider_dir};
+use crate::server::{Server, metric};
+use crate::support::have_terraform;
+
+/// The token Terraform applies with (`proxmox.terraform_token_ids`).
+const TERRAFORM: &str = "terraform@pve!apply=5e1f-terraform-secret";
+/// A person in the web UI (a token of root@pam, as `pvesh` or a script would use).
+const ROOT: &str = "root@pam!admin=77aa-root-secret";
+
+/// A VM and a container applied through the provider with Terraform's token.
+struct Lab {
+    root: tempfile::TempDir,
+    sim: Sim,
+    cli_config: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Option<Lab> {
+        if !have_terraform() {
+            return None;
+        }
+        let provider = provider_dir()?;
+        let root = tempfile::tempdir().unwrap();
+        let sim = Sim::start(root.path());
+        for token in [TERRAFORM, ROOT] {
+            sim.cluster.tokens.lock().unwrap().insert(token.to_owned());
+        }
+        let cli_config = root.path().join("terraform.rc");
+        std::fs::write(
+            &cli_config,
+            format!("provider_installation {{\n  dev_overrides {{ \"example.local/test/pvesim\" = \"{}\" }}\n  direct {{}}\n}}\n", provider.display()),
+        )
+        .unwrap();
+        let ws = root.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(
+            ws.join("main.tf"),
+            format!(
+                r#"terraform {{
+  required_providers {{
+    pvesim = {{ source = "example.local/test/pvesim" }}
+  }}
+}}
+provider "pvesim" {{
+  api_url = "{}"
+  token   = "{TERRAFORM}"
+  ca_file = "{}"
+}}
+resource "pvesim_vm" "web" {{
+  vmid   = 120
+  node   = "pve1"
+  name   = "web"
+  memory = 2048
+  cores  = 2
+}}
+resource "pvesim_lxc" "dns" {{
+  vmid   = 130
+  node   = "pve1"
+  name   = "dns"
+  memory = 512
+  cores  = 1
+}}
+"#,
+                sim.url(),
+                sim.ca().display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("pve-token"),
+            TOKEN.split_once('=').unwrap().1,
+        )
+        .unwrap();
+        let lab = Lab {
+            root,
+            sim,
+            cli_config,
+        };
+        let out = Command::new("terraform")
+            .args(["apply", "-auto-approve", "-input=false", "-no-color"])
+            .current_dir(&ws)
+            .env("TF_CLI_CONFIG_FILE", &lab.cli_config)
+            .env("CHECKPOINT_DISABLE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(lab)
+    }
+
+    /// Environment `lab` and `[proxmox]` with attribution every second.
+    fn config(&self) -> PathBuf {
+        let path = self.root.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\nkill_grace = \"2s\"\ninit = \"never\"\nrun_on_start = false\n\
+                 [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\n\
+                 interval = \"1h\"\nattribution_interval = \"1s\"\nterraform_token_ids = [\"terraform@pve!apply\"]\n\
+                 [environments.lab]\ndir = \"ws\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
+                self.sim.url(),
+                self.sim.ca().display(),
+                self.cli_config.display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn by_hand(&self, token: &str, path: &str, body: Value) {
+        assert_eq!(self.sim.call_as(token, "PUT", path, Some(body)), 200);
+    }
+}
+
+/// Waits for an attribution read that began after now.
+fn next_poll(server: &Server) {
+    let after = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = server.metrics();
+        let polled = metric(&m, "tfdrift_attribution_last_poll_timestamp_seconds", &[]);
+        if polled.is_some_and(|t| t > after + 0.05) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no attribution read: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Scans `lab` now and returns the new report.
+fn scan(server: &Server) -> Value {
+    let (_, before) = server.get_json("/detail/lab");
+    assert_eq!(server.request("POST", "/scan/lab", None).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, report) = server.get_json("/detail/lab");
+        if status == 200 && !report["id"].is_null() && report["id"] != before["id"] {
+            return report;
+        }
+        assert!(Instant::now() < deadline, "no scan: {report}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn change<'r>(report: &'r Value, address: &str) -> &'r Value {
+    report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == address)
+        .unwrap_or_else(|| panic!("no change of {address}: {report}"))
+}
+
+#[test]
+fn a_person_a_terraform_token_and_a_container_edit_are_told_apart() {
+    let Some(lab) = Lab::new() else { return };
+    let server = Server::in_process(&lab.config());
+    let conform = scan(&server);
+    assert_eq!(conform["status"], "conform", "{conform}");
+
+    // root@pam raises the VM's memory by hand; the container is edited in the UI (no log).
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+    lab.by_hand(ROOT, "/nodes/pve1/lxc/130/config", json!({"memory": 1024}));
+    next_poll(&server);
+    let report = scan(&server);
+    assert_eq!(report["status"], "drift", "{report}");
+    let vm = change(&report, "pvesim_vm.web");
+    let by = &vm["changed_by"][0];
+    assert_eq!(by["user"], "root@pam", "{vm}");
+    assert_eq!(by["token"], "admin");
+    assert_eq!(by["via"], "cluster_log");
+    assert_eq!(by["by_terraform"], false);
+    assert!(
+        by["message"].as_str().unwrap().contains("memory 3072"),
+        "{by}"
+    );
+    assert!(by["time"].is_string());
+    assert_eq!(
+        change(&report, "pvesim_lxc.dns")["changed_by"],
+        json!([]),
+        "a container's config edit leaves no trace to attribute"
+    );
+    assert!(
+        server
+            .metrics()
+            .lines()
+            .any(|l| l.contains("address=\"pvesim_vm.web\"")
+                && l.contains("changed_by=\"root@pam\"")),
+        "the metric names who"
+    );
+
+    // Terraform's own token changes it again: that entry says so, and comes first.
+    lab.by_hand(
+        TERRAFORM,
+        "/nodes/pve1/qemu/120/config",
+        json!({"memory": 4096}),
+    );
+    next_poll(&server);
+    let report = scan(&server);
+    let by = &change(&report, "pvesim_vm.web")["changed_by"];
+    assert_eq!(by[0]["user"], "terraform@pve");
+    assert_eq!(by[0]["by_terraform"], true, "{by}");
+    assert_eq!(
+        by[1]["user"], "root@pam",
+        "the earlier change is still listed"
+    );
+    assert!(
+        !server
+            .request("GET", "/detail", None)
+            .2
+            .contains("sim-secret"),
+        "no token secret is shown"
+    );
+}
+
+#[test]
+fn a_token_without_sys_syslog_gives_null_the_scan_still_drifts_and_it_is_said_once() {
+    let Some(lab) = Lab::new() else { return };
+    lab.sim
+        .cluster
+        .without_syslog
+        .lock()
+        .unwrap()
+        .insert("tfdrift@pve!ci".into());
+    // A process: the test reads its logs.
+    let mut server = Server::start(&lab.config());
+    let conform = scan(&server);
+    assert_eq!(conform["status"], "conform");
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+    next_poll(&server);
+    next_poll(&server);
+    let report = scan(&server);
+    assert_eq!(
+        report["status"], "drift",
+        "never an error of the scan: {report}"
+    );
+    assert!(
+        change(&report, "pvesim_vm.web")["changed_by"].is_null(),
+        "{report}"
+    );
+    assert_eq!(
+        metric(
+            &server.metrics(),
+            "tfdrift_attribution_error",
+            &[("reason", "permission")]
+        ),
+        Some(1.0)
+    );
+    server.wait_log("attribution unavailable", Duration::from_secs(5));
+    let said = server
+        .logged()
+        .iter()
+        .filter(|l| l.contains("attribution unavailable"))
+        .count();
+    assert_eq!(said, 1, "said once, not at every read");
+}
+
+#[test]
+fn a_cluster_log_that_turns_over_between_two_reads_is_said_and_the_newest_change_kept() {
+    let Some(lab) = Lab::new() else { return };
+    lab.sim.cluster.audit.set_log_capacity(1000);
+    // The cluster log is never empty: a read remembers its newest entry.
+    lab.sim
+        .cluster
+        .audit
+        .log("pve1", "root@pam", "starting task UPID:pve1:vzdump");
+    let server = Server::in_process(&lab.config());
+    scan(&server);
+    next_poll(&server);
+    // A busy cluster: 2,000 lines between two reads of a ring that keeps 1,000, then the
+    // change that matters.
+    for i in 0..2000 {
+        lab.sim.cluster.audit.log(
+            "pve1",
+            "backup@pam",
+            &format!("starting backup of VM {}", 500 + i % 7),
+        );
+    }
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+    next_poll(&server);
+    let gaps = metric(&server.metrics(), "tfdrift_attribution_log_gaps_total", &[]);
+    assert!(
+        gaps.is_some_and(|g| g >= 1.0),
+        "the turn-over is said: {gaps:?}"
+    );
+    let report = scan(&server);
+    let by = &change(&report, "pvesim_vm.web")["changed_by"];
+    assert_eq!(by[0]["user"], "root@pam", "{by}");
+}
