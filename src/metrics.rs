@@ -22,7 +22,7 @@ mod schedule;
 mod unmanaged;
 
 use attribution::AttributionMetrics;
-use labels::{Build, Env};
+use labels::{Build, Env, WebLabels};
 use scans::ScanMetrics;
 use schedule::ScheduleMetrics;
 use unmanaged::UnmanagedMetrics;
@@ -38,6 +38,7 @@ pub struct Metrics {
     schedule: ScheduleMetrics,
     unmanaged: UnmanagedMetrics,
     attribution: AttributionMetrics,
+    web: Family<WebLabels, Gauge>,
     /// Bumped by every change, so that scrapes between two changes share one encoding.
     generation: AtomicU64,
     /// The last encodings: (generation, body) for text 0.0.4 and for OpenMetrics.
@@ -76,12 +77,19 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "The exporter build", build);
+        let web: Family<WebLabels, Gauge> = Family::default();
+        registry.register(
+            "web_info",
+            "How people reach the exporter (web.external_url; scheme https when it serves TLS): the base of alert links",
+            web.clone(),
+        );
         Metrics {
             registry,
             scans,
             schedule,
             unmanaged,
             attribution,
+            web,
             generation: AtomicU64::new(0),
             cache: Mutex::new([None, None]),
         }
@@ -147,6 +155,18 @@ impl Metrics {
     /// is off, its series disappear).
     pub fn show_attribution(&self, status: Option<&crate::attribution::PollStatus>, new_gaps: u64) {
         self.attribution.show(status, new_gaps);
+        self.touch();
+    }
+
+    /// Says how people reach the exporter.
+    pub fn show_web(&self, external_url: Option<&str>, tls: bool) {
+        self.web.clear();
+        self.web
+            .get_or_create(&WebLabels {
+                external_url: external_url.unwrap_or_default().to_owned(),
+                scheme: if tls { "https" } else { "http" }.to_owned(),
+            })
+            .set(1);
         self.touch();
     }
 

@@ -212,6 +212,7 @@ impl Server {
             .prune(config.storage.retention, chrono::Utc::now())
             .await;
         let state = Arc::new(State::new(config.clone(), restored, unmanaged));
+        state.show_web(config.web.external_url.as_deref(), web.tls.is_some());
         let (changes, queue) = Changes::channel();
         let scheduler = start_scheduler(&config, &state, &changes);
         let watcher = Arc::new(Watcher::start(

@@ -209,6 +209,11 @@ impl State {
         *current = Some(Arc::new(result));
     }
 
+    /// Says how people reach the exporter (the base of alert links).
+    pub fn show_web(&self, external_url: Option<&str>, tls: bool) {
+        self.metrics.show_web(external_url, tls);
+    }
+
     /// Takes an attribution poll (`None`: attribution is off): metrics only, the scans read
     /// the stored status.
     pub fn record_attribution(

@@ -110,6 +110,8 @@ impl Supervisor {
             let latest = self.storage.latest(&name).await;
             added.push((name, latest));
         }
+        self.state
+            .show_web(config.web.external_url.as_deref(), web.tls.is_some());
         *self.web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(web);
         // The state first, so that the scheduler's first word on a new environment (its
         // next scan) has a place to land; then the watcher.

@@ -36,6 +36,15 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A task that made the guest (`qmcreate`, `vzcreate`, a clone or a restore).
+    pub fn creates(&self) -> bool {
+        self.via == AttributionSource::Task
+            && matches!(
+                self.message.as_str(),
+                "qmcreate" | "vzcreate" | "qmclone" | "vzclone" | "qmrestore" | "vzrestore"
+            )
+    }
+
     fn attribution(&self) -> Attribution {
         Attribution {
             user: self.user.clone(),
@@ -149,10 +158,12 @@ pub fn attach(
             continue;
         }
         change.changed_by = usable.then(|| {
-            entries
-                .iter()
-                .rev()
-                .filter(|e| e.vmid == vmid)
+            // Newest first (ties: the later read first); in one second, what created the
+            // guest came before the rest.
+            let mut found: Vec<&Entry> = entries.iter().rev().filter(|e| e.vmid == vmid).collect();
+            found.sort_by_key(|e| std::cmp::Reverse((e.time, !e.creates())));
+            found
+                .into_iter()
                 // The log counts in whole seconds: an entry of the conform scan's last
                 // second is kept.
                 .filter(|e| match (since, e.time) {

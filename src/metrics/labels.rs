@@ -87,6 +87,22 @@ pub(super) struct PollReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ErrorInfo {
+    pub(super) environment: String,
+    pub(super) reason: ErrorReason,
+    /// The error's first line, cut (secrets already scrubbed by the scan).
+    pub(super) summary: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct WebLabels {
+    /// `web.external_url`, or empty.
+    pub(super) external_url: String,
+    /// `https` when the exporter serves TLS.
+    pub(super) scheme: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Build {
     pub(super) version: String,
 }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::labels::{Env, EnvAction, EnvReason, EnvStatus, Resource};
+use super::labels::{Env, EnvAction, EnvReason, EnvStatus, ErrorInfo, Resource};
 use super::{FloatGauge, env, unix};
 use crate::report::{Action, ErrorReason, Report, Status};
 
@@ -18,6 +18,19 @@ use crate::report::{Action, ErrorReason, Report, Status};
 const ATTRIBUTE_VALUE_MAX: usize = 40;
 /// ... and the label at this many.
 const ATTRIBUTES_MAX: usize = 200;
+/// The error's first line in `tfdrift_scan_error_info`, at most.
+const ERROR_MAX: usize = 200;
+
+/// The first line of `text`, at most `max` characters (`...` when cut).
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default().trim();
+    if line.chars().count() > max {
+        let kept: String = line.chars().take(max - 3).collect();
+        format!("{kept}...")
+    } else {
+        line.to_owned()
+    }
+}
 
 #[derive(Debug, Default)]
 pub(super) struct ScanMetrics {
@@ -27,6 +40,7 @@ pub(super) struct ScanMetrics {
     ignored: Family<Env, Gauge>,
     resources: Family<Resource, Gauge>,
     scan_error: Family<EnvReason, Gauge>,
+    error_info: Family<ErrorInfo, Gauge>,
     duration: Family<Env, FloatGauge>,
     last_scan: Family<Env, FloatGauge>,
     last_success: Family<Env, FloatGauge>,
@@ -34,6 +48,8 @@ pub(super) struct ScanMetrics {
     storage_errors: Family<Env, Counter>,
     expired_rules: Family<Env, Gauge>,
     drift_since: Family<Env, FloatGauge>,
+    /// The `tfdrift_scan_error_info` series of each environment.
+    errors: Mutex<HashMap<String, ErrorInfo>>,
     /// The `tfdrift_resource_change_info` series of each environment, to replace them whole.
     resource_series: Mutex<HashMap<String, Vec<Resource>>>,
 }
@@ -69,6 +85,11 @@ impl ScanMetrics {
             "scan_error",
             "1 for the reason of the last scan when it failed, 0 for every other reason",
             self.scan_error.clone(),
+        );
+        r.register(
+            "scan_error_info",
+            "The last scan's error when it failed: its reason and first line (for alert texts)",
+            self.error_info.clone(),
         );
         r.register(
             "scan_duration_seconds",
@@ -138,6 +159,19 @@ impl ScanMetrics {
                 .get_or_create(&labels)
                 .set(i64::from(failed == Some(reason)));
         }
+        self.forget_error_info(name);
+        if let Some(err) = &report.error {
+            let labels = ErrorInfo {
+                environment: name.to_owned(),
+                reason: err.reason,
+                summary: first_line(&err.summary, ERROR_MAX),
+            };
+            self.error_info.get_or_create(&labels).set(1);
+            self.errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_owned(), labels);
+        }
         if let Some(d) = report.duration_seconds {
             self.duration.get_or_create(&e).set(d);
         }
@@ -191,6 +225,18 @@ impl ScanMetrics {
             self.resources.get_or_create(s).set(1);
         }
         known.insert(name.to_owned(), series);
+    }
+
+    /// Removes the environment's `tfdrift_scan_error_info` series.
+    fn forget_error_info(&self, name: &str) {
+        let old = self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if let Some(old) = old {
+            self.error_info.remove(&old);
+        }
     }
 
     pub(super) fn count_scan(&self, name: &str, status: Status) {
@@ -257,5 +303,7 @@ impl ScanMetrics {
         for old in known.remove(name).unwrap_or_default() {
             self.resources.remove(&old);
         }
+        drop(known);
+        self.forget_error_info(name);
     }
 }

@@ -265,10 +265,25 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         &["apply", "-auto-approve", "-input=false", "-no-color"],
     );
     let mon = Workspace::new(&S3_BACKEND.replace("PORT", &free_port().to_string()));
+    let hostile = hostile_workspace();
     let dir = lab.root.path().to_owned();
 
-    // The mission's manual change: 1 GB more RAM through the Proxmox API.
-    lab.sim.raise_memory_by_hand();
+    // The mission's manual change: 1 GB more RAM through the Proxmox API, by root@pam.
+    lab.sim
+        .cluster
+        .tokens
+        .lock()
+        .unwrap()
+        .insert(ROOT.to_owned());
+    assert_eq!(
+        lab.sim.call_as(
+            ROOT,
+            "PUT",
+            "/nodes/pve1/qemu/120/config",
+            Some(json!({"memory": 3072}))
+        ),
+        200
+    );
 
     // The third manual change: a VM created in the Proxmox UI, outside every state.
     assert_eq!(
@@ -288,20 +303,33 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         "[environments.monitoring]\ndir = \"{}\"\n",
         mon.ws().display()
     );
+    // lab is scanned once the cluster log has been read (below), so that who changed it is
+    // known; hostile drifts in 200 resources whose addresses and values are full of <&>.
     let config_text = format!(
-        "[storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\nkill_grace = \"2s\"\n\
-             [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\ninterval = \"2s\"\n\
+        "[web]\nexternal_url = \"https://tfdrift.example:9847/\"\n\
+             [storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\nkill_grace = \"2s\"\n\
+             [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\ninterval = \"2s\"\nattribution_interval = \"1s\"\n\
              [proxmox.ignore]\nvmids = [\"120\"]\n\
              [environments.prod]\ndir = \"{}\"\n{monitoring}\
-             [environments.lab]\ndir = \"{}\"\ninit = \"never\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
+             [environments.hostile]\ndir = \"{}\"\ntimeout = \"2m\"\n\
+             [environments.lab]\ndir = \"{}\"\ninit = \"never\"\nrun_on_start = false\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
         lab.sim.url(),
         lab.sim.ca().display(),
         prod.ws().display(),
+        hostile.ws().display(),
         lab.ws().display(),
         lab.cli_config.display()
     );
     std::fs::write(&config, &config_text).unwrap();
     let exporter = Server::in_process(&config);
+    wait_until("the cluster log read", Duration::from_secs(30), || {
+        crate::server::metric(
+            &exporter.metrics(),
+            "tfdrift_attribution_error",
+            &[("reason", "permission")],
+        ) == Some(0.0)
+    });
+    assert_eq!(exporter.request("POST", "/scan/lab", None).0, 202);
 
     let telegram = FakeTelegram::start();
     let am_port = free_port();
@@ -371,6 +399,24 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
     assert!(
         drift.contains("pvesim_vm.web") && drift.contains("changed outside Terraform"),
         "{drift}"
+    );
+    // What changed, from what to what, who did it, since when, and the page to open.
+    for needed in [
+        "memory: 3072 -&gt; 2048",
+        "by root@pam",
+        "Drifting since",
+        "<a href=\"https://tfdrift.example:9847/environments/lab\">",
+    ] {
+        assert!(drift.contains(needed), "{needed:?} missing: {drift}");
+    }
+    std::fs::write(repo().join("target/telegram-drift-message.txt"), &drift).unwrap();
+    // 200 changed resources, 10 KB addresses and values full of <&>: bounded and valid.
+    let hostile_drift = telegram.wait_for("for hostile's drift", Duration::from_secs(180), |t| {
+        t.contains("DRIFT") && t.contains("[hostile]")
+    });
+    assert!(
+        hostile_drift.contains("…") || hostile_drift.contains("more"),
+        "ten resources, then cut or 'and N more': {hostile_drift}"
     );
     let failed = telegram.wait_for("for monitoring's failure", Duration::from_secs(60), |t| {
         t.contains("TerraformDriftScanFailed") && t.contains("[monitoring]")
@@ -489,4 +535,101 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         t.contains("TerraformDriftScanFailed") && t.contains("[lab]")
     });
     assert!(failed.contains("auth"), "{failed}");
+
+    // Every message Telegram received: under its 4096 characters (UTF-16 code units, as
+    // Telegram counts) and valid Telegram HTML.
+    for text in telegram.texts() {
+        let length = text.encode_utf16().count();
+        assert!(length < 4096, "{length} characters: {text}");
+        if let Err(why) = telegram_html(&text) {
+            panic!("not valid Telegram HTML ({why}): {text}");
+        }
+    }
+}
+
+/// A person in the Proxmox UI (a token of root@pam).
+const ROOT: &str = "root@pam!admin=77aa-root-secret";
+
+/// 200 `terraform_data` resources whose keys are 10 KB of `<&>"` and whose code now asks
+/// for a value full of them too: 200 updates, code not applied.
+fn hostile_workspace() -> Workspace {
+    let code = |value: &str| {
+        format!(
+            "locals {{\n  junk = join(\"\", [for i in range(1000) : \"<&>\\\"<&>\\\"&<\"])\n  keys = [for i in range(200) : format(\"%03d%s\", i, local.junk)]\n}}\n\
+             resource \"terraform_data\" \"x\" {{\n  for_each = toset(local.keys)\n  input = {value}\n}}\n"
+        )
+    };
+    let w = Workspace::new(&code("\"plain\""));
+    terraform(
+        &w.ws(),
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    std::fs::write(
+        w.ws().join("main.tf"),
+        code("\"<b>&amp;</b><i>${local.junk}\""),
+    )
+    .unwrap();
+    w
+}
+
+/// `Ok` when `text` is what Telegram's HTML mode accepts: only its tags, each closed in
+/// order, and every `<`, `>` and `&` outside them written as an entity.
+fn telegram_html(text: &str) -> Result<(), String> {
+    const TAGS: [&str; 13] = [
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+    ];
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(['<', '>', '&']) {
+        let after = &rest[i..];
+        if after.starts_with('>') {
+            return Err(format!("a bare '>' at {:?}", &after[..after.len().min(20)]));
+        }
+        if after.starts_with('&') {
+            let end = after.find(';').ok_or("an '&' that starts no entity")?;
+            let entity = &after[1..end];
+            let known = matches!(entity, "lt" | "gt" | "amp" | "quot")
+                || entity
+                    .strip_prefix('#')
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+            if !known {
+                return Err(format!("unknown entity &{entity};"));
+            }
+            rest = &after[end + 1..];
+            continue;
+        }
+        let end = after.find('>').ok_or("an unclosed tag")?;
+        let tag = &after[1..end];
+        match tag.strip_prefix('/') {
+            Some(name) => {
+                if open.pop().as_deref() != Some(name) {
+                    return Err(format!("</{name}> closes nothing open"));
+                }
+            }
+            None => {
+                let name = tag.split(' ').next().unwrap_or_default();
+                if !TAGS.contains(&name) {
+                    return Err(format!("<{name}> is not a Telegram tag"));
+                }
+                open.push(name.to_owned());
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    match open.is_empty() {
+        true => Ok(()),
+        false => Err(format!("{open:?} left open")),
+    }
 }
