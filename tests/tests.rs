@@ -26,6 +26,8 @@ mod faults;
 mod fuzz;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
+#[path = "suite/pages.rs"]
+mod pages;
 #[path = "suite/proxmox.rs"]
 mod proxmox;
 #[path = "suite/real_terraform.rs"]

@@ -126,6 +126,32 @@ pub(super) fn method_not_allowed(allow: &str) -> Response<Body> {
 /// `Accept` by quality (`q=0` means "not this"), media types compared without case; the
 /// first one the exporter can serve wins, and text is the fallback.
 pub(super) fn prefers_openmetrics(accept: &str) -> bool {
+    for media in by_quality(accept) {
+        match media.as_str() {
+            "application/openmetrics-text" => return true,
+            "text/plain" | "text/*" | "*/*" => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// True when `Accept` prefers an HTML page to JSON (a browser's header; `curl`'s `*/*`
+/// and a missing header get JSON).
+pub(super) fn prefers_html(accept: &str) -> bool {
+    for media in by_quality(accept) {
+        match media.as_str() {
+            "text/html" | "application/xhtml+xml" => return true,
+            "application/json" | "*/*" | "application/*" => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The media ranges of `Accept`, best quality first (`q=0` left out; among equal
+/// qualities the header's order), lower-cased.
+fn by_quality(accept: &str) -> Vec<String> {
     let mut ranges: Vec<(f32, String)> = accept
         .split(',')
         .filter_map(|range| {
@@ -141,19 +167,22 @@ pub(super) fn prefers_openmetrics(accept: &str) -> bool {
         .collect();
     // Stable: among equal qualities the order of the header decides.
     ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (_, media) in ranges {
-        match media.as_str() {
-            "application/openmetrics-text" => return true,
-            "text/plain" | "text/*" | "*/*" => return false,
-            _ => {}
-        }
-    }
-    false
+    ranges.into_iter().map(|(_, media)| media).collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::prefers_openmetrics;
+    use super::{prefers_html, prefers_openmetrics};
+
+    #[test]
+    fn a_browser_gets_html_and_curl_gets_json() {
+        assert!(prefers_html(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+        ));
+        assert!(!prefers_html("*/*"));
+        assert!(!prefers_html("application/json, text/html;q=0.5"));
+        assert!(!prefers_html(""));
+    }
 
     #[test]
     fn accept_is_negotiated_by_quality_like_the_go_client() {

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 
 use super::body::{
-    Body, Part, error, json_response, method_not_allowed, prefers_openmetrics, respond, streamed,
-    too_large,
+    Body, Part, error, json_response, method_not_allowed, prefers_html, prefers_openmetrics,
+    respond, streamed, too_large,
 };
 use super::{App, MAX_BODY, SCAN_BURST, SCAN_REFILL};
 use crate::metrics::{OPENMETRICS_FORMAT, TEXT_FORMAT};
@@ -35,6 +35,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/detail/{env}/plan", get(detail_plan))
         .route("/history", get(history))
         .route("/history/{env}/{id}", get(stored))
+        .route("/environments/{env}", get(environment))
         .route("/unmanaged", get(unmanaged))
         .route("/scan/{env}", post(scan))
         .route("/-/healthy", get(async || text("OK\n")))
@@ -137,7 +138,42 @@ async fn detail_plan(State(app): AppState, Path(env): Path<String>) -> Answer {
     }
 }
 
-async fn stored(State(app): AppState, Path((env, id)): Path<(String, String)>) -> Answer {
+async fn environment(State(app): AppState, Path(env): Path<String>) -> Answer {
+    let Some(view) = app.state.view(&env) else {
+        return unknown(&env);
+    };
+    let now = Utc::now();
+    let from = now - chrono::Duration::days(crate::page::TIMELINE_DAYS);
+    let marks = app.storage.marks(&env, from);
+    respond(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        crate::page::environment(&env, &view, &marks, now),
+    )
+}
+
+async fn stored(
+    State(app): AppState,
+    Path((env, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let html = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(prefers_html);
+    if html {
+        return match app.storage.read_report(&env, &id).await {
+            Some(report) => respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                crate::page::scan(&env, &report),
+            ),
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no stored scan {id:?} of {env:?}"),
+            ),
+        };
+    }
     match app.storage.open_report(&env, &id).await {
         Some((file, length)) => streamed("application/json", vec![Part::File(file, length)]),
         None => error(

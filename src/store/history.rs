@@ -201,6 +201,22 @@ impl History {
         index.envs.entry(env).or_default().push(entry);
     }
 
+    /// Every stored scan of `env` that ended at or after `since`, oldest first: (id, end,
+    /// status), from memory.
+    pub fn marks(&self, env: &str, since: DateTime<Utc>) -> Vec<(String, DateTime<Utc>, Status)> {
+        let index = self.lock();
+        let mut marks: Vec<(String, DateTime<Utc>, Status)> = index
+            .envs
+            .get(env)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e.id.to_string(), e.finished_at?, e.status)))
+            .filter(|(_, t, _)| *t >= since)
+            .collect();
+        marks.sort_by_key(|(_, t, _)| *t);
+        marks
+    }
+
     /// The stored report of `env` written last, skipping files that no longer read.
     pub fn latest(&self, env: &str) -> Option<Report> {
         let ids: Vec<Box<str>> = {

@@ -134,6 +134,23 @@ impl Storage {
         .unwrap_or_else(|| Err("the history could not be read".into()))
     }
 
+    /// The stored scans of `env` since `since`, oldest first (memory only: no file read).
+    pub fn marks(
+        &self,
+        env: &str,
+        since: DateTime<Utc>,
+    ) -> Vec<(String, DateTime<Utc>, crate::report::Status)> {
+        self.history.marks(env, since)
+    }
+
+    /// Report `id` of `env`, read whole (one at a time: an HTML page of it).
+    pub async fn read_report(&self, env: &str, id: &str) -> Option<crate::report::Report> {
+        let (history, env, id) = (self.history.clone(), env.to_owned(), id.to_owned());
+        blocking("reading a stored report", move || history.read(&env, &id))
+            .await
+            .flatten()
+    }
+
     /// Report `id` of `env`, opened to be served, when there is one.
     pub async fn open_report(&self, env: &str, id: &str) -> Option<OpenFile> {
         open(self.layout.report(env, id)?).await

@@ -16,17 +16,17 @@ use crate::support::have_terraform;
 /// The token Terraform applies with (`proxmox.terraform_token_ids`).
 const TERRAFORM: &str = "terraform@pve!apply=5e1f-terraform-secret";
 /// A person in the web UI (a token of root@pam, as `pvesh` or a script would use).
-const ROOT: &str = "root@pam!admin=77aa-root-secret";
+pub const ROOT: &str = "root@pam!admin=77aa-root-secret";
 
 /// A VM and a container applied through the provider with Terraform's token.
-struct Lab {
-    root: tempfile::TempDir,
-    sim: Sim,
+pub struct Lab {
+    pub root: tempfile::TempDir,
+    pub sim: Sim,
     cli_config: PathBuf,
 }
 
 impl Lab {
-    fn new() -> Option<Lab> {
+    pub fn new() -> Option<Lab> {
         if !have_terraform() {
             return None;
         }
@@ -87,10 +87,20 @@ resource "pvesim_lxc" "dns" {{
             sim,
             cli_config,
         };
+        lab.apply();
+        Some(lab)
+    }
+
+    pub fn ws(&self) -> PathBuf {
+        self.root.path().join("ws")
+    }
+
+    /// `terraform apply` of the workspace, with Terraform's token.
+    pub fn apply(&self) {
         let out = Command::new("terraform")
             .args(["apply", "-auto-approve", "-input=false", "-no-color"])
-            .current_dir(&ws)
-            .env("TF_CLI_CONFIG_FILE", &lab.cli_config)
+            .current_dir(self.ws())
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
             .env("CHECKPOINT_DISABLE", "1")
             .stdin(Stdio::null())
             .output()
@@ -100,11 +110,10 @@ resource "pvesim_lxc" "dns" {{
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Some(lab)
     }
 
     /// Environment `lab` and `[proxmox]` with attribution every second.
-    fn config(&self) -> PathBuf {
+    pub fn config(&self) -> PathBuf {
         let path = self.root.path().join("config.toml");
         std::fs::write(
             &path,
@@ -122,13 +131,13 @@ resource "pvesim_lxc" "dns" {{
         path
     }
 
-    fn by_hand(&self, token: &str, path: &str, body: Value) {
+    pub fn by_hand(&self, token: &str, path: &str, body: Value) {
         assert_eq!(self.sim.call_as(token, "PUT", path, Some(body)), 200);
     }
 }
 
 /// Waits for an attribution read that began after now.
-fn next_poll(server: &Server) {
+pub fn next_poll(server: &Server) {
     let after = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -143,7 +152,7 @@ fn next_poll(server: &Server) {
 }
 
 /// Scans `lab` now and returns the new report.
-fn scan(server: &Server) -> Value {
+pub fn scan(server: &Server) -> Value {
     let (_, before) = server.get_json("/detail/lab");
     assert_eq!(server.request("POST", "/scan/lab", None).0, 202);
     let deadline = Instant::now() + Duration::from_secs(60);

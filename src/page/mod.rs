@@ -1,6 +1,15 @@
-//! The landing page `/`, in the spirit of blackbox_exporter's: every environment with its
-//! status, last and next scan, the reason of an error, the changed resources with
-//! actual -> expected, and links to the JSON.
+//! The pages people open: the landing page `/`, in the spirit of blackbox_exporter's (every
+//! environment with its status, last and next scan, the reason of an error, the changed
+//! resources with actual -> expected, links), each environment's page
+//! ([`environment`], where alert links lead) and a stored scan's page ([`scan`]). Drawn
+//! on the server: no JavaScript, no external asset, readable on a phone.
+
+mod environment;
+mod scan;
+mod timeline;
+
+pub use environment::{TIMELINE_DAYS, render as environment};
+pub use scan::render as scan;
 
 use std::fmt::Write;
 
@@ -24,6 +33,33 @@ pub fn escape(text: &str) -> String {
     }
     out
 }
+
+/// The page's head: title, phone viewport and the one style sheet.
+fn head(h: &mut String, title: &str) {
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{}</title>\n<style>{STYLE}</style></head><body>\n",
+        escape(title)
+    );
+}
+
+/// One style sheet for every page. Long addresses and values wrap anywhere; under 600 px
+/// a table's rows become blocks, so that nothing scrolls sideways on a phone.
+const STYLE: &str = "body{font-family:sans-serif;margin:1em auto;max-width:72em;padding:0 1em}\
+table{border-collapse:collapse;margin-bottom:1em;width:100%}\
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+code{font-size:90%;overflow-wrap:anywhere;white-space:pre-wrap}\
+.conform{color:#1a7f37}.drift{color:#9a6700}.error{color:#cf222e}\
+.badge{border-radius:4px;padding:0 .4em;color:#fff}.badge.conform{background:#1a7f37}\
+.badge.drift{background:#9a6700}.badge.error{background:#cf222e}\
+svg.timeline{width:100%;height:3em;background:#f6f8fa;display:block}\
+rect.mark.conform{fill:#1a7f37}rect.mark.drift{fill:#d4a72c}rect.mark.error{fill:#cf222e}\
+ul.attrs{margin:0;padding-left:1em}ol.scans{padding-left:1.5em}\
+@media (max-width:600px){table.rows,table.rows tbody,table.rows tr,table.rows td{display:block;width:auto}\
+table.rows thead{display:none}table.rows tr{margin-bottom:.8em;border:1px solid #ccc}\
+table.rows td{border:none}table.rows td::before{content:attr(data-label) \": \";font-weight:bold}}";
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
@@ -105,14 +141,11 @@ fn unmanaged_section(h: &mut String, state: &State) {
 /// The whole page.
 pub fn render(state: &State) -> String {
     let mut h = String::new();
-    let _ = write!(
+    head(&mut h, "tfdrift-exporter");
+    let _ = writeln!(
         h,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tfdrift-exporter</title>\n<style>\
-body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1em}}\
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}\
-.conform{{color:#1a7f37}}.drift{{color:#9a6700}}.error{{color:#cf222e}}code{{font-size:90%}}\
-</style></head><body>\n<h1>tfdrift-exporter</h1>\n<p><a href=\"/metrics\">Metrics</a> · <a href=\"/detail\">Details (JSON)</a> · \
-<a href=\"/history\">History (JSON)</a> · version {}</p>\n",
+        "<h1>tfdrift-exporter</h1>\n<p><a href=\"/metrics\">Metrics</a> · <a href=\"/detail\">Details (JSON)</a> · \
+<a href=\"/history\">History (JSON)</a> · version {}</p>",
         env!("CARGO_PKG_VERSION")
     );
     h.push_str("<h2>Environments</h2>\n<table><tr><th>Environment</th><th>Status</th><th>Last scan</th><th>Duration</th><th>Next scan</th><th>Changes</th><th>Links</th></tr>\n");
@@ -159,7 +192,7 @@ fn environment_row(h: &mut String, name: &str, view: &EnvView) {
         .unwrap_or_else(|| "-".into());
     let _ = writeln!(
         h,
-        "<tr><td><a href=\"#env-{n}\">{n}</a></td><td class=\"{class}\">{}{running}</td><td>{}</td><td>{duration}</td><td>{}</td><td>{}</td>\
+        "<tr><td><a href=\"/environments/{n}\">{n}</a></td><td class=\"{class}\">{}{running}</td><td>{}</td><td>{duration}</td><td>{}</td><td>{}</td>\
 <td><a href=\"/detail/{n}\">detail</a> · <a href=\"/history?environment={n}\">history</a></td></tr>",
         escape(&status),
         time(last),
@@ -240,5 +273,72 @@ fn more(h: &mut String, total: usize, env: &str, what: &str) {
             "<p>and {} more {what}: <a href=\"/detail/{env}\">the whole report (JSON)</a></p>",
             total - KEPT_CHANGES
         );
+    }
+}
+
+/// The changes of a report as people read them on every page but the landing one: one row
+/// per resource (address, action, why, each attribute actual -> expected, who and since
+/// when), at most [`KEPT_CHANGES`].
+fn change_rows(h: &mut String, changes: &[Change]) {
+    h.push_str("<table class=\"rows changes\"><thead><tr><th>Resource</th><th>Action</th><th>Why</th><th>Actual -&gt; expected</th><th>Who, when</th></tr></thead><tbody>\n");
+    for c in changes.iter().take(KEPT_CHANGES) {
+        let why = match (c.ignored_by.as_deref(), c.outside_terraform) {
+            (Some(rule), _) => format!("ignored: {}", escape(rule)),
+            (None, true) => "changed outside Terraform".to_owned(),
+            (None, false) => "code not applied yet".to_owned(),
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"change\"><td data-label=\"Resource\"><code>{}</code></td><td data-label=\"Action\">{}</td><td data-label=\"Why\">{why}</td><td data-label=\"Actual -&gt; expected\">",
+            escape(&c.address),
+            c.action
+        );
+        if !c.attributes.is_empty() {
+            h.push_str("<ul class=\"attrs\">");
+            for a in &c.attributes {
+                let _ = write!(
+                    h,
+                    "<li class=\"attr\"><code>{}</code>: <code class=\"actual\">{}</code> -&gt; <code class=\"expected\">{}</code></li>",
+                    escape(&a.path),
+                    escape(&value(&a.actual)),
+                    escape(&value(&a.expected))
+                );
+            }
+            h.push_str("</ul>");
+        }
+        h.push_str("</td><td data-label=\"Who, when\" class=\"who\">");
+        who(h, c);
+        h.push_str("</td></tr>\n");
+    }
+    h.push_str("</tbody></table>\n");
+}
+
+/// Who changed it (the newest attribution entry) and since when the change is there.
+fn who(h: &mut String, c: &Change) {
+    match c.changed_by.as_deref() {
+        Some([newest, ..]) => {
+            let token = newest
+                .token
+                .as_deref()
+                .map(|t| format!(" (token {})", escape(t)))
+                .unwrap_or_default();
+            let terraform = if newest.by_terraform {
+                ", Terraform's own token"
+            } else {
+                ""
+            };
+            let _ = write!(
+                h,
+                "<span class=\"user\">{}</span>{token}{terraform} at {}: <code>{}</code>",
+                escape(&newest.user),
+                time(newest.time),
+                escape(&newest.message)
+            );
+        }
+        Some([]) => h.push_str("nobody found in Proxmox's log"),
+        None => h.push_str("unknown"),
+    }
+    if let Some(since) = c.since {
+        let _ = write!(h, "<br>since {}", time(Some(since)));
     }
 }

@@ -1,0 +1,240 @@
+//! The pages in a real browser: Debian's headless Chromium loads `/environments/lab` at a
+//! phone's 390x844 and a desktop's 1280x800. The DOM it builds (`--dump-dom`) has one
+//! timeline mark per stored scan, the change with actual, expected and who, and hostile
+//! addresses and values escaped; at 390 px nothing scrolls sideways (measured by a probe
+//! page, served by the test beside the exporter's pages, that reads the page's scroll width
+//! from a same-origin frame). Screenshots go to `target/screenshots/` as test artefacts.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::json;
+
+use crate::attribution::{Lab, ROOT, next_poll, scan};
+use crate::server::Server;
+use crate::support::skip;
+
+fn chromium() -> Option<&'static str> {
+    let found = Command::new("chromium")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        skip("chromium is not installed (Debian package chromium)");
+        return None;
+    }
+    Some("chromium")
+}
+
+/// Headless Chromium with a window of `size` ("390,844"): the DOM after load, or with
+/// `screenshot` a PNG written there.
+fn browse(url: &str, size: &str, screenshot: Option<&Path>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--virtual-time-budget=5000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(format!("--window-size={size}"));
+    match screenshot {
+        Some(file) => cmd.arg(format!("--screenshot={}", file.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let out = cmd
+        .arg(url)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed on {url}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Serves `/probe` (a page framing `/environments/lab` at 390 px and writing its scroll
+/// width into its own DOM) and forwards every other GET to the exporter: the frame is then
+/// of the same origin and readable. Stopped when dropped.
+struct Probe {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+const PROBE: &str = "<!DOCTYPE html><html><body style=\"margin:0\">\
+<iframe id=\"f\" src=\"/environments/lab\" style=\"width:390px;height:844px;border:0\"></iframe>\
+<pre id=\"out\">pending</pre><script>\
+document.getElementById('f').onload = function () {\
+  var d = this.contentDocument.documentElement;\
+  document.getElementById('out').textContent = 'scroll ' + d.scrollWidth + ' client ' + d.clientWidth;\
+};</script></body></html>";
+
+impl Probe {
+    fn start(exporter: String) -> Probe {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(stream) = stream {
+                    let exporter = exporter.clone();
+                    std::thread::spawn(move || serve_one(stream, &exporter));
+                }
+            }
+        });
+        Probe { port, stop }
+    }
+}
+
+fn serve_one(mut stream: TcpStream, exporter: &str) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    let path = request.split(' ').nth(1).unwrap_or("/").to_owned();
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    if path == "/probe" {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PROBE}",
+            PROBE.len()
+        );
+        return;
+    }
+    let Ok(mut upstream) = TcpStream::connect(exporter) else {
+        return;
+    };
+    let _ = write!(
+        upstream,
+        "GET {path} HTTP/1.1\r\nHost: {exporter}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = Vec::new();
+    let _ = upstream.read_to_end(&mut answer);
+    let _ = stream.write_all(&answer);
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_environment_page_reads_on_a_phone_and_a_desktop_in_a_real_browser() {
+    let Some(_) = chromium() else { return };
+    let Some(lab) = Lab::new() else { return };
+    // A resource whose address and values are hostile, changed in the code (not applied).
+    let hostile = |value: &str| {
+        format!(
+            "resource \"terraform_data\" \"evil\" {{\n  for_each = toset([\"<img src=x onerror=alert(1)>&amp;\"])\n  input = \"{value}\"\n}}\n"
+        )
+    };
+    std::fs::write(lab.ws().join("hostile.tf"), hostile("<b>plain</b>")).unwrap();
+    lab.apply();
+    std::fs::write(
+        lab.ws().join("hostile.tf"),
+        hostile("</td><script>alert(2)</script>&lt;"),
+    )
+    .unwrap();
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+
+    let server = Server::in_process(&lab.config());
+    next_poll(&server);
+    for _ in 0..3 {
+        assert_eq!(scan(&server)["status"], "drift");
+    }
+    let url = format!("http://{}/environments/lab", server.address);
+
+    for size in ["390,844", "1280,800"] {
+        let dom = browse(&url, size, None);
+        let marks = dom.matches("class=\"mark drift\"").count();
+        assert_eq!(marks, 3, "one mark per stored scan at {size}: {dom}");
+        let row = dom
+            .split("<tr class=\"change\">")
+            .find(|r| r.contains("pvesim_vm.web"))
+            .unwrap_or_else(|| panic!("no row of the VM at {size}: {dom}"));
+        assert!(row.contains("<code class=\"actual\">3072</code>"), "{row}");
+        assert!(
+            row.contains("<code class=\"expected\">2048</code>"),
+            "{row}"
+        );
+        assert!(
+            row.contains("<span class=\"user\">root@pam</span>"),
+            "{row}"
+        );
+        assert!(row.contains("changed outside Terraform"), "{row}");
+        // The hostile strings are text, not markup: no element came of them.
+        assert!(
+            !dom.contains("<img src=\"x\""),
+            "an address became markup: {dom}"
+        );
+        assert!(!dom.contains("<script>alert(2)"), "a value became markup");
+        assert!(
+            dom.contains("&lt;img src=x onerror=alert(1)&gt;&amp;amp;"),
+            "{dom}"
+        );
+        let file = screenshots().join(format!("environment-lab-{}.png", size.replace(',', "x")));
+        browse(&url, size, Some(&file));
+        assert!(std::fs::metadata(&file).is_ok_and(|m| m.len() > 1000));
+    }
+
+    // A scan's page, as a browser asks for it (Accept prefers text/html).
+    let (_, latest) = server.get_json("/detail/lab");
+    let id = latest["id"].as_str().unwrap();
+    let probe = Probe::start(server.address.clone());
+    let page = browse(
+        &format!("http://127.0.0.1:{}/history/lab/{id}", probe.port),
+        "1280,800",
+        None,
+    );
+    assert!(page.contains("<h1>lab: scan"), "{page}");
+    assert!(page.contains("root@pam"), "{page}");
+    let (_, json_type, _) = server.request("GET", &format!("/history/lab/{id}"), None);
+    assert!(
+        json_type.starts_with("application/json"),
+        "curl still gets JSON"
+    );
+
+    // No horizontal scroll at 390 px.
+    let probed = browse(
+        &format!("http://127.0.0.1:{}/probe", probe.port),
+        "390,900",
+        None,
+    );
+    let measured = probed
+        .split("scroll ")
+        .nth(1)
+        .and_then(|m| m.split('<').next())
+        .unwrap_or_else(|| panic!("the probe measured nothing: {probed}"));
+    let mut numbers = measured
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u32>().ok());
+    let (scroll, client) = (numbers.next().unwrap(), numbers.next().unwrap());
+    assert!(
+        scroll <= client,
+        "the page is {scroll} px wide in a {client} px viewport"
+    );
+}
