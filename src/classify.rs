@@ -147,6 +147,19 @@ const RULES: &[(ErrorReason, &[&str])] = &[
     ),
 ];
 
+/// The error a plan document carries: its error diagnostics, or `errored` (not redacted:
+/// the plan's reader knows its secrets).
+pub fn plan_error(diagnostics: &[Diagnostic], errored: Option<bool>) -> Option<ScanError> {
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Some(classify(diagnostics, Phase::Plan));
+    }
+    errored.unwrap_or(false).then(|| ScanError {
+        reason: ErrorReason::Terraform,
+        summary: "the plan is marked errored: terraform could not finish it".to_owned(),
+        detail: "The plan document has \"errored\": true; the errors themselves are in the plan's diagnostics, not in this file.".to_owned(),
+    })
+}
+
 /// The reason of a failed command, from its error diagnostics (stream first, then the
 /// `Error:` blocks of stderr). `None` of either: terraform gave no reason at all.
 pub fn classify(diagnostics: &[Diagnostic], phase: Phase) -> ScanError {

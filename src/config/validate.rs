@@ -93,19 +93,11 @@ pub(super) fn within(key: &str, d: Duration, bounds: Bounds) -> Result<Duration,
 
 pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let invalid = |key: &str, message: &str| KeyError::new(key, message).in_file(file);
-    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        base
+    let base = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
     };
-    let absolute = |p: &Path| {
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            base.join(p)
-        }
-    };
+    let absolute = |p: &Path| base.join(p);
 
     let listen = raw.web.listen_address.as_deref().unwrap_or("0.0.0.0:9847");
     let listen_address = listen.parse().map_err(|_| {

@@ -18,8 +18,8 @@ use super::diff::{Sides, diff};
 use super::redact::{Mask, Redactor, SecretCollector};
 use super::split::{Piece, SplitError, Want, split};
 use super::stream::Diagnostic;
-use crate::classify::{Phase, classify};
-use crate::report::{Action, AttributeChange, Change, ErrorReason, PlanOutcome, ScanError};
+use crate::report::{Action, AttributeChange, Change, PlanOutcome};
+use crate::unmanaged::state::guest_vmid;
 
 /// How to read a plan.
 #[derive(Debug, Clone, Copy, Default)]
@@ -322,7 +322,11 @@ pub fn understand_plan_redacting(
         redactor.redact_value(&mut attribute.expected);
     }
 
-    let error = plan_error(&g.diagnostics, g.errored, &redactor);
+    let error = crate::classify::plan_error(&g.diagnostics, g.errored).map(|mut error| {
+        error.summary = redactor.redact_text(&error.summary);
+        error.detail = redactor.redact_text(&error.detail);
+        error
+    });
     let outcome = PlanOutcome {
         changes,
         ignored: Vec::new(),
@@ -363,26 +367,6 @@ fn gather(input: impl Read, secrets: &mut SecretCollector) -> Result<Gathered, P
         None => Err(PlanError::NoFormatVersion),
         Some(v) if v.starts_with("0.") || v.starts_with("1.") => Ok(g),
         Some(v) => Err(PlanError::UnsupportedVersion(v.to_owned())),
-    }
-}
-
-/// The error a plan document carries: its error diagnostics (redacted), or `errored`.
-fn plan_error(
-    diagnostics: &[Diagnostic],
-    errored: Option<bool>,
-    redactor: &Redactor,
-) -> Option<ScanError> {
-    if diagnostics.iter().any(Diagnostic::is_error) {
-        let mut error = classify(diagnostics, Phase::Plan);
-        error.summary = redactor.redact_text(&error.summary);
-        error.detail = redactor.redact_text(&error.detail);
-        Some(error)
-    } else {
-        errored.unwrap_or(false).then(|| ScanError {
-            reason: ErrorReason::Terraform,
-            summary: "the plan is marked errored: terraform could not finish it".to_owned(),
-            detail: "The plan document has \"errored\": true; the errors themselves are in the plan's diagnostics, not in this file.".to_owned(),
-        })
     }
 }
 
@@ -478,7 +462,7 @@ fn change_of(rc: &ResourceChange<'_>, source: Source) -> Result<Option<Change>, 
         vmid = v
             .before
             .as_ref()
-            .and_then(|b| crate::unmanaged::state::guest_vmid(&rc.resource_type, b));
+            .and_then(|b| guest_vmid(&rc.resource_type, b));
         let (before, after) = (
             (v.before.as_ref(), Mask(v.before_sensitive.as_ref())),
             (v.after.as_ref(), Mask(v.after_sensitive.as_ref())),
@@ -497,7 +481,6 @@ fn change_of(rc: &ResourceChange<'_>, source: Source) -> Result<Option<Change>, 
     } else {
         Vec::new()
     };
-    let mut change = rc.to_change(action, source == Source::Drift, attributes);
-    change.vmid = vmid;
-    Ok(Some(change))
+    let change = rc.to_change(action, source == Source::Drift, attributes);
+    Ok(Some(Change { vmid, ..change }))
 }
