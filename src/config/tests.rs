@@ -127,3 +127,42 @@ fn proxmox_settings_are_checked_and_default_to_the_shortest_interval() {
         .to_string();
     assert!(e.contains("unknown field") && e.contains("verify"), "{e}");
 }
+
+#[test]
+fn the_external_url_and_terraform_tokens_are_checked_at_load() {
+    let env = "[environments.lab]\ndir = \"ws\"\n";
+    let ok = load(&format!(
+        "[web]\nexternal_url = \"https://monitoring.lan:9847/\"\n{env}"
+    ))
+    .unwrap();
+    assert_eq!(
+        ok.web.external_url.as_deref(),
+        Some("https://monitoring.lan:9847"),
+        "kept without the trailing slash"
+    );
+    for bad in [
+        "monitoring.lan:9847",
+        "https://",
+        "https://x/a b",
+        "ftp://x",
+    ] {
+        let e = load(&format!("[web]\nexternal_url = \"{bad}\"\n{env}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("web.external_url"), "{bad}: {e}");
+    }
+    let proxmox = "[proxmox]\napi_url = \"https://pve1:8006\"\ntoken_id = \"tfdrift@pve!m\"\ntoken_secret_env = \"S\"\n";
+    let p = load(&format!("{proxmox}{env}")).unwrap().proxmox.unwrap();
+    assert!(p.attribution, "on by default");
+    assert_eq!(p.attribution_interval, Duration::from_secs(60));
+    let e = load(&format!(
+        "{proxmox}terraform_token_ids = [\"terraform@pve!apply\", \"terraform\"]\n{env}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("proxmox.terraform_token_ids[1]"), "{e}");
+    let e = load(&format!("{proxmox}attribution_interval = \"2h\"\n{env}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("proxmox.attribution_interval"), "{e}");
+}
