@@ -250,7 +250,7 @@ impl Change {
 }
 
 /// One entry of the Proxmox cluster log or task list about a changed guest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribution {
     /// `root@pam`, or the token's user.
     pub user: String,

@@ -141,6 +141,18 @@ pub fn split_actor(actor: &str) -> (String, Option<String>) {
     }
 }
 
+/// Sets `created_by` on each guest whose creation task is known (the newest, for a vmid
+/// used twice).
+pub fn creators(guests: &mut [crate::unmanaged::api::Guest], entries: &[Entry]) {
+    for guest in guests {
+        guest.created_by = entries
+            .iter()
+            .filter(|e| e.vmid == guest.vmid && e.creates())
+            .max_by_key(|e| e.time)
+            .map(Entry::attribution);
+    }
+}
+
 /// Sets `changed_by` on each counted change outside Terraform of a Proxmox guest: the
 /// entries for its vmid after `since` (the last conform scan), newest first, `[]` when none;
 /// `null` when the poller's status is missing, failed or stale.

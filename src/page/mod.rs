@@ -122,12 +122,17 @@ fn unmanaged_section(h: &mut String, state: &State) {
         return;
     }
     h.push_str(
-        "<table><tr><th>VMID</th><th>Kind</th><th>Name</th><th>Node</th><th>Status</th></tr>\n",
+        "<table><tr><th>VMID</th><th>Kind</th><th>Name</th><th>Node</th><th>Status</th><th>Created by</th></tr>\n",
     );
     for g in &u.guests {
+        let created = g
+            .created_by
+            .as_ref()
+            .map(|a| format!("{} at {}", escape(&a.user), time(a.time)))
+            .unwrap_or_else(|| "-".to_owned());
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{created}</td></tr>",
             g.vmid,
             g.kind.as_str(),
             escape(g.name.as_deref().unwrap_or("-")),

@@ -72,6 +72,11 @@ pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
     }
 }
 
+/// Every kept attribution entry under `storage`, oldest first (blocking).
+pub fn attribution_journal<E: DeserializeOwned>(storage: &Path) -> Vec<E> {
+    read_entries(&Layout::new(storage).attribution())
+}
+
 impl Storage {
     /// Every kept attribution entry, oldest first.
     pub async fn load_attribution<E: DeserializeOwned + Send + 'static>(&self) -> Vec<E> {

@@ -35,7 +35,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use atomic::{StoreError, write_atomic};
-pub use attribution::{AttributionFiles, MAX_ATTRIBUTION_ENTRIES, attribution_files};
+pub use attribution::{
+    AttributionFiles, MAX_ATTRIBUTION_ENTRIES, attribution_files, attribution_journal,
+};
 pub use env::{EnvStore, ScanLock};
 pub use history::{History, Page, Query, Restored, ScanSummary};
 pub use index::IndexLine;

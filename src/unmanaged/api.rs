@@ -58,6 +58,9 @@ pub struct Guest {
     pub status: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Who created it and when (its `qmcreate`/`vzcreate` task), when attribution knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<crate::report::Attribution>,
 }
 
 /// One entry of `cluster/resources?type=vm`.
@@ -118,6 +121,7 @@ pub fn parse_inventory(body: &[u8]) -> Result<Vec<Guest>, String> {
             ));
         };
         guests.push(Guest {
+            created_by: None,
             vmid,
             name: r.name.filter(|n| !n.is_empty()),
             node: r.node.unwrap_or_default(),

@@ -187,10 +187,19 @@ pub async fn check(
         Err(e) => return Ok(Err(scrub(e))),
     };
     let inventory = guests.len();
-    let (ignored, unmanaged): (Vec<Guest>, Vec<Guest>) = guests
+    let (ignored, mut unmanaged): (Vec<Guest>, Vec<Guest>) = guests
         .into_iter()
         .filter(|g| !managed.contains(&g.vmid))
         .partition(|g| is_ignored(g, &proxmox.ignore));
+    if proxmox.attribution && !unmanaged.is_empty() {
+        let storage = config.storage.path.clone();
+        let journal = tokio::task::spawn_blocking(move || {
+            crate::store::attribution_journal::<crate::attribution::Entry>(&storage)
+        })
+        .await
+        .unwrap_or_default();
+        crate::attribution::creators(&mut unmanaged, &journal);
+    }
     Ok(Ok(Unmanaged {
         checked_at: Some(Utc::now()),
         guests: unmanaged,
@@ -338,6 +347,7 @@ mod tests {
 
     fn guest(vmid: u32, name: &str, tags: &[&str]) -> Guest {
         Guest {
+            created_by: None,
             vmid,
             name: Some(name.into()),
             node: "pve1".into(),

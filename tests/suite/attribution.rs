@@ -235,6 +235,43 @@ fn a_person_a_terraform_token_and_a_container_edit_are_told_apart() {
             .contains("sim-secret"),
         "no token secret is shown"
     );
+
+    // A VM created by hand: the unmanaged-guest check says who created it (its qmcreate
+    // task, read by the running exporter), and the VMs Terraform made say Terraform.
+    assert_eq!(
+        lab.sim.call_as(
+            ROOT,
+            "POST",
+            "/nodes/pve1/qemu",
+            Some(json!({"vmid": 150, "name": "web2"}))
+        ),
+        200
+    );
+    next_poll(&server);
+    let config = lab.config();
+    let (_, stdout, stderr) = crate::support::run(&[
+        "unmanaged",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let checked: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let guest = |vmid: u64| {
+        checked["guests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["vmid"] == vmid)
+            .cloned()
+            .unwrap_or_else(|| panic!("no guest {vmid}: {checked}"))
+    };
+    let made = &guest(150)["created_by"];
+    assert_eq!(made["user"], "root@pam", "{checked}");
+    assert_eq!(made["message"], "qmcreate");
+    assert_eq!(made["via"], "task");
+    assert_eq!(guest(120)["created_by"]["by_terraform"], true, "{checked}");
 }
 
 #[test]
