@@ -282,7 +282,14 @@ fn unmanaged(path: &Path, format: Format) -> u8 {
     };
     let previous = crate::store::load_unmanaged(&config.storage.path);
     let result = match runtime.block_on(crate::unmanaged::check(&config, &proxmox, &cancel)) {
-        Ok(Ok(result)) => result,
+        Ok(Ok(mut result)) => {
+            runtime.block_on(crate::unmanaged::name_creators(
+                &mut result,
+                &proxmox,
+                &config.storage.path,
+            ));
+            result
+        }
         Ok(Err(error)) => crate::unmanaged::Unmanaged::failed(error, previous.as_ref()),
         Err(crate::cancel::Cancelled) => return fail(130, "interrupted"),
     };

@@ -1,12 +1,14 @@
 //! tfdrift-exporter: runs `terraform plan` (or `tofu plan`), read-only, for each configured
 //! environment, tells whether the real infrastructure still matches the code, and reports
-//! what differs.
+//! what differs, since when and who changed it.
 //!
 //! One scan: [`config`] comes in, [`schedule`] says when, [`runner`] drives terraform and
 //! hands back bytes, [`plan`] understands them, [`classify`] names why a scan failed,
-//! [`ignore`] drops known false positives (its [`glob`]s compiled at load), [`report`] is what comes out, and [`scan`] ties
-//! the steps together. [`sensitive`] finds the root module's secrets before terraform runs;
-//! [`orphans`] ends terraform that outlived its scan.
+//! [`ignore`] drops known false positives (its [`glob`]s compiled at load), [`report`] is
+//! what comes out, and [`scan`] ties the steps together; [`attribution`] says which
+//! Proxmox user changed a guest, and [`lifecycle`] since when the environment drifts.
+//! [`sensitive`] finds the root module's secrets before terraform runs; [`orphans`] ends
+//! terraform that outlived its scan.
 //!
 //! Keeping and showing: [`store`] is the only code that knows the files under
 //! `storage.path` (its async methods work off the runtime); [`output`], [`page`] and
@@ -15,9 +17,9 @@
 //! The running exporter: [`serve`] binds and starts everything; [`state`] is the shared,
 //! memory-only state that [`http`] reads; [`supervisor`] is the one task that changes it,
 //! taking [`changes`] (reloads, finished scans and checks) from a bounded queue; the
-//! [`scheduler`] runs scans, the [`watcher`] runs the [`unmanaged`]-guest check on Proxmox;
-//! [`webconfig`] is TLS and basic authentication; [`cancel`] is how every task is asked to stop. [`cli`] is the command line, [`logging`]
-//! its logs.
+//! [`scheduler`] runs scans, the [`watcher`] runs the [`unmanaged`]-guest check and reads
+//! Proxmox's cluster log; [`webconfig`] is TLS and basic authentication; [`cancel`] is how
+//! every task is asked to stop. [`cli`] is the command line, [`logging`] its logs.
 
 #![forbid(unsafe_code)]
 

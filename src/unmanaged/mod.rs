@@ -187,19 +187,10 @@ pub async fn check(
         Err(e) => return Ok(Err(scrub(e))),
     };
     let inventory = guests.len();
-    let (ignored, mut unmanaged): (Vec<Guest>, Vec<Guest>) = guests
+    let (ignored, unmanaged): (Vec<Guest>, Vec<Guest>) = guests
         .into_iter()
         .filter(|g| !managed.contains(&g.vmid))
         .partition(|g| is_ignored(g, &proxmox.ignore));
-    if proxmox.attribution && !unmanaged.is_empty() {
-        let storage = config.storage.path.clone();
-        let journal = tokio::task::spawn_blocking(move || {
-            crate::store::attribution_journal::<crate::attribution::Entry>(&storage)
-        })
-        .await
-        .unwrap_or_default();
-        crate::attribution::creators(&mut unmanaged, &journal);
-    }
     Ok(Ok(Unmanaged {
         checked_at: Some(Utc::now()),
         guests: unmanaged,
@@ -277,6 +268,36 @@ async fn managed_by_states(
         }
     }
     Ok(Ok((managed, providers)))
+}
+
+/// Sets `created_by` on each guest of a check whose creation task the journal under
+/// `storage` holds (read off the runtime), when attribution is on.
+pub async fn name_creators(
+    result: &mut Unmanaged,
+    proxmox: &crate::config::Proxmox,
+    storage: &std::path::Path,
+) {
+    if !proxmox.attribution || result.guests.is_empty() {
+        return;
+    }
+    let storage = storage.to_owned();
+    let journal: Vec<crate::attribution::Entry> =
+        tokio::task::spawn_blocking(move || crate::store::attribution_journal(&storage))
+            .await
+            .unwrap_or_default();
+    creators(&mut result.guests, &journal);
+}
+
+/// Sets `created_by` on each guest whose creation task is known (the newest, for a vmid
+/// used twice).
+pub fn creators(guests: &mut [Guest], entries: &[crate::attribution::Entry]) {
+    for guest in guests {
+        guest.created_by = entries
+            .iter()
+            .filter(|e| e.vmid == guest.vmid && e.creates())
+            .max_by_key(|e| e.time)
+            .map(crate::attribution::Entry::attribution);
+    }
 }
 
 /// The start of a terraform error's detail, on one line.

@@ -128,22 +128,6 @@ fn as_vmid(v: &Value) -> Option<u32> {
     .filter(|id| *id > 0)
 }
 
-/// The vmid of a guest resource from its values (`before` of a plan's change): bpg's
-/// `vm_id`, Telmate's `vmid` (and the test provider's), else the id; `None` for a resource
-/// that is not a guest.
-pub fn guest_vmid(resource_type: &str, values: &Value) -> Option<u32> {
-    let own = match Provider::of_type(resource_type) {
-        Some(Provider::Bpg) => "vm_id",
-        Some(Provider::Telmate) => "vmid",
-        None if resource_type.starts_with("pvesim_") => "vmid",
-        None => return None,
-    };
-    values
-        .get(own)
-        .and_then(as_vmid)
-        .or_else(|| values.get("id").and_then(as_vmid))
-}
-
 /// The guests the output of `terraform state pull` manages. Empty output (no state yet)
 /// manages nothing.
 pub fn managed_guests(state: &[u8]) -> Result<Managed, String> {

@@ -83,3 +83,88 @@ fn std_fs_is_called_only_where_it_runs_off_the_runtime() {
         "std::fs in code that may run on the runtime: {offenders:?}"
     );
 }
+
+/// The top-level module a file of `src/` belongs to (`src/store/env.rs` -> `store`).
+fn module_of(root: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(root.join("src")).ok()?;
+    let first = rel
+        .components()
+        .next()?
+        .as_os_str()
+        .to_string_lossy()
+        .into_owned();
+    let name = first.strip_suffix(".rs").unwrap_or(&first).to_owned();
+    (name != "lib" && name != "main").then_some(name)
+}
+
+/// The code of a file without its comments and its `#[cfg(test)] mod tests`.
+fn code_of(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests {") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Regression: three import cycles (config <-> ignore, classify <-> plan, exporter <->
+/// unmanaged) made every module depend on every other. The top-level modules now form a
+/// graph without cycles (tests aside).
+#[test]
+fn the_top_level_modules_import_each_other_without_cycles() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(root, f)).collect();
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(module) = module_of(root, file) else {
+            continue;
+        };
+        if file.ends_with("tests.rs") || file.components().any(|c| c.as_os_str() == "tests") {
+            continue;
+        }
+        let code = code_of(&std::fs::read_to_string(file).unwrap());
+        for (i, _) in code.match_indices("crate::") {
+            let used: String = code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if used != module && modules.contains(&used) {
+                uses.entry(module.clone()).or_default().insert(used);
+            }
+        }
+    }
+    // Depth-first search for a path back to where it started.
+    fn back_to(
+        start: &str,
+        at: &str,
+        uses: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        for next in uses.get(at).into_iter().flatten() {
+            if next == start {
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if back_to(start, next, uses, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    for module in &modules {
+        let mut path = vec![module.clone()];
+        if back_to(module, module, &uses, &mut path, &mut BTreeSet::new()) {
+            path.push(module.clone());
+            panic!("an import cycle: {}", path.join(" -> "));
+        }
+    }
+}

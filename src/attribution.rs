@@ -1,12 +1,10 @@
 //! Who changed a Proxmox guest, and when (../shared/facts/proxmox.md, "Who changed a guest").
-//! The [`poller`] reads the cluster log (a ring of 128 KiB: read every
+//! The poller ([`crate::watcher`]) reads the cluster log (a ring of 128 KiB: read every
 //! `proxmox.attribution_interval`, and a turn-over between two reads is said) and the nodes'
 //! task lists, and keeps what it read under `storage.path`. A scan then [`attach`]es to each
 //! change outside Terraform of a guest the entries for its vmid since the environment's last
 //! conform scan, newest first. Attribution never fails a scan: without the permission
 //! (`Sys.Syslog`) or after an API failure, `changed_by` is `null`.
-
-pub mod poller;
 
 use std::fmt;
 
@@ -45,7 +43,7 @@ impl Entry {
             )
     }
 
-    fn attribution(&self) -> Attribution {
+    pub fn attribution(&self) -> Attribution {
         Attribution {
             user: self.user.clone(),
             token: self.token.clone(),
@@ -138,18 +136,6 @@ pub fn split_actor(actor: &str) -> (String, Option<String>) {
     match actor.split_once('!') {
         Some((user, token)) => (user.to_owned(), Some(token.to_owned())),
         None => (actor.to_owned(), None),
-    }
-}
-
-/// Sets `created_by` on each guest whose creation task is known (the newest, for a vmid
-/// used twice).
-pub fn creators(guests: &mut [crate::unmanaged::api::Guest], entries: &[Entry]) {
-    for guest in guests {
-        guest.created_by = entries
-            .iter()
-            .filter(|e| e.vmid == guest.vmid && e.creates())
-            .max_by_key(|e| e.time)
-            .map(Entry::attribution);
     }
 }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{Entry, PollError, PollReason, PollStatus, split_actor, vmid_of_message};
+use crate::attribution::{Entry, PollError, PollReason, PollStatus, split_actor, vmid_of_message};
 use crate::cancel::CancellationToken;
 use crate::config::{Config, Proxmox};
 use crate::report::AttributionSource;

@@ -2,7 +2,9 @@
 //! (counted from the end of the last check, also across a restart), stored under
 //! `storage.path` and handed to the supervisor for the exporter's state. A reload that changes `[proxmox]`
 //! checks again at once; one that removes it stops the checks. The attribution poller
-//! ([`crate::attribution::poller`]) runs beside it on the same settings.
+//! ([`poller`]) runs beside it on the same settings.
+
+mod poller;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +32,7 @@ impl Watcher {
     pub fn start(state: Arc<State>, storage: Storage, changes: Changes) -> Watcher {
         let (settings, rx) = watch::channel(state.config());
         let cancel = CancellationToken::new();
-        let attribution = tokio::spawn(crate::attribution::poller::run(
+        let attribution = tokio::spawn(poller::run(
             state.clone(),
             storage.clone(),
             rx.clone(),
@@ -128,7 +130,8 @@ async fn watch_loop(
         };
         let previous = checker.state.unmanaged();
         let result = match result {
-            Ok(result) => {
+            Ok(mut result) => {
+                crate::unmanaged::name_creators(&mut result, &proxmox, &config.storage.path).await;
                 log_found(previous.as_deref(), &result);
                 result
             }
