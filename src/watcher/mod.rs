@@ -2,7 +2,7 @@
 //! (counted from the end of the last check, also across a restart), stored under
 //! `storage.path` and handed to the supervisor for the exporter's state. A reload that changes `[proxmox]`
 //! checks again at once; one that removes it stops the checks. The attribution poller
-//! ([`poller`]) runs beside it on the same settings.
+//! (the `poller` submodule) runs beside it on the same settings.
 
 mod poller;
 
