@@ -348,3 +348,29 @@ fn a_cluster_log_that_turns_over_between_two_reads_is_said_and_the_newest_change
     let by = &change(&report, "pvesim_vm.web")["changed_by"];
     assert_eq!(by[0]["user"], "root@pam", "{by}");
 }
+
+#[test]
+fn an_api_failure_gives_null_and_never_fails_the_scan() {
+    let Some(lab) = Lab::new() else { return };
+    let server = Server::in_process(&lab.config());
+    assert_eq!(scan(&server)["status"], "conform");
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+    // The exporter's token is revoked: every read of the cluster log now fails.
+    lab.sim.cluster.tokens.lock().unwrap().remove(TOKEN);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(
+        &server.metrics(),
+        "tfdrift_attribution_error",
+        &[("reason", "auth")],
+    ) != Some(1.0)
+    {
+        assert!(Instant::now() < deadline, "the failed read is not shown");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = scan(&server);
+    assert_eq!(report["status"], "drift", "{report}");
+    assert!(
+        change(&report, "pvesim_vm.web")["changed_by"].is_null(),
+        "what cannot be read now is not claimed: {report}"
+    );
+}
