@@ -125,11 +125,11 @@ fn unmanaged_section(h: &mut String, state: &State) {
         "<table><tr><th>VMID</th><th>Kind</th><th>Name</th><th>Node</th><th>Status</th><th>Created by</th></tr>\n",
     );
     for g in &u.guests {
-        let created = g
-            .created_by
-            .as_ref()
-            .map(|a| format!("{} at {}", escape(&a.user), time(a.time)))
-            .unwrap_or_else(|| "-".to_owned());
+        let created = match (&g.created_by, g.created_at) {
+            (Some(a), at) => format!("{} at {}", escape(&a.user), time(at.or(a.time))),
+            (None, Some(at)) => format!("at {}", time(Some(at))),
+            (None, None) => "-".to_owned(),
+        };
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{created}</td></tr>",

@@ -61,6 +61,13 @@ pub struct Guest {
     /// Who created it and when (its `qmcreate`/`vzcreate` task), when attribution knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<crate::report::Attribution>,
+    /// When it was created: its creation task, else a VM config's `meta` `ctime`.
+    #[serde(
+        default,
+        with = "crate::report::rfc3339_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One entry of `cluster/resources?type=vm`.
@@ -122,6 +129,7 @@ pub fn parse_inventory(body: &[u8]) -> Result<Vec<Guest>, String> {
         };
         guests.push(Guest {
             created_by: None,
+            created_at: None,
             vmid,
             name: r.name.filter(|n| !n.is_empty()),
             node: r.node.unwrap_or_default(),
@@ -219,6 +227,22 @@ impl Client {
     pub async fn guests(&self) -> Result<Vec<Guest>, CheckError> {
         let body = self.get("/cluster/resources?type=vm").await?;
         parse_inventory(&body).map_err(|e| CheckError::new(CheckReason::Api, e))
+    }
+
+    /// When a VM was created, from its config's `meta` (`creation-qemu=...,ctime=<epoch>`).
+    pub async fn created_at(&self, guest: &Guest) -> Option<chrono::DateTime<chrono::Utc>> {
+        if guest.kind != GuestKind::Qemu {
+            return None;
+        }
+        let path = format!("/nodes/{}/qemu/{}/config", guest.node, guest.vmid);
+        let config = self.data(&path).await.ok()?;
+        let ctime = config["meta"]
+            .as_str()?
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("ctime="))?
+            .parse()
+            .ok()?;
+        chrono::DateTime::from_timestamp(ctime, 0)
     }
 
     /// The `data` of a GET of `/api2/json{path}`.

@@ -167,9 +167,12 @@ pub async fn check(
         e.summary = e.summary.replace(&secret, "(redacted)");
         e
     };
-    let inventory = async { client?.guests().await };
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => return Ok(Err(scrub(e))),
+    };
     let guests = tokio::select! {
-        guests = inventory => guests,
+        guests = client.guests() => guests,
         _ = cancel.cancelled() => return Err(Cancelled),
     };
     let guests = match guests {
@@ -187,10 +190,11 @@ pub async fn check(
         Err(e) => return Ok(Err(scrub(e))),
     };
     let inventory = guests.len();
-    let (ignored, unmanaged): (Vec<Guest>, Vec<Guest>) = guests
+    let (ignored, mut unmanaged): (Vec<Guest>, Vec<Guest>) = guests
         .into_iter()
         .filter(|g| !managed.contains(&g.vmid))
         .partition(|g| is_ignored(g, &proxmox.ignore));
+    creation_times(&client, &mut unmanaged, proxmox.timeout).await;
     Ok(Ok(Unmanaged {
         checked_at: Some(Utc::now()),
         guests: unmanaged,
@@ -289,7 +293,7 @@ pub async fn name_creators(
 }
 
 /// Sets `created_by` on each guest whose creation task is known (the newest, for a vmid
-/// used twice).
+/// used twice), and `created_at` from it when the VM's config gave none.
 pub fn creators(guests: &mut [Guest], entries: &[crate::attribution::Entry]) {
     for guest in guests {
         guest.created_by = entries
@@ -297,8 +301,29 @@ pub fn creators(guests: &mut [Guest], entries: &[crate::attribution::Entry]) {
             .filter(|e| e.vmid == guest.vmid && e.creates())
             .max_by_key(|e| e.time)
             .map(crate::attribution::Entry::attribution);
+        if let Some(by) = &guest.created_by {
+            guest.created_at = guest.created_at.or(by.time);
+        }
     }
 }
+
+/// Unmanaged VMs asked for their creation time (their config's `meta`), at most
+/// [`CREATION_TIMES`] of them at once, all within one request timeout; what does not answer
+/// in time has none.
+async fn creation_times(client: &Client, guests: &mut [Guest], timeout: std::time::Duration) {
+    let asked = guests
+        .iter()
+        .take(CREATION_TIMES)
+        .map(|g| client.created_at(g));
+    if let Ok(times) = tokio::time::timeout(timeout, join_all(asked)).await {
+        for (guest, at) in guests.iter_mut().zip(times) {
+            guest.created_at = at;
+        }
+    }
+}
+
+/// Unmanaged guests whose creation time is asked for at each check.
+const CREATION_TIMES: usize = 100;
 
 /// The start of a terraform error's detail, on one line.
 fn first_lines(detail: &str) -> String {
@@ -369,6 +394,7 @@ mod tests {
     fn guest(vmid: u32, name: &str, tags: &[&str]) -> Guest {
         Guest {
             created_by: None,
+            created_at: None,
             vmid,
             name: Some(name.into()),
             node: "pve1".into(),

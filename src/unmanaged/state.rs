@@ -247,6 +247,7 @@ mod tests {
     fn guest(vmid: u32, name: Option<&str>, kind: GuestKind) -> Guest {
         Guest {
             created_by: None,
+            created_at: None,
             vmid,
             name: name.map(str::to_owned),
             node: "pve1".into(),

@@ -271,6 +271,7 @@ fn a_person_a_terraform_token_and_a_container_edit_are_told_apart() {
     assert_eq!(made["user"], "root@pam", "{checked}");
     assert_eq!(made["message"], "qmcreate");
     assert_eq!(made["via"], "task");
+    assert!(guest(150)["created_at"].is_string(), "{checked}");
     assert_eq!(guest(120)["created_by"]["by_terraform"], true, "{checked}");
 }
 

@@ -228,9 +228,20 @@ fn exactly_the_guests_missing_from_every_state_are_reported() {
     let (code, r, stderr) = c.unmanaged(ignore);
     assert_eq!(code, 2, "{r}\n{stderr}");
     assert_eq!(vmids(&r), [150, 151]);
+    let mut made = r["guests"][0].clone();
+    let created = made
+        .as_object_mut()
+        .unwrap()
+        .remove("created_at")
+        .unwrap_or_default();
     assert_eq!(
-        r["guests"][0],
+        made,
         json!({"vmid": 150, "name": "web2", "node": "pve1", "kind": "qemu", "status": "running", "tags": []})
+    );
+    assert!(created.is_string(), "a VM says when it was made: {r}");
+    assert!(
+        r["guests"][1].get("created_at").is_none(),
+        "a container's config has no creation time: {r}"
     );
     assert_eq!(r["guests"][1]["name"], Value::Null);
     assert_eq!(r["guests"][1]["kind"], "lxc");
@@ -468,6 +479,11 @@ fn the_exporter_reports_a_vm_made_by_hand_within_one_check_interval() {
         "reported after {waited:?}"
     );
     assert_eq!(vmids(&v), [150]);
+    let created = v["guests"][0]["created_at"].as_str().unwrap_or_default();
+    assert!(
+        created.starts_with("20"),
+        "when it was made, from the VM's config (meta ctime): {v}"
+    );
     let m = server.metrics();
     assert_eq!(
         metric(&m, "tfdrift_unmanaged_resources", &[("kind", "qemu")]),

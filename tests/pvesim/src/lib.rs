@@ -44,6 +44,14 @@ pub struct Guest {
     pub tags: String,
     pub template: bool,
     pub status: String,
+    /// When it was created through the API (unix time; 0: given at start). A VM's config
+    /// says it in `meta` (`creation-qemu=...,ctime=...`), as qemu-server writes it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ctime: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// The simulated cluster.
@@ -199,6 +207,9 @@ impl Cluster {
                         if let Some(name) = &g.name {
                             data[name_key] = json!(name);
                         }
+                        if g.kind == "qemu" && g.ctime > 0 {
+                            data["meta"] = json!(format!("creation-qemu=8.1.2,ctime={}", g.ctime));
+                        }
                         reply(StatusCode::OK, json!({ "data": data }))
                     }
                     Method::PUT | Method::POST => {
@@ -232,6 +243,7 @@ impl Cluster {
                     tags: String::new(),
                     template: false,
                     status: "running".into(),
+                    ctime: audit::now(),
                 };
                 apply(&mut g, &params);
                 self.audit.created(&actor, node, kind, g.vmid);
