@@ -1,6 +1,6 @@
 //! The HTTP interface (interface §6): hyper 1's accept loop (connection limit, TLS, header
 //! timeout, basic authentication, configured headers) in front of an axum router
-//! ([`routes`]: paths, percent-decoding, `HEAD`, `405` with `Allow`). Handlers only read the
+//! (`routes`: paths, percent-decoding, `HEAD`, `405` with `Allow`). Handlers only read the
 //! state or the storage, or ask the scheduler or the supervisor; nothing here waits for a
 //! scan.
 

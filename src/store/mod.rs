@@ -1,4 +1,4 @@
-//! Everything under `storage.path`, and the only code that knows its layout ([`layout`]).
+//! Everything under `storage.path`, and the only code that knows its layout (its `layout` submodule).
 //!
 //! ```text
 //! <storage>/envs/<env>/tf-data/                          terraform's TF_DATA_DIR
