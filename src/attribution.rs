@@ -156,10 +156,14 @@ pub fn attach(
             continue;
         }
         change.changed_by = usable.then(|| {
-            // Newest first (ties: the later read first); in one second, what created the
-            // guest came before the rest.
-            let mut found: Vec<&Entry> = entries.iter().rev().filter(|e| e.vmid == vmid).collect();
-            found.sort_by_key(|e| std::cmp::Reverse((e.time, !e.creates())));
+            // A creation task is no change of a guest that was there before (it can only
+            // fall in the last conform scan's second). Newest first; ties: the later read.
+            let mut found: Vec<&Entry> = entries
+                .iter()
+                .rev()
+                .filter(|e| e.vmid == vmid && !e.creates())
+                .collect();
+            found.sort_by_key(|e| std::cmp::Reverse(e.time));
             found
                 .into_iter()
                 // The log counts in whole seconds: an entry of the conform scan's last
@@ -192,6 +196,79 @@ mod tests {
         );
         assert_eq!(vmid_of_message("rollback snapshot VM 7: pre"), Some(7));
         assert_eq!(vmid_of_message("starting task UPID:pve1:..."), None);
+    }
+
+    fn entry(time: &str, via: AttributionSource, message: &str) -> Entry {
+        Entry {
+            vmid: 120,
+            node: "pve1".into(),
+            time: Some(time.parse().unwrap()),
+            user: "root@pam".into(),
+            token: None,
+            via,
+            message: message.into(),
+            by_terraform: false,
+            key: format!("{time}{message}"),
+        }
+    }
+
+    /// Regression: the container Terraform had just created (its `vzcreate` task) was named
+    /// as the change's author when the conform scan ended in the same second.
+    #[test]
+    fn a_change_lists_what_changed_the_guest_since_the_conform_scan_and_never_its_creation() {
+        let mut outcome = crate::report::PlanOutcome::no_changes();
+        outcome.changes.push(crate::report::Change {
+            address: "pvesim_vm.web".into(),
+            module: None,
+            resource_type: "pvesim_vm".into(),
+            name: "web".into(),
+            index: None,
+            action: crate::report::Action::Update,
+            outside_terraform: true,
+            reason: None,
+            attributes: Vec::new(),
+            ignored_by: None,
+            since: None,
+            changed_by: None,
+            vmid: Some(120),
+        });
+        let mut report = Report::from_outcome(outcome);
+        let conform: DateTime<Utc> = "2026-12-02T10:00:00.700Z".parse().unwrap();
+        let entries = [
+            entry(
+                "2026-12-02T09:59:59Z",
+                AttributionSource::ClusterLog,
+                "update VM 120: -cores 4",
+            ),
+            entry("2026-12-02T10:00:00Z", AttributionSource::Task, "qmcreate"),
+            entry(
+                "2026-12-02T10:00:00Z",
+                AttributionSource::ClusterLog,
+                "update VM 120: -memory 3072",
+            ),
+            entry("2026-12-02T10:05:00Z", AttributionSource::Task, "qmconfig"),
+        ];
+        let status = PollStatus {
+            polled_at: Some("2026-12-02T10:06:00Z".parse().unwrap()),
+            interval_seconds: 60,
+            error: None,
+            gaps: 0,
+        };
+        let now: DateTime<Utc> = "2026-12-02T10:06:30Z".parse().unwrap();
+        attach(&mut report, Some(&status), &entries, Some(conform), now);
+        let by: Vec<&str> = report.changes[0]
+            .changed_by
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|a| a.message.as_str())
+            .collect();
+        assert_eq!(by, ["qmconfig", "update VM 120: -memory 3072"]);
+
+        // A read older than three intervals (and a minute) is not trusted.
+        let later: DateTime<Utc> = "2026-12-02T10:11:00Z".parse().unwrap();
+        attach(&mut report, Some(&status), &entries, Some(conform), later);
+        assert_eq!(report.changes[0].changed_by, None);
     }
 
     #[test]

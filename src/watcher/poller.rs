@@ -263,8 +263,10 @@ async fn read_log(
             first["uid"].as_u64().unwrap_or(0),
         ));
     }
+    // Oldest first, as they were written: the journal stays in the cluster's order.
     Ok(lines
         .iter()
+        .rev()
         .filter_map(|l| {
             let message = l["msg"].as_str()?;
             let vmid = vmid_of_message(message)?;
