@@ -6,7 +6,7 @@
 //! hands back bytes, [`plan`] understands them, [`classify`] names why a scan failed,
 //! [`ignore`] drops known false positives (its [`glob`]s compiled at load), [`report`] is
 //! what comes out, and [`scan`] ties the steps together; [`attribution`] says which
-//! Proxmox user changed a guest, and [`lifecycle`] since when the environment drifts.
+//! Proxmox user changed a guest (found by its [`guest`] vmid), and [`lifecycle`] since when the environment drifts.
 //! [`sensitive`] finds the root module's secrets before terraform runs; [`orphans`] ends
 //! terraform that outlived its scan.
 //!
@@ -30,6 +30,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod glob;
+pub mod guest;
 pub mod http;
 pub mod ignore;
 pub mod lifecycle;

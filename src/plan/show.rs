@@ -18,6 +18,7 @@ use super::diff::{Sides, diff};
 use super::redact::{Mask, Redactor, SecretCollector};
 use super::split::{Piece, SplitError, Want, split};
 use super::stream::Diagnostic;
+use crate::guest::guest_vmid;
 use crate::report::{Action, AttributeChange, Change, PlanOutcome};
 
 /// How to read a plan.
@@ -439,22 +440,6 @@ impl Gathered {
         }
         Ok(())
     }
-}
-
-/// The vmid of a Proxmox guest resource from its values (bpg's `vm_id`, Telmate's `vmid`, the
-/// test provider's `vmid`): what attribution looks a change up by. `None` for other
-/// resources.
-fn guest_vmid(resource_type: &str, values: &Value) -> Option<u32> {
-    if !(resource_type.starts_with("proxmox_") || resource_type.starts_with("pvesim_")) {
-        return None;
-    }
-    let v = values.get("vm_id").or_else(|| values.get("vmid"))?;
-    let n = match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }?;
-    u32::try_from(n).ok().filter(|id| *id > 0)
 }
 
 /// Which list an entry comes from, and so which side is reality.

@@ -3,18 +3,16 @@
 //! retention and capped at [`MAX_ATTRIBUTION_ENTRIES`] (the newest kept); and the poller's
 //! last status. Generic over the entry and status types, which belong to `attribution`.
 
-use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::atomic::{StoreError, at, remove_if_present, write_atomic};
+use super::atomic::{StoreError, remove_if_present, write_atomic};
 use super::index::IndexLine;
 use super::layout::Layout;
+use super::lines::{append_lines, read_lines, to_lines};
 use super::{Storage, blocking, load_json, save_json};
 use crate::report::Status;
 
@@ -33,14 +31,7 @@ pub struct AttributionFiles<S, E> {
 }
 
 fn read_entries<E: DeserializeOwned>(path: &Path) -> Vec<E> {
-    let Ok(file) = fs::File::open(path) else {
-        return Vec::new();
-    };
-    BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect()
+    read_lines(path).unwrap_or_default()
 }
 
 /// The poller's status, the journal, and the newest conform scan of `env` (blocking: a
@@ -58,13 +49,12 @@ pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
         Some(_) => read_entries(&layout.attribution()),
         None => Vec::new(),
     };
-    let last_conform = fs::read_to_string(layout.index(env)).ok().and_then(|text| {
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<IndexLine>(l).ok())
-            .filter(|l| l.status == Status::Conform)
-            .filter_map(|l| l.finished_at)
-            .max()
-    });
+    let last_conform = read_lines::<IndexLine>(&layout.index(env))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.status == Status::Conform)
+        .filter_map(|l| l.finished_at)
+        .max();
     AttributionFiles {
         status,
         entries,
@@ -95,7 +85,7 @@ impl Storage {
     ) -> Result<(), StoreError> {
         let layout = self.layout.clone();
         blocking("storing attribution entries", move || {
-            append(&layout, &entries)
+            append_lines(&layout.attribution(), &entries)
         })
         .await
         .unwrap_or_else(|| Err(failed(&self.layout)))
@@ -119,13 +109,7 @@ impl Storage {
             if entries.len() == before {
                 return Ok(0);
             }
-            let mut text = Vec::new();
-            for e in &entries {
-                serde_json::to_writer(&mut text, e)
-                    .map_err(|e| at(&path)(std::io::Error::other(e)))?;
-                text.push(b'\n');
-            }
-            write_atomic(&path, &text)?;
+            write_atomic(&path, &to_lines(&path, &entries)?)?;
             Ok(before - entries.len())
         })
         .await
@@ -156,24 +140,4 @@ fn failed(layout: &Layout) -> StoreError {
         path: layout.attribution(),
         source: std::io::Error::other("the storage task failed"),
     }
-}
-
-fn append<E: Serialize>(layout: &Layout, entries: &[E]) -> Result<(), StoreError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let path = layout.attribution();
-    let mut text = Vec::new();
-    for e in entries {
-        serde_json::to_writer(&mut text, e).map_err(|e| at(&path)(std::io::Error::other(e)))?;
-        text.push(b'\n');
-    }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(at(&path))?;
-    file.write_all(&text).map_err(at(&path))?;
-    file.sync_all().map_err(at(&path))
 }

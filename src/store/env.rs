@@ -3,13 +3,13 @@
 //! method blocks: a scan calls them from `spawn_blocking` (see [`super::Storage`]).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::atomic::{StoreError, at, remove_if_present, sync_dir, write_atomic, write_atomic_with};
 use super::index::IndexLine;
 use super::layout::Layout;
+use super::lines::{append_lines, read_lines};
 use crate::report::Report;
 
 /// The storage of one environment.
@@ -190,17 +190,7 @@ impl EnvStore {
     /// Appends one line to the history's index (one write of a whole line, then fsync; a
     /// crash leaves at most a torn last line, which reading skips and the next start heals).
     fn append_index(&self, line: &IndexLine) -> Result<(), StoreError> {
-        let path = self.layout.index(&self.env);
-        let mut text = serde_json::to_vec(line).map_err(|e| at(&path)(std::io::Error::other(e)))?;
-        text.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(at(&path))?;
-        file.write_all(&text).map_err(at(&path))?;
-        file.sync_all().map_err(at(&path))
+        append_lines(&self.layout.index(&self.env), std::slice::from_ref(line))
     }
 }
 
@@ -208,11 +198,7 @@ impl EnvStore {
     /// The drift run as the environment's newest stored scan that did not fail left it
     /// (walking back over failed and unreadable ones); `None` when there is none.
     pub fn previous_run(&self) -> Option<crate::lifecycle::Run> {
-        let text = fs::read_to_string(self.layout.index(&self.env)).ok()?;
-        let lines: Vec<IndexLine> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let lines: Vec<IndexLine> = read_lines(&self.layout.index(&self.env))?;
         lines
             .iter()
             .rev()

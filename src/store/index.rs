@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::atomic::{StoreError, at, write_atomic};
 use super::history::{ScanSummary, read_summary};
 use super::layout::Layout;
+use super::lines::read_lines;
 use crate::report::{Report, Status};
 
 /// One stored report in the history's index.
@@ -48,12 +49,9 @@ struct HistoryFiles {
 /// Reads the index and lists the report files of `env`.
 fn history_files(layout: &Layout, env: &str) -> HistoryFiles {
     let mut out = HistoryFiles::default();
-    if let Ok(text) = fs::read_to_string(layout.index(env)) {
+    if let Some(index) = read_lines(&layout.index(env)) {
         out.has_index = true;
-        out.index = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        out.index = index;
     }
     for entry in fs::read_dir(layout.history(env))
         .into_iter()

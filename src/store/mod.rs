@@ -24,6 +24,7 @@ mod env;
 mod history;
 mod index;
 mod layout;
+mod lines;
 mod lock;
 
 use std::path::Path;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::api::{Guest, GuestKind};
+use crate::guest::vmid_of;
 
 /// A Terraform provider for Proxmox VE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -118,16 +119,6 @@ struct Attributes {
     id: Option<Value>,
 }
 
-fn as_vmid(v: &Value) -> Option<u32> {
-    match v {
-        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-        // Telmate's id is `<node>/qemu/<vmid>`, bpg's is the vmid.
-        Value::String(s) => s.rsplit('/').next()?.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|id| *id > 0)
-}
-
 /// The guests the output of `terraform state pull` manages. Empty output (no state yet)
 /// manages nothing.
 pub fn managed_guests(state: &[u8]) -> Result<Managed, String> {
@@ -161,8 +152,8 @@ pub fn managed_guests(state: &[u8]) -> Result<Managed, String> {
             };
             let vmid = own
                 .as_ref()
-                .and_then(as_vmid)
-                .or_else(|| attributes.id.as_ref().and_then(as_vmid));
+                .and_then(vmid_of)
+                .or_else(|| attributes.id.as_ref().and_then(vmid_of));
             if let Some(vmid) = vmid {
                 managed.vmids.insert(vmid);
             }

@@ -4,14 +4,14 @@
 //! another; the exporter reads the log and tasks and names them in `changed_by`.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::proxmox::{Sim, TOKEN, provider_dir};
+use crate::proxmox::{Sim, TOKEN, dev_overrides, homelab_code, provider_dir};
 use crate::server::{Server, metric};
 use crate::support::have_terraform;
+use crate::unmanaged::terraform_in;
 
 /// The token Terraform applies with (`proxmox.terraform_token_ids`).
 const TERRAFORM: &str = "terraform@pve!apply=5e1f-terraform-secret";
@@ -36,45 +36,14 @@ impl Lab {
         for token in [TERRAFORM, ROOT] {
             sim.cluster.tokens.lock().unwrap().insert(token.to_owned());
         }
-        let cli_config = root.path().join("terraform.rc");
-        std::fs::write(
-            &cli_config,
-            format!("provider_installation {{\n  dev_overrides {{ \"example.local/test/pvesim\" = \"{}\" }}\n  direct {{}}\n}}\n", provider.display()),
-        )
-        .unwrap();
+        let cli_config = dev_overrides(root.path(), &provider);
         let ws = root.path().join("ws");
         std::fs::create_dir_all(&ws).unwrap();
+        // Terraform's token applies; a container beside the VM.
+        let container = "resource \"pvesim_lxc\" \"dns\" {\n  vmid   = 130\n  node   = \"pve1\"\n  name   = \"dns\"\n  memory = 512\n  cores  = 1\n}\n";
         std::fs::write(
             ws.join("main.tf"),
-            format!(
-                r#"terraform {{
-  required_providers {{
-    pvesim = {{ source = "example.local/test/pvesim" }}
-  }}
-}}
-provider "pvesim" {{
-  api_url = "{}"
-  token   = "{TERRAFORM}"
-  ca_file = "{}"
-}}
-resource "pvesim_vm" "web" {{
-  vmid   = 120
-  node   = "pve1"
-  name   = "web"
-  memory = 2048
-  cores  = 2
-}}
-resource "pvesim_lxc" "dns" {{
-  vmid   = 130
-  node   = "pve1"
-  name   = "dns"
-  memory = 512
-  cores  = 1
-}}
-"#,
-                sim.url(),
-                sim.ca().display()
-            ),
+            homelab_code(sim.url(), TERRAFORM, sim.ca(), container),
         )
         .unwrap();
         std::fs::write(
@@ -97,18 +66,10 @@ resource "pvesim_lxc" "dns" {{
 
     /// `terraform apply` of the workspace, with Terraform's token.
     pub fn apply(&self) {
-        let out = Command::new("terraform")
-            .args(["apply", "-auto-approve", "-input=false", "-no-color"])
-            .current_dir(self.ws())
-            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
-            .env("CHECKPOINT_DISABLE", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        terraform_in(
+            &self.ws(),
+            &self.cli_config,
+            &["apply", "-auto-approve", "-input=false", "-no-color"],
         );
     }
 

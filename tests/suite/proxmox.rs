@@ -136,6 +136,44 @@ impl Drop for Sim {
     }
 }
 
+/// A CLI configuration under `root` that loads the test provider from `provider` through
+/// `dev_overrides`.
+pub fn dev_overrides(root: &Path, provider: &Path) -> PathBuf {
+    let rc = root.join("terraform.rc");
+    std::fs::write(
+        &rc,
+        format!("provider_installation {{\n  dev_overrides {{ \"example.local/test/pvesim\" = \"{}\" }}\n  direct {{}}\n}}\n", provider.display()),
+    )
+    .unwrap();
+    rc
+}
+
+/// The homelab's code: the provider reaching `url` with `token` and trusting `ca`, VM 120
+/// `web` (2048 MB, 2 cores), then `extra`.
+pub fn homelab_code(url: &str, token: &str, ca: &Path, extra: &str) -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    pvesim = {{ source = "example.local/test/pvesim" }}
+  }}
+}}
+provider "pvesim" {{
+  api_url = "{url}"
+  token   = "{token}"
+  ca_file = "{}"
+}}
+resource "pvesim_vm" "web" {{
+  vmid   = 120
+  node   = "pve1"
+  name   = "web"
+  memory = 2048
+  cores  = 2
+}}
+{extra}"#,
+        ca.display()
+    )
+}
+
 /// A homelab workspace with one VM, applied through the provider.
 pub struct Homelab {
     pub root: tempfile::TempDir,
@@ -151,12 +189,7 @@ impl Homelab {
         let provider = provider_dir()?;
         let root = tempfile::tempdir().unwrap();
         let sim = Sim::start(root.path());
-        let cli_config = root.path().join("terraform.rc");
-        std::fs::write(
-            &cli_config,
-            format!("provider_installation {{\n  dev_overrides {{ \"example.local/test/pvesim\" = \"{}\" }}\n  direct {{}}\n}}\n", provider.display()),
-        )
-        .unwrap();
+        let cli_config = dev_overrides(root.path(), &provider);
         let lab = Homelab {
             root,
             sim,
@@ -173,28 +206,7 @@ impl Homelab {
 
     fn write_code(&self, ca: &Path) {
         std::fs::create_dir_all(self.ws()).unwrap();
-        let code = format!(
-            r#"terraform {{
-  required_providers {{
-    pvesim = {{ source = "example.local/test/pvesim" }}
-  }}
-}}
-provider "pvesim" {{
-  api_url = "{}"
-  token   = "{TOKEN}"
-  ca_file = "{}"
-}}
-resource "pvesim_vm" "web" {{
-  vmid   = 120
-  node   = "pve1"
-  name   = "web"
-  memory = 2048
-  cores  = 2
-}}
-"#,
-            self.sim.url,
-            ca.display()
-        );
+        let code = homelab_code(&self.sim.url, TOKEN, ca, "");
         std::fs::write(self.ws().join("main.tf"), code).unwrap();
     }
 

@@ -600,7 +600,7 @@ fn bpg_provider(root: &std::path::Path) -> Option<PathBuf> {
     Some(rc)
 }
 
-fn terraform_in(dir: &std::path::Path, rc: &std::path::Path, args: &[&str]) -> String {
+pub fn terraform_in(dir: &std::path::Path, rc: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new("terraform")
         .args(args)
         .current_dir(dir)
