@@ -145,6 +145,13 @@ fn load(path: &Path) -> Result<Config, u8> {
     Config::load(path).map_err(|e| fail(EX_CONFIG, e))
 }
 
+/// Writes `text` to standard output. A closed pipe (`| head`, `| true`) is not an error
+/// worth a message, nor a panic as `print!` makes it: the command ends with its own code.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
 /// Writes reports to standard output, streamed (a report can be tens of MB).
 fn print_reports(reports: &[Report], format: Format, as_array: bool) {
     let stdout = std::io::stdout();
@@ -346,8 +353,10 @@ fn reconcile(path: &Path, name: &str) -> u8 {
         .and_then(|_| crate::store::load_unmanaged(&config.storage.path));
     let Some(report) = report else {
         if let Some(unmanaged) = &unmanaged {
-            println!("{name}: no stored scan yet (run `tfdrift-exporter scan {name}`).");
-            print!("{}", crate::reconcile::adopt_unmanaged(env, unmanaged));
+            emit(&format!(
+                "{name}: no stored scan yet (run `tfdrift-exporter scan {name}`).\n{}",
+                crate::reconcile::adopt_unmanaged(env, unmanaged)
+            ));
             return 0;
         }
         return fail(
@@ -377,14 +386,15 @@ fn reconcile(path: &Path, name: &str) -> u8 {
         web.tls.is_some(),
         web.first_user(),
     );
-    print!("{}", crate::reconcile::guide(env, &report, &exporter));
+    let mut text = crate::reconcile::guide(env, &report, &exporter);
     if let Some(unmanaged) = &unmanaged {
-        print!("{}", crate::reconcile::adopt_unmanaged(env, unmanaged));
+        text.push_str(&crate::reconcile::adopt_unmanaged(env, unmanaged));
     } else if config.proxmox.is_some() {
-        println!(
-            "\nNo unmanaged-guest check is stored yet: run `tfdrift-exporter unmanaged` for import blocks."
+        text.push_str(
+            "\nNo unmanaged-guest check is stored yet: run `tfdrift-exporter unmanaged` for import blocks.\n",
         );
     }
+    emit(&text);
     0
 }
 
@@ -393,10 +403,10 @@ fn check_config(path: &Path) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    print!("{}", config.describe(chrono::Local::now()));
+    emit(&config.describe(chrono::Local::now()));
     match crate::serve::load_web(&config) {
         Ok(web) => {
-            println!("\nweb: {}", web.describe());
+            emit(&format!("\nweb: {}\n", web.describe()));
             0
         }
         Err(e) => fail(EX_CONFIG, e),

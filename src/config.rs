@@ -37,6 +37,13 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A `TFDRIFT_` variable that cannot be used, or whose value a key refused.
+    #[error("environment variable {var}{}: {message}", key.as_ref().map(|k| format!(" (key {k:?})")).unwrap_or_default())]
+    Variable {
+        var: String,
+        key: Option<String>,
+        message: String,
+    },
 }
 
 /// A duration written the humantime way (`90s`, `6h`, `1d`).
@@ -133,21 +140,57 @@ pub struct Environment {
 impl Config {
     /// Reads `path` plus the `TFDRIFT_` environment overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Self::load_with_env(path, Env::prefixed(ENV_PREFIX).split("__"))
+        Self::load_with_env(path, std::env::vars_os())
     }
 
-    fn load_with_env(path: &Path, env: Env) -> Result<Config, ConfigError> {
+    /// Reads `path` plus the `TFDRIFT_` overrides among `vars`; an error caused by a
+    /// variable names it, not the file.
+    fn load_with_env(
+        path: &Path,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<Config, ConfigError> {
+        let overrides = env::overrides(ENV_PREFIX, vars)?;
         // figment ignores a missing file; a missing configuration must stop start-up.
         std::fs::metadata(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
+        let blame = |key: &str, message: String, otherwise: ConfigError| match env::setting(
+            &overrides, key,
+        ) {
+            Some(o) => ConfigError::Variable {
+                var: o.var.clone(),
+                key: Some(o.key.clone()),
+                message,
+            },
+            None => otherwise,
+        };
+        // Only the variables checked above: figment would read the environment again.
+        let checked: Vec<String> = overrides.iter().map(|o| o.var.clone()).collect();
         let raw: RawConfig = Figment::new()
             .merge(Toml::file_exact(path))
-            .merge(env)
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .filter(move |k| checked.iter().any(|v| k == v[ENV_PREFIX.len()..]))
+                    .split("__"),
+            )
             .extract()
-            .map_err(|e| ConfigError::Parse(one_line(e)))?;
-        validate(path, raw)
+            .map_err(|e| {
+                let key = e.path.join(".").to_lowercase();
+                let message = e.kind.to_string();
+                blame(&key, message, ConfigError::Parse(one_line(e)))
+            })?;
+        validate(path, raw).map_err(|e| match e {
+            ConfigError::Invalid { key, message, file } => {
+                let otherwise = ConfigError::Invalid {
+                    file,
+                    key: key.clone(),
+                    message: message.clone(),
+                };
+                blame(&key, message, otherwise)
+            }
+            other => other,
+        })
     }
 
     /// Parses configuration text (tests, and `check-config` of generated files).
@@ -195,6 +238,7 @@ fn one_line(e: figment::Error) -> String {
 }
 
 mod describe;
+mod env;
 mod proxmox;
 mod raw;
 mod validate;

@@ -12,7 +12,9 @@
 //!
 //! Keeping and showing: [`store`] is the only code that knows the files under
 //! `storage.path` (its async methods work off the runtime); [`output`], [`page`] and
-//! [`reconcile`] show reports to people; [`metrics`] to Prometheus.
+//! [`reconcile`] show reports to people; [`metrics`] to Prometheus; [`text`] is the one rule
+//! for untrusted text on every surface (hidden characters shown escaped, lengths in UTF-16
+//! units).
 //!
 //! The running exporter: [`serve`] binds and starts everything; [`state`] is the shared,
 //! memory-only state that [`http`] reads; [`supervisor`] is the one task that changes it,
@@ -51,6 +53,7 @@ pub mod serve;
 pub mod state;
 pub mod store;
 pub mod supervisor;
+pub mod text;
 pub mod unmanaged;
 pub mod watcher;
 pub mod webconfig;

@@ -90,12 +90,16 @@ impl Fields {
     }
 }
 
-/// Quotes a logfmt value when it needs it.
+/// Quotes a logfmt value when it needs it. Inside quotes, hidden characters (controls, bidi:
+/// [`crate::text::is_hidden`]) are written as Go-style escapes (`\n`, `\u202e`), so a log
+/// line shows them instead of obeying them, and a logfmt parser reads the value back.
 fn quote(value: &str) -> String {
+    use crate::text::is_hidden;
+    use std::fmt::Write as _;
     if !value.is_empty()
         && !value
             .chars()
-            .any(|c| c == ' ' || c == '=' || c == '"' || c.is_control())
+            .any(|c| c == ' ' || c == '=' || c == '"' || is_hidden(c))
     {
         return value.to_owned();
     }
@@ -106,7 +110,11 @@ fn quote(value: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            c if c.is_control() => out.push(' '),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_hidden(c) => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -124,5 +132,17 @@ mod tests {
         assert_eq!(quote("scan finished"), "\"scan finished\"");
         assert_eq!(quote(""), "\"\"");
         assert_eq!(quote("a\"b\nc"), "\"a\\\"b\\nc\"");
+    }
+
+    #[test]
+    fn bidi_and_control_characters_are_escaped_not_obeyed() {
+        assert_eq!(
+            quote("admin\u{202e}@evil.com\u{202c}"),
+            "\"admin\\u202e@evil.com\\u202c\""
+        );
+        assert_eq!(
+            quote("x\u{9b}2J\u{7f}\u{2066}\u{1b}"),
+            "\"x\\u009b2J\\u007f\\u2066\\u001b\""
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Reports for people: an aligned table of changes (address, action, attribute,
-//! actual -> expected), colour only on a terminal.
+//! actual -> expected), colour only on a terminal. Every text from a plan, an error or a
+//! rule is shown through [`crate::text::visible`]: a bidi or escape character in a value is
+//! printed as `\u202e`, never sent to the terminal.
 
 use std::fmt::Write;
 
@@ -7,6 +9,7 @@ use serde_json::Value;
 
 use crate::plan::redact::{KNOWN_AFTER_APPLY, SENSITIVE};
 use crate::report::{Report, Status};
+use crate::text::visible;
 
 /// Longest value shown in a table cell; the JSON report has the whole value.
 const MAX_VALUE: usize = 60;
@@ -54,10 +57,10 @@ fn render_one(out: &mut String, r: &Report, colour: bool) {
         let _ = writeln!(
             out,
             "  error:  {}",
-            e.summary.lines().next().unwrap_or_default()
+            visible(e.summary.lines().next().unwrap_or_default())
         );
         for line in e.detail.lines().filter(|l| !l.trim().is_empty()).take(12) {
-            let _ = writeln!(out, "          {line}");
+            let _ = writeln!(out, "          {}", visible(line));
         }
     }
     table(out, &rows_of(r));
@@ -65,9 +68,9 @@ fn render_one(out: &mut String, r: &Report, colour: bool) {
         let _ = writeln!(
             out,
             "  ignored: {} {} ({})",
-            ignored.address,
+            visible(&ignored.address),
             ignored.action,
-            ignored.ignored_by.as_deref().unwrap_or("ignore rule")
+            visible(ignored.ignored_by.as_deref().unwrap_or("ignore rule"))
         );
     }
 }
@@ -151,13 +154,13 @@ fn rows_of(r: &Report) -> Vec<[String; 5]> {
         };
         let action = match &change.reason {
             Some(reason) if reason.starts_with("deposed") => {
-                format!("{} ({reason})", change.action)
+                format!("{} ({})", change.action, visible(reason))
             }
             _ => change.action.to_string(),
         };
         if change.attributes.is_empty() {
             rows.push([
-                change.address.clone(),
+                visible(&change.address).into_owned(),
                 action,
                 outside.into(),
                 String::new(),
@@ -167,7 +170,11 @@ fn rows_of(r: &Report) -> Vec<[String; 5]> {
         }
         for (i, a) in change.attributes.iter().enumerate() {
             let (address, action, outside) = if i == 0 {
-                (change.address.clone(), action.clone(), outside.to_owned())
+                (
+                    visible(&change.address).into_owned(),
+                    action.clone(),
+                    outside.to_owned(),
+                )
             } else {
                 Default::default()
             };
@@ -175,7 +182,7 @@ fn rows_of(r: &Report) -> Vec<[String; 5]> {
                 address,
                 action,
                 outside,
-                a.path.clone(),
+                visible(&a.path).into_owned(),
                 format!("{} -> {}", cell(&a.actual), cell(&a.expected)),
             ]);
         }
@@ -189,11 +196,5 @@ fn cell(value: &Value) -> String {
         Value::String(s) if s == SENSITIVE || s == KNOWN_AFTER_APPLY => s.clone(),
         other => other.to_string(),
     };
-    let text = text.replace(['\n', '\r', '\t'], " ");
-    if text.chars().count() > MAX_VALUE {
-        let cut: String = text.chars().take(MAX_VALUE - 3).collect();
-        format!("{cut}...")
-    } else {
-        text
-    }
+    crate::text::cut(&visible(&text), MAX_VALUE, "...").into_owned()
 }

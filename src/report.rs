@@ -208,37 +208,35 @@ pub struct Change {
     pub vmid: Option<u32>,
 }
 
-/// A value as people read it, at most `max` characters (`...` when cut): JSON, except the
-/// markers `(sensitive)` and `(known after apply)`, written bare.
+/// A value as people read it, at most `max` UTF-16 units (`...` when cut; see
+/// [`crate::text::cut`]): JSON, except the markers `(sensitive)` and `(known after apply)`,
+/// written bare.
 pub fn shown(v: &Value, max: usize) -> String {
     let text = match v {
         Value::String(s) if s.starts_with('(') && s.ends_with(')') => s.clone(),
         other => other.to_string(),
     };
-    if text.chars().count() > max {
-        let kept: String = text.chars().take(max.saturating_sub(3)).collect();
-        format!("{kept}...")
-    } else {
-        text
-    }
+    crate::text::cut(&text, max, "...").into_owned()
 }
 
 impl Change {
     /// `path: actual -> expected` of each attribute joined by `; `, each value cut at
-    /// `value_max` characters and the whole at `max` (then ending `; ...`).
+    /// `value_max` UTF-16 units and the whole at `max` (then ending `; ...`); paths cut at
+    /// `value_max` too.
     pub fn attributes_line(&self, value_max: usize, max: usize) -> String {
+        use crate::text::{cut, units};
         let mut line = String::new();
         for (i, a) in self.attributes.iter().enumerate() {
             let item = format!(
                 "{}: {} -> {}",
-                a.path,
+                cut(&a.path, value_max, "..."),
                 shown(&a.actual, value_max),
                 shown(&a.expected, value_max)
             );
             let sep = if i == 0 { "" } else { "; " };
             // Room for this item and, unless it is the last, for "; ...".
             let tail = if i + 1 < self.attributes.len() { 5 } else { 0 };
-            if line.chars().count() + sep.len() + item.chars().count() + tail > max {
+            if units(&line) + sep.len() + units(&item) + tail > max {
                 line.push_str(if i == 0 { "..." } else { "; ..." });
                 break;
             }

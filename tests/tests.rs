@@ -12,6 +12,8 @@ mod alerting;
 mod attribution;
 #[path = "suite/bad_input.rs"]
 mod bad_input;
+#[path = "suite/chain.rs"]
+mod chain;
 #[path = "suite/classify_streams.rs"]
 mod classify_streams;
 #[path = "suite/cli_config.rs"]
@@ -24,6 +26,8 @@ mod explain_fixtures;
 mod faults;
 #[path = "suite/fuzz.rs"]
 mod fuzz;
+#[path = "suite/hostile_text.rs"]
+mod hostile_text;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
 #[path = "suite/pages.rs"]

@@ -145,12 +145,29 @@ fn the_external_url_and_terraform_tokens_are_checked_at_load() {
         "https://",
         "https://x/a b",
         "ftp://x",
+        // What the Telegram template would not link: no alert may lose its link.
+        "https://x/\\u202e",
+        "https://münchen.lan",
+        "https://x/a?b=1",
+        "https://user@x",
+        "https://x/&amp;",
     ] {
         let e = load(&format!("[web]\nexternal_url = \"{bad}\"\n{env}"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("web.external_url"), "{bad}: {e}");
     }
+    let long = format!("https://x/{}", "a".repeat(200));
+    assert!(
+        load(&format!("[web]\nexternal_url = \"{long}\"\n{env}")).is_err(),
+        "at most 200 characters"
+    );
+    assert!(
+        load(&format!(
+            "[web]\nexternal_url = \"https://[::1]:9847/tfdrift\"\n{env}"
+        ))
+        .is_ok()
+    );
     let proxmox = "[proxmox]\napi_url = \"https://pve1:8006\"\ntoken_id = \"tfdrift@pve!m\"\ntoken_secret_env = \"S\"\n";
     let p = load(&format!("{proxmox}{env}")).unwrap().proxmox.unwrap();
     assert!(p.attribution, "on by default");

@@ -166,25 +166,33 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
     })
 }
 
-/// `web.external_url`: `http(s)://HOST[:PORT][/PATH]`, kept without a trailing slash.
+/// The longest `web.external_url`: with `/environments/<64 characters>` the alert's link
+/// stays within the 292 characters the Telegram template links.
+const EXTERNAL_URL_MAX: usize = 200;
+
+/// `web.external_url`: `http(s)://HOST[:PORT][/PATH]`, kept without a trailing slash. Only
+/// the characters the Telegram template puts in a link (letters, digits, `-._~:/%[]`; an
+/// international host name in its `xn--` form), so that no alert loses its link.
 fn external_url(raw: Option<&str>) -> Result<Option<String>, KeyError> {
     let Some(raw) = raw else { return Ok(None) };
     let url = raw.trim().trim_end_matches('/');
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
+    let linkable = |c: char| c.is_ascii_alphanumeric() || "-._~:/%[]".contains(c);
     match rest {
         Some(rest)
             if !rest.is_empty()
                 && !rest.starts_with('/')
-                && !url.contains(['?', '#', ' ', '"', '<', '>']) =>
+                && rest.chars().all(linkable)
+                && url.len() <= EXTERNAL_URL_MAX =>
         {
             Ok(Some(url.to_owned()))
         }
         _ => Err(KeyError::new(
             "web.external_url",
             format!(
-                "{raw:?} is not a URL like \"https://monitoring.lan:9847\" (how people reach the exporter)"
+                "{raw:?} is not a URL like \"https://monitoring.lan:9847\" (how people reach the exporter; letters, digits and -._~:/%[] only, at most {EXTERNAL_URL_MAX} characters)"
             ),
         )),
     }

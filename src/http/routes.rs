@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{ACCEPT, ALLOW};
+use axum::http::HeaderValue;
+use axum::http::header::{ACCEPT, ALLOW, VARY};
 use axum::http::{HeaderMap, Response, StatusCode};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -108,11 +109,20 @@ async fn metrics(State(app): AppState, headers: HeaderMap) -> Answer {
     } else {
         TEXT_FORMAT
     };
-    respond(
+    vary_accept(respond(
         StatusCode::OK,
         content_type,
         app.state.metrics.exposition(openmetrics),
-    )
+    ))
+}
+
+/// Says that the answer depends on `Accept` (text 0.0.4 or OpenMetrics; HTML or JSON), so
+/// that a cache between the reader and the exporter keeps one answer per kind.
+fn vary_accept(mut answer: Answer) -> Answer {
+    answer
+        .headers_mut()
+        .insert(VARY, HeaderValue::from_static("accept"));
+    answer
 }
 
 async fn detail(State(app): AppState, Path(env): Path<String>) -> Answer {
@@ -157,16 +167,20 @@ async fn stored(
     Path((env, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
+    vary_accept(stored_as_negotiated(&app, &env, &id, &headers).await)
+}
+
+async fn stored_as_negotiated(app: &App, env: &str, id: &str, headers: &HeaderMap) -> Answer {
     let html = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(prefers_html);
     if html {
-        return match app.storage.read_report(&env, &id).await {
+        return match app.storage.read_report(env, id).await {
             Some(report) => respond(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                crate::page::scan(&env, &report),
+                crate::page::scan(env, &report),
             ),
             None => error(
                 StatusCode::NOT_FOUND,
@@ -174,7 +188,7 @@ async fn stored(
             ),
         };
     }
-    match app.storage.open_report(&env, &id).await {
+    match app.storage.open_report(env, id).await {
         Some((file, length)) => streamed("application/json", vec![Part::File(file, length)]),
         None => error(
             StatusCode::NOT_FOUND,

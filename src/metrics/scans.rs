@@ -13,23 +13,24 @@ use prometheus_client::registry::Registry;
 use super::labels::{Env, EnvAction, EnvReason, EnvStatus, ErrorInfo, Resource};
 use super::{FloatGauge, env, unix};
 use crate::report::{Action, ErrorReason, Report, Status};
+use crate::text::label;
 
-/// Each value in the `attributes` label is cut at this many characters ...
+/// Each value in the `attributes` label is cut at this many UTF-16 units ...
 const ATTRIBUTE_VALUE_MAX: usize = 40;
 /// ... and the label at this many.
 const ATTRIBUTES_MAX: usize = 200;
 /// The error's first line in `tfdrift_scan_error_info`, at most.
 const ERROR_MAX: usize = 200;
+/// A resource's address, at most (a `for_each` key can be kilobytes; the rule shows 80).
+const ADDRESS_MAX: usize = 512;
+/// A resource type, at most.
+const TYPE_MAX: usize = 128;
+/// Who changed it (a Proxmox `user@realm`), at most.
+const USER_MAX: usize = 64;
 
-/// The first line of `text`, at most `max` characters (`...` when cut).
+/// The first line of `text` as a label: visible and at most `max` UTF-16 units.
 fn first_line(text: &str, max: usize) -> String {
-    let line = text.lines().next().unwrap_or_default().trim();
-    if line.chars().count() > max {
-        let kept: String = line.chars().take(max - 3).collect();
-        format!("{kept}...")
-    } else {
-        line.to_owned()
-    }
+    crate::text::label(text.lines().next().unwrap_or_default().trim(), max)
 }
 
 #[derive(Debug, Default)]
@@ -201,16 +202,19 @@ impl ScanMetrics {
             .take(max_series)
             .map(|c| Resource {
                 environment: name.to_owned(),
-                address: c.address.clone(),
-                r#type: c.resource_type.clone(),
+                address: label(&c.address, ADDRESS_MAX),
+                r#type: label(&c.resource_type, TYPE_MAX),
                 action: c.action,
                 outside_terraform: c.outside_terraform,
-                attributes: c.attributes_line(ATTRIBUTE_VALUE_MAX, ATTRIBUTES_MAX),
+                attributes: label(
+                    &c.attributes_line(ATTRIBUTE_VALUE_MAX, ATTRIBUTES_MAX),
+                    ATTRIBUTES_MAX,
+                ),
                 changed_by: c
                     .changed_by
                     .as_ref()
                     .and_then(|by| by.first())
-                    .map(|a| a.user.clone())
+                    .map(|a| label(&a.user, USER_MAX))
                     .unwrap_or_default(),
             })
             .collect();

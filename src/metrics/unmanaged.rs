@@ -11,6 +11,9 @@ use super::{FloatGauge, unix};
 use crate::unmanaged::api::GuestKind;
 use crate::unmanaged::{CheckReason, Unmanaged};
 
+/// A guest's or node's name in a label, at most (UTF-16 units).
+const NAME_MAX: usize = 128;
+
 #[derive(Debug, Default)]
 pub(super) struct UnmanagedMetrics {
     unmanaged: Family<Kind, Gauge>,
@@ -71,8 +74,8 @@ impl UnmanagedMetrics {
         for guest in result.guests.iter().take(max_series) {
             let labels = GuestLabels {
                 vmid: guest.vmid,
-                name: guest.name.clone().unwrap_or_default(),
-                node: guest.node.clone(),
+                name: crate::text::label(guest.name.as_deref().unwrap_or_default(), NAME_MAX),
+                node: crate::text::label(&guest.node, NAME_MAX),
                 kind: guest.kind,
             };
             self.info.get_or_create(&labels).set(1);

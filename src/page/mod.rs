@@ -18,8 +18,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::report::{Change, Report, Status};
 use crate::state::{EnvView, KEPT_CHANGES, State};
 
-/// Escapes text for HTML content and attribute values.
+/// Escapes text for HTML content and attribute values; hidden characters (bidi, controls)
+/// are shown as `\u202e` ([`crate::text::visible_lines`]), so that they cannot reorder
+/// what surrounds them.
 pub fn escape(text: &str) -> String {
+    let text = crate::text::visible_lines(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -48,6 +51,7 @@ fn head(h: &mut String, title: &str) {
 /// One style sheet for every page. Long addresses and values wrap anywhere; under 600 px
 /// a table's rows become blocks, so that nothing scrolls sideways on a phone.
 const STYLE: &str = "body{font-family:sans-serif;margin:1em auto;max-width:72em;padding:0 1em}\
+h1,h2,p,li{overflow-wrap:anywhere}\
 table{border-collapse:collapse;margin-bottom:1em;width:100%}\
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
 code{font-size:90%;overflow-wrap:anywhere;white-space:pre-wrap}\

@@ -232,6 +232,19 @@ impl History {
         ids.iter().find_map(|id| self.read(env, id))
     }
 
+    /// True when `cursor` (`env.id`) is a stored scan that finished before `since`.
+    fn older_than(&self, cursor: &str, since: DateTime<Utc>) -> bool {
+        let Some((env, id)) = cursor.split_once('.') else {
+            return false;
+        };
+        let index = self.lock();
+        index.envs.get(env).is_some_and(|entries| {
+            entries
+                .iter()
+                .any(|e| &*e.id == id && e.finished_at.is_some_and(|t| t < since))
+        })
+    }
+
     /// Every match of `q`, newest first (by end, then by the order written).
     fn keys(&self, q: &Query<'_>) -> Vec<PageKey> {
         let mut keys: Vec<PageKey> = {
@@ -264,6 +277,15 @@ impl History {
                     .and_then(|(env, id)| keys.iter().position(|k| k.2 == env && &*k.3 == id));
                 match found {
                     Some(i) => i + 1,
+                    // The cursor's scan is stored but has left the `since` window since the
+                    // previous page (time went on): everything after it is older still, so
+                    // this is the empty last page, not a bad cursor.
+                    None if self.older_than(cursor, q.since) => {
+                        return Ok(Page {
+                            scans: Vec::new(),
+                            next: None,
+                        });
+                    }
                     None => {
                         return Err(format!(
                             "before={cursor:?} is not a stored scan of this listing (pruned, or not a cursor from a previous page)"

@@ -5,16 +5,16 @@
 //! (only `api_url`, `bot_token` and `chat_id` replaced), and a local fake of the Telegram Bot
 //! API that records `sendMessage` calls (it imitates the documented request and answer).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::chain::{
+    Daemon, FakeTelegram, free_port, http_json, prom_query, telegram_html, wait_until,
+};
+use crate::hostile_text::{HIDDEN, Style, drift_by_hand, fleet};
 use crate::proxmox::{Homelab, TOKEN};
 use crate::real_terraform::{S3_BACKEND, VM};
 use crate::server::Server;
@@ -112,147 +112,6 @@ fn shipped_rules_alertmanager_config_and_dashboard_pass_their_checkers() {
     run_ok(Command::new("promtool").args(["check", "rules"]).arg(&file));
 }
 
-/// A local stand-in for the Telegram Bot API: records `POST /bot<token>/sendMessage` bodies
-/// and answers as Telegram does.
-struct FakeTelegram {
-    port: u16,
-    messages: Arc<Mutex<Vec<Value>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl FakeTelegram {
-    fn start() -> FakeTelegram {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen, flag) = (messages.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                if request_line.contains("/sendMessage")
-                    && let Ok(v) = serde_json::from_slice::<Value>(&body)
-                {
-                    seen.lock().unwrap().push(v);
-                }
-                let answer = r#"{"ok":true,"result":{"message_id":1,"date":0,"chat":{"id":-1,"type":"group"},"text":""}}"#;
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-            }
-        });
-        FakeTelegram {
-            port,
-            messages,
-            stop,
-        }
-    }
-
-    fn texts(&self) -> Vec<String> {
-        self.messages
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-
-    fn wait_for(&self, what: &str, limit: Duration, found: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(t) = self.texts().into_iter().find(|t| found(t)) {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no Telegram message {what} within {limit:?}; got {:#?}",
-                self.texts()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for FakeTelegram {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A child process killed when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_json(url: &str) -> Value {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", url])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn prom_query(port: u16, query: &str) -> Vec<Value> {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", "-G", "--data-urlencode"])
-        .arg(format!("query={query}"))
-        .arg(format!("http://127.0.0.1:{port}/api/v1/query"))
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    assert_ne!(v["status"], "error", "{query}: {v}");
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
-}
-
-fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[test]
 fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
     if !tool("prometheus") || !tool("prometheus-alertmanager") {
@@ -267,6 +126,23 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
     let mon = Workspace::new(&S3_BACKEND.replace("PORT", &free_port().to_string()));
     let hostile = hostile_workspace();
     let dir = lab.root.path().to_owned();
+    // Hostile text in the simulator: 10 guests whose keys, new names and authors are emoji,
+    // 10 of BMP text with bidi and control characters, 200 of both; changed by hand.
+    let fleets = [
+        ("emoji10", 300, 10, Style::Emoji),
+        ("bmp10", 320, 10, Style::Bmp),
+        ("mixed200", 400, 200, Style::Mixed),
+    ];
+    let mut fleet_envs = String::new();
+    for (name, first, count, style) in fleets {
+        let ws = fleet(&lab, name, first, count, style);
+        drift_by_hand(&lab, first, count, style);
+        fleet_envs.push_str(&format!(
+            "[environments.{name}]\ndir = \"{}\"\ninit = \"never\"\nrun_on_start = false\ntimeout = \"3m\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
+            ws.display(),
+            lab.cli_config.display()
+        ));
+    }
 
     // The mission's manual change: 1 GB more RAM through the Proxmox API, by root@pam.
     lab.sim
@@ -297,7 +173,8 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
     std::fs::write(dir.join("pve-token"), TOKEN.split_once('=').unwrap().1).unwrap();
 
     // The unmanaged-guest check knows the types of the real Proxmox providers, not the test
-    // provider's pvesim_vm: lab's VM 120 is listed as deliberately outside Terraform.
+    // provider's pvesim_vm: lab's VM 120 and the fleets' guests are listed as deliberately
+    // outside Terraform.
     let config = dir.join("exporter.toml");
     let monitoring = format!(
         "[environments.monitoring]\ndir = \"{}\"\n",
@@ -309,10 +186,10 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         "[web]\nexternal_url = \"https://tfdrift.example:9847/\"\n\
              [storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\nkill_grace = \"2s\"\n\
              [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\ninterval = \"2s\"\nattribution_interval = \"1s\"\n\
-             [proxmox.ignore]\nvmids = [\"120\"]\n\
+             [proxmox.ignore]\nvmids = [\"120\", \"300-599\"]\n\
              [environments.prod]\ndir = \"{}\"\n{monitoring}\
              [environments.hostile]\ndir = \"{}\"\ntimeout = \"2m\"\n\
-             [environments.lab]\ndir = \"{}\"\ninit = \"never\"\nrun_on_start = false\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
+             [environments.lab]\ndir = \"{}\"\ninit = \"never\"\nrun_on_start = false\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n{fleet_envs}",
         lab.sim.url(),
         lab.sim.ca().display(),
         prod.ws().display(),
@@ -329,7 +206,34 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
             &[("reason", "permission")],
         ) == Some(0.0)
     });
-    assert_eq!(exporter.request("POST", "/scan/lab", None).0, 202);
+    for env in ["lab", "emoji10", "bmp10", "mixed200"] {
+        assert_eq!(
+            exporter.request("POST", &format!("/scan/{env}"), None).0,
+            202
+        );
+    }
+    // A second exporter (another site) with an environment of the same name, emoji10, on a
+    // copy of the workspace: its own alert, its own message and page link.
+    let copy = dir.join("emoji10-copy");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(dir.join("emoji10"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let second_config = dir.join("second.toml");
+    std::fs::write(
+        &second_config,
+        format!(
+            "[storage]\npath = \"state2\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\n\
+             [environments.emoji10]\ndir = \"{}\"\ninit = \"never\"\ntimeout = \"3m\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
+            copy.display(),
+            lab.cli_config.display()
+        ),
+    )
+    .unwrap();
+    let second = Server::in_process(&second_config);
 
     let telegram = FakeTelegram::start();
     let am_port = free_port();
@@ -343,7 +247,14 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
             "\"123456:REPLACE-WITH-YOUR-BOT-TOKEN\"",
             "\"42:test-token\"",
         )
-        .replace("chat_id: -1001234567890", "chat_id: -100777");
+        .replace("chat_id: -1001234567890", "chat_id: -100777")
+        // A second receiver whose route groups by alert name only: one message for the
+        // alerts of many environments and both exporters (the template's group bound).
+        .replace(
+            "\nreceivers:\n",
+            "  routes:\n    - receiver: grouped\n      group_by: [alertname]\n      continue: true\n    - receiver: telegram\n\nreceivers:\n  - name: grouped\n    telegram_configs:\n      - api_url: TELEGRAM\n        bot_token: \"42:test-token\"\n        chat_id: -100888\n        parse_mode: HTML\n        send_resolved: true\n        message: '{{ template \"tfdrift.telegram\" . }}'\n",
+        )
+        .replace("TELEGRAM", &format!("http://127.0.0.1:{}", telegram.port));
     assert_ne!(am_config, shipped);
     std::fs::write(dir.join("alertmanager.yml"), am_config).unwrap();
     std::fs::copy(
@@ -368,9 +279,10 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
 
     let prom_port = free_port();
     let prom_config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{am_port}\"]\nscrape_configs:\n  - job_name: tfdrift\n    static_configs:\n      - targets: [\"{}\"]\n",
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{am_port}\"]\nscrape_configs:\n  - job_name: tfdrift\n    static_configs:\n      - targets: [\"{}\", \"{}\"]\n",
         repo().join("alert-rules/tfdrift.rules.yml").display(),
-        exporter.address
+        exporter.address,
+        second.address
     );
     std::fs::write(dir.join("prometheus.yml"), prom_config).unwrap();
     let _prometheus = Daemon(
@@ -415,8 +327,55 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         t.contains("DRIFT") && t.contains("[hostile]")
     });
     assert!(
-        hostile_drift.contains("…") || hostile_drift.contains("more"),
-        "ten resources, then cut or 'and N more': {hostile_drift}"
+        hostile_drift.contains("Changed resources (200, ten shown):"),
+        "the count first, which no cut loses: {hostile_drift}"
+    );
+    // Hostile text: emoji addresses, values and authors are cut in UTF-16 units; bidi and
+    // control characters arrive as visible escapes; each message keeps its page link.
+    // (The first exporter's: the second has no [proxmox], so no authors.)
+    let emoji = telegram.wait_for("for emoji10's drift", Duration::from_secs(180), |t| {
+        t.contains("DRIFT")
+            && t.contains("[emoji10]")
+            && t.contains("https://tfdrift.example:9847/environments/emoji10")
+    });
+    for needed in ["pvesim_vm.g[", "\u{1F525}", "by \u{1F600}"] {
+        assert!(emoji.contains(needed), "{needed:?} missing: {emoji}");
+    }
+    let bmp = telegram.wait_for("for bmp10's drift", Duration::from_secs(180), |t| {
+        t.contains("DRIFT") && t.contains("[bmp10]")
+    });
+    assert!(
+        bmp.contains("by admin\\u202e@evil.com\\u202c") && bmp.contains("\\u009b"),
+        "the bidi author and the C1 character shown escaped: {bmp}"
+    );
+    telegram.wait_for("for mixed200's drift", Duration::from_secs(180), |t| {
+        t.contains("DRIFT") && t.contains("[mixed200]") && t.contains("(200, ten shown)")
+    });
+    // Two exporters, one environment name: two messages, each with its own page.
+    wait_until(
+        "a message from each exporter for emoji10",
+        Duration::from_secs(120),
+        || {
+            let links: std::collections::BTreeSet<String> = telegram
+                .texts()
+                .iter()
+                .filter(|t| t.contains("DRIFT") && t.contains("[emoji10]"))
+                .filter_map(|t| Some(t.split("<a href=\"").nth(1)?.split('"').next()?.to_owned()))
+                .collect();
+            links.contains("https://tfdrift.example:9847/environments/emoji10")
+                && links.contains(&format!("http://{}/environments/emoji10", second.address))
+        },
+    );
+    // A route that groups the drift alerts of every environment and both exporters.
+    wait_until(
+        "one message for a group of drift alerts",
+        Duration::from_secs(120),
+        || {
+            telegram
+                .texts_in("-100888")
+                .iter()
+                .any(|t| t.contains("DRIFT") && t.contains("alerts in this group"))
+        },
     );
     let failed = telegram.wait_for("for monitoring's failure", Duration::from_secs(60), |t| {
         t.contains("TerraformDriftScanFailed") && t.contains("[monitoring]")
@@ -478,7 +437,7 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         "exactly one drift message: {texts:#?}"
     );
     assert!(
-        !texts.iter().any(|t| t.contains("[prod]")),
+        !telegram.all().iter().any(|t| t.contains("[prod]")),
         "conform prod is never mentioned: {texts:#?}"
     );
     assert!(
@@ -536,13 +495,32 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
     });
     assert!(failed.contains("auth"), "{failed}");
 
-    // Every message Telegram received: under its 4096 characters (UTF-16 code units, as
-    // Telegram counts) and valid Telegram HTML.
-    for text in telegram.texts() {
+    // Every message Telegram received, in both chats: under its 4096 characters (UTF-16
+    // code units, as Telegram counts), valid Telegram HTML, no hidden character, and a page
+    // link for every drift or failure alert it shows.
+    let all = telegram.all();
+    std::fs::write(
+        repo().join("target/telegram-messages.txt"),
+        all.join("\n-----\n"),
+    )
+    .unwrap();
+    assert!(
+        all.len() > telegram.texts().len(),
+        "the grouped route sent too"
+    );
+    for text in all {
         let length = text.encode_utf16().count();
         assert!(length < 4096, "{length} characters: {text}");
         if let Err(why) = telegram_html(&text) {
             panic!("not valid Telegram HTML ({why}): {text}");
+        }
+        assert!(!text.contains(HIDDEN), "a hidden character: {text:?}");
+        let scans = (text.contains("DRIFT") || text.contains("TerraformDriftScanFailed"))
+            && !text.contains("TerraformUnmanaged");
+        if scans {
+            let heads = text.matches("</b>").count();
+            let links = text.matches("<a href=\"http").count();
+            assert_eq!(links, heads, "a page link per alert shown: {text}");
         }
     }
 }
@@ -570,66 +548,4 @@ fn hostile_workspace() -> Workspace {
     )
     .unwrap();
     w
-}
-
-/// `Ok` when `text` is what Telegram's HTML mode accepts: only its tags, each closed in
-/// order, and every `<`, `>` and `&` outside them written as an entity.
-fn telegram_html(text: &str) -> Result<(), String> {
-    const TAGS: [&str; 13] = [
-        "b",
-        "strong",
-        "i",
-        "em",
-        "u",
-        "ins",
-        "s",
-        "strike",
-        "del",
-        "a",
-        "code",
-        "pre",
-        "blockquote",
-    ];
-    let mut open: Vec<String> = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find(['<', '>', '&']) {
-        let after = &rest[i..];
-        if after.starts_with('>') {
-            return Err(format!("a bare '>' at {:?}", &after[..after.len().min(20)]));
-        }
-        if after.starts_with('&') {
-            let end = after.find(';').ok_or("an '&' that starts no entity")?;
-            let entity = &after[1..end];
-            let known = matches!(entity, "lt" | "gt" | "amp" | "quot")
-                || entity
-                    .strip_prefix('#')
-                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
-            if !known {
-                return Err(format!("unknown entity &{entity};"));
-            }
-            rest = &after[end + 1..];
-            continue;
-        }
-        let end = after.find('>').ok_or("an unclosed tag")?;
-        let tag = &after[1..end];
-        match tag.strip_prefix('/') {
-            Some(name) => {
-                if open.pop().as_deref() != Some(name) {
-                    return Err(format!("</{name}> closes nothing open"));
-                }
-            }
-            None => {
-                let name = tag.split(' ').next().unwrap_or_default();
-                if !TAGS.contains(&name) {
-                    return Err(format!("<{name}> is not a Telegram tag"));
-                }
-                open.push(name.to_owned());
-            }
-        }
-        rest = &after[end + 1..];
-    }
-    match open.is_empty() {
-        true => Ok(()),
-        false => Err(format!("{open:?} left open")),
-    }
 }

@@ -155,6 +155,75 @@ fn environment_variables_override_the_file() {
     );
 }
 
+/// Regression: an empty override was taken as a path (`TFDRIFT_STORAGE__PATH=` stored in
+/// the configuration's directory), one that names no key was ignored, and a bad value from a
+/// variable was blamed on the TOML file. Each is now an error that names the variable.
+#[test]
+fn an_empty_unknown_or_invalid_environment_variable_is_an_error_naming_it() {
+    let (_dir, path) = write_config("[environments.prod]\ndir = \"prod\"\n");
+    let cases = [
+        ("TFDRIFT_STORAGE__PATH", "", "empty"),
+        (
+            "TFDRIFT_ENVIRONMENTS__../X__DIR",
+            "/tmp",
+            "not an environment name",
+        ),
+        ("TFDRIFT_DEFAULTS____INTERVAL", "1h", "is not a key"),
+        ("TFDRIFT_DEFAULTS__TIMEOUT", "1000d", "out of range"),
+        (
+            "TFDRIFT_ENVIRONMENTS__PROD__INTERVAL",
+            "1ms",
+            "out of range",
+        ),
+        (
+            "TFDRIFT_SCHEDULER__MAX_CONCURRENT_SCANS",
+            "many",
+            "invalid type",
+        ),
+        ("TFDRIFT_NO_SUCH_SECTION", "1", "unknown field"),
+    ];
+    for (var, value, says) in cases {
+        let out = bin()
+            .args(["check-config", "--config", &path])
+            .env(var, value)
+            .output()
+            .unwrap();
+        let (code, _, err) = output_of(out);
+        assert_eq!(code, 78, "{var}={value:?}: {err}");
+        assert!(
+            err.contains(&format!("environment variable {var}")),
+            "{var}={value:?} names the variable: {err}"
+        );
+        assert!(err.contains(says), "{var}={value:?} says {says:?}: {err}");
+        assert!(
+            !err.contains("config.toml"),
+            "not blamed on the file: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+}
+
+/// Regression: `check-config | true` panicked ("failed printing to stdout: Broken pipe",
+/// exit 101) in 19 of 20 runs. A closed pipe ends the command quietly with its own code.
+#[test]
+fn check_config_into_a_closed_pipe_ends_quietly_every_time() {
+    let (_dir, path) = write_config("[environments.prod]\ndir = \"prod\"\n");
+    for run in 0..20 {
+        let mut child = bin()
+            .args(["check-config", "--config", &path])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command writes, as `| true` does.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "run {run}: {err}");
+        assert_eq!(out.status.code(), Some(0), "run {run}: {err}");
+    }
+}
+
 #[test]
 fn scanning_an_unknown_environment_is_a_usage_error() {
     let (_dir, path) = write_config("[environments.prod]\ndir = \"prod\"\n");

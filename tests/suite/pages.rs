@@ -61,7 +61,7 @@ fn browse(url: &str, size: &str, screenshot: Option<&Path>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Serves `/probe` (a page framing `/environments/lab` at 390 px and writing its scroll
+/// Serves `/probe` (a page framing an environment's page at 390 px and writing its scroll
 /// width into its own DOM) and forwards every other GET to the exporter: the frame is then
 /// of the same origin and readable. Stopped when dropped.
 struct Probe {
@@ -69,16 +69,22 @@ struct Probe {
     stop: Arc<AtomicBool>,
 }
 
-const PROBE: &str = "<!DOCTYPE html><html><body style=\"margin:0\">\
-<iframe id=\"f\" src=\"/environments/lab\" style=\"width:390px;height:844px;border:0\"></iframe>\
+fn probe_page(framed: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><body style=\"margin:0\">\
+<iframe id=\"f\" src=\"{framed}\" style=\"width:390px;height:844px;border:0\"></iframe>\
 <pre id=\"out\">pending</pre><script>\
-document.getElementById('f').onload = function () {\
+document.getElementById('f').onload = function () {{\
   var d = this.contentDocument.documentElement;\
   document.getElementById('out').textContent = 'scroll ' + d.scrollWidth + ' client ' + d.clientWidth;\
-};</script></body></html>";
+}};</script></body></html>"
+    )
+}
 
 impl Probe {
-    fn start(exporter: String) -> Probe {
+    /// Frames `framed` (a path of the exporter).
+    fn start(exporter: String, framed: &str) -> Probe {
+        let page = Arc::new(probe_page(framed));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -90,7 +96,8 @@ impl Probe {
                 }
                 if let Ok(stream) = stream {
                     let exporter = exporter.clone();
-                    std::thread::spawn(move || serve_one(stream, &exporter));
+                    let page = page.clone();
+                    std::thread::spawn(move || serve_one(stream, &exporter, &page));
                 }
             }
         });
@@ -98,7 +105,7 @@ impl Probe {
     }
 }
 
-fn serve_one(mut stream: TcpStream, exporter: &str) {
+fn serve_one(mut stream: TcpStream, exporter: &str, probe: &str) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request = String::new();
     if reader.read_line(&mut request).is_err() {
@@ -112,8 +119,8 @@ fn serve_one(mut stream: TcpStream, exporter: &str) {
     if path == "/probe" {
         let _ = write!(
             stream,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PROBE}",
-            PROBE.len()
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{probe}",
+            probe.len()
         );
         return;
     }
@@ -204,7 +211,7 @@ fn the_environment_page_reads_on_a_phone_and_a_desktop_in_a_real_browser() {
     // A scan's page, as a browser asks for it (Accept prefers text/html).
     let (_, latest) = server.get_json("/detail/lab");
     let id = latest["id"].as_str().unwrap();
-    let probe = Probe::start(server.address.clone());
+    let probe = Probe::start(server.address.clone(), "/environments/lab");
     let page = browse(
         &format!("http://127.0.0.1:{}/history/lab/{id}", probe.port),
         "1280,800",
@@ -217,8 +224,29 @@ fn the_environment_page_reads_on_a_phone_and_a_desktop_in_a_real_browser() {
         json_type.starts_with("application/json"),
         "curl still gets JSON"
     );
+    // Answers that depend on Accept say so, for every kind they give (regression: no Vary).
+    let stored = format!("/history/lab/{id}");
+    for (path, accept) in [
+        (stored.as_str(), None),
+        (stored.as_str(), Some("text/html")),
+        ("/metrics", None),
+        (
+            "/metrics",
+            Some("application/openmetrics-text;version=1.0.0"),
+        ),
+    ] {
+        assert_eq!(
+            server.header(path, accept, "vary").as_deref(),
+            Some("accept"),
+            "Vary of {path} ({accept:?})"
+        );
+    }
 
-    // No horizontal scroll at 390 px.
+    no_sideways_scroll(&probe);
+}
+
+/// Asserts that the probe's framed page does not scroll sideways at 390 px.
+fn no_sideways_scroll(probe: &Probe) {
     let probed = browse(
         &format!("http://127.0.0.1:{}/probe", probe.port),
         "390,900",
@@ -237,4 +265,59 @@ fn the_environment_page_reads_on_a_phone_and_a_desktop_in_a_real_browser() {
         scroll <= client,
         "the page is {scroll} px wide in a {client} px viewport"
     );
+}
+
+/// A user whose name holds bidi controls: raw, the page would read `adminmoc.live@...`.
+const BIDI_USER: &str = "admin\u{202e}@evil.com\u{202c}";
+
+#[test]
+fn a_bidi_author_is_shown_escaped_and_the_longest_name_fits_a_phone() {
+    let Some(_) = chromium() else { return };
+    let Some(lab) = Lab::new() else { return };
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+    // The cluster log names a hostile user for the change (newest entry).
+    lab.sim
+        .cluster
+        .audit
+        .log("pve1", BIDI_USER, "update VM 120: -memory 3072");
+    // The longest name an environment may have: 64 characters, no space to break at.
+    let name = "homelab-proxmox-production-cluster-north-rack2-firewall-rules-01";
+    assert_eq!(name.len(), 64);
+    let config = lab.config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[environments.lab]", &format!("[environments.{name}]")),
+    )
+    .unwrap();
+    let server = Server::in_process(&config);
+    next_poll(&server);
+    assert_eq!(
+        server.request("POST", &format!("/scan/{name}"), None).0,
+        202
+    );
+    server.wait_detail(std::time::Duration::from_secs(60), |d| {
+        d["environments"][name]["status"] == "drift"
+    });
+    let path = format!("/environments/{name}");
+    let url = format!("http://{}{path}", server.address);
+    let dom = browse(&url, "390,844", None);
+    let row = dom
+        .split("<tr class=\"change\">")
+        .find(|r| r.contains("pvesim_vm.web"))
+        .unwrap_or_else(|| panic!("no row of the VM: {dom}"));
+    assert!(
+        row.contains("<span class=\"user\">admin\\u202e@evil.com\\u202c</span>"),
+        "the author's bidi controls shown escaped: {row}"
+    );
+    assert!(
+        !dom.contains(['\u{202e}', '\u{202c}']),
+        "a raw bidi control in the DOM"
+    );
+    browse(
+        &url,
+        "390,844",
+        Some(&screenshots().join("environment-long-name-390x844.png")),
+    );
+    no_sideways_scroll(&Probe::start(server.address.clone(), &path));
 }

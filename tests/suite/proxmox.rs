@@ -148,9 +148,8 @@ pub fn dev_overrides(root: &Path, provider: &Path) -> PathBuf {
     rc
 }
 
-/// The homelab's code: the provider reaching `url` with `token` and trusting `ca`, VM 120
-/// `web` (2048 MB, 2 cores), then `extra`.
-pub fn homelab_code(url: &str, token: &str, ca: &Path, extra: &str) -> String {
+/// The provider block: the test provider reaching `url` with `token`, trusting `ca`.
+pub fn provider_code(url: &str, token: &str, ca: &Path) -> String {
     format!(
         r#"terraform {{
   required_providers {{
@@ -162,7 +161,16 @@ provider "pvesim" {{
   token   = "{token}"
   ca_file = "{}"
 }}
-resource "pvesim_vm" "web" {{
+"#,
+        ca.display()
+    )
+}
+
+/// The homelab's code: the provider reaching `url` with `token` and trusting `ca`, VM 120
+/// `web` (2048 MB, 2 cores), then `extra`.
+pub fn homelab_code(url: &str, token: &str, ca: &Path, extra: &str) -> String {
+    format!(
+        r#"{}resource "pvesim_vm" "web" {{
   vmid   = 120
   node   = "pve1"
   name   = "web"
@@ -170,7 +178,7 @@ resource "pvesim_vm" "web" {{
   cores  = 2
 }}
 {extra}"#,
-        ca.display()
+        provider_code(url, token, ca)
     )
 }
 
@@ -211,9 +219,14 @@ impl Homelab {
     }
 
     fn terraform(&self, args: &[&str]) {
+        self.terraform_in(&self.ws(), args);
+    }
+
+    /// Runs terraform in `dir` with the provider loaded through `dev_overrides`.
+    pub fn terraform_in(&self, dir: &Path, args: &[&str]) {
         let out = Command::new("terraform")
             .args(args)
-            .current_dir(self.ws())
+            .current_dir(dir)
             .env("TF_CLI_CONFIG_FILE", &self.cli_config)
             .env("CHECKPOINT_DISABLE", "1")
             .stdin(Stdio::null())

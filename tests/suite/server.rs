@@ -161,6 +161,31 @@ impl Server {
     }
 
     pub fn request(&self, method: &str, path: &str, accept: Option<&str>) -> (u16, String, String) {
+        let (head, body) = self.exchange(method, path, accept);
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        (status, content_type, body)
+    }
+
+    /// The value of the answer's header `name` (lowercase) to a GET of `path`.
+    pub fn header(&self, path: &str, accept: Option<&str>, name: &str) -> Option<String> {
+        let (head, _) = self.exchange("GET", path, accept);
+        head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix(&format!("{name}: "))
+                .map(str::to_owned)
+        })
+    }
+
+    /// One request: the answer's head and body.
+    fn exchange(&self, method: &str, path: &str, accept: Option<&str>) -> (String, String) {
         let mut stream = TcpStream::connect(&self.address).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -172,16 +197,7 @@ impl Server {
         let mut raw = String::new();
         stream.read_to_string(&mut raw).unwrap();
         let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let content_type = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-type: ")
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
-        (status, content_type, body.to_owned())
+        (head.to_owned(), body.to_owned())
     }
 
     pub fn get_json(&self, path: &str) -> (u16, Value) {

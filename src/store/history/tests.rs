@@ -118,6 +118,38 @@ fn pages_follow_each_other_without_gaps_or_repeats() {
     assert_eq!(seen, expected);
 }
 
+/// Regression: a cursor whose scan left the `since` window between two pages (time went
+/// on) gave 400; it is the empty last page. A cursor of no stored scan is still an error.
+#[test]
+fn a_cursor_that_left_the_since_window_gives_an_empty_last_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EnvStore::open(dir.path(), "lab").unwrap();
+    let t0 = Utc::now() - chrono::Duration::days(1);
+    for i in 0..5 {
+        let r = report(
+            "lab",
+            &format!("lab-{i:03}"),
+            t0 + chrono::Duration::minutes(i),
+        );
+        store.save(&r).unwrap();
+    }
+    let (h, _) = History::load(dir.path());
+    let query = |since, before| Query {
+        environment: Some("lab"),
+        since,
+        before,
+        limit: 3,
+    };
+    let first = h.page(&query(t0, None)).unwrap();
+    let cursor = first.next.expect("a second page");
+    assert_eq!(cursor, "lab.lab-002");
+    // The window moved past the cursor's scan before the second page was asked for.
+    let later = t0 + chrono::Duration::minutes(3);
+    let last = h.page(&query(later, Some(&cursor))).unwrap();
+    assert!(last.scans.is_empty() && last.next.is_none(), "{last:?}");
+    assert!(h.page(&query(later, Some("lab.no-such-scan"))).is_err());
+}
+
 mod same_second {
     use super::*;
     use crate::report::{PlanOutcome, Report, Status};
