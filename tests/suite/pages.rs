@@ -280,8 +280,8 @@ fn a_bidi_author_is_shown_escaped_and_the_longest_name_fits_a_phone() {
         .cluster
         .audit
         .log("pve1", BIDI_USER, "update VM 120: -memory 3072");
-    // The longest name an environment may have: 64 characters, no space to break at.
-    let name = "homelab-proxmox-production-cluster-north-rack2-firewall-rules-01";
+    // The longest name an environment may have: 64 characters, nowhere a browser breaks.
+    let name = "homelab_proxmox_production_cluster_north_rack2_firewall_rules_01";
     assert_eq!(name.len(), 64);
     let config = lab.config();
     let text = std::fs::read_to_string(&config).unwrap();
