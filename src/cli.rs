@@ -173,6 +173,10 @@ fn print_reports(reports: &[Report], format: Format, as_array: bool) {
         .and_then(|_| out.flush());
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the explain command: blocking, on the main thread"
+)]
 fn explain(config: Option<&Path>, env: Option<&str>, input: &str, format: Format) -> u8 {
     let mut options = ExplainOptions::default();
     let mut rules = Vec::new();

@@ -145,6 +145,10 @@ impl Config {
 
     /// Reads `path` plus the `TFDRIFT_` overrides among `vars`; an error caused by a
     /// variable names it, not the file.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "read before the runtime starts (the CLI), or in spawn_blocking (serve's bind and reload)"
+    )]
     fn load_with_env(
         path: &Path,
         vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,

@@ -24,6 +24,15 @@
 //! every task is asked to stop. [`cli`] is the command line, [`logging`] its logs.
 
 #![forbid(unsafe_code)]
+// Every #[allow] says why; unit tests run on the harness's threads, not the runtime's.
+#![warn(clippy::allow_attributes_without_reason)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::disallowed_methods,
+        reason = "unit tests run blocking code on the test harness's threads"
+    )
+)]
 
 pub mod attribution;
 pub mod cancel;

@@ -34,6 +34,10 @@ pub fn tag(storage: &Path, env: &str) -> String {
     )
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "called by tag(), which the scan runs in its spawn_blocking gather step"
+)]
 fn storage_digest(storage: &Path) -> String {
     let path = std::fs::canonicalize(storage).unwrap_or_else(|_| storage.to_owned());
     let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
@@ -42,6 +46,10 @@ fn storage_digest(storage: &Path) -> String {
 
 /// The start time of `pid` (field 22 of `/proc/<pid>/stat`, in clock ticks since boot):
 /// with the pid, it names one process even after the pid is reused.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "/proc, read in spawn_blocking (end_dead_exporters at start, kill_left_by after a command)"
+)]
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
@@ -50,6 +58,10 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Every process carrying a tag, with the tag.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "/proc, read in spawn_blocking (end_dead_exporters at start, kill_left_by after a command)"
+)]
 fn tagged() -> Vec<(u32, String)> {
     let prefix = format!("{VAR}=");
     let mut out = Vec::new();
@@ -117,6 +129,10 @@ pub fn of_dead_exporters(storage: &Path) -> BTreeMap<String, Vec<u32>> {
 
 /// Gives `pids` the ending of a timed-out scan and waits for it (blocking): SIGINT,
 /// `kill_grace`, SIGINT, two seconds, SIGKILL. Returns how many had to be killed.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "/proc and the grace wait, in spawn_blocking (end_dead_exporters at start, kill_left_by after a command)"
+)]
 pub fn end(pids: &[u32], kill_grace: Duration) -> usize {
     let signal = |s: Signal| {
         for pid in pids {
@@ -173,6 +189,10 @@ pub fn end_dead_exporters(storage: &Path, kill_grace: &BTreeMap<String, Duration
 }
 
 /// True while `pid` exists and is not a zombie.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "/proc, read in spawn_blocking (end_dead_exporters at start, kill_left_by after a command)"
+)]
 fn running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat

@@ -81,6 +81,10 @@ fn marker(v: &Value) -> bool {
 /// The guide for one environment's latest report.
 /// `exporter` is the start of a `curl -X POST` to the running exporter, URL base included
 /// (see [`trigger_command`]).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the reconcile command, a one-shot command without a runtime"
+)]
 pub fn guide(env: &Environment, report: &Report, exporter: &str) -> String {
     let mut out = String::new();
     let id = report.id.as_deref().unwrap_or("?");

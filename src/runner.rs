@@ -226,21 +226,24 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound if !inv.dir.is_dir() => RunError::Spawn {
-            binary: inv.binary.to_owned(),
-            dir: inv.dir.to_owned(),
-            source,
-        },
-        std::io::ErrorKind::NotFound => RunError::NotFound {
-            binary: inv.binary.to_owned(),
-        },
-        _ => RunError::Spawn {
-            binary: inv.binary.to_owned(),
-            dir: inv.dir.to_owned(),
-            source,
-        },
-    })?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(source) => {
+            // "Not found" is the binary, unless the directory is missing (asked off the
+            // runtime's threads).
+            let dir_exists = tokio::fs::metadata(inv.dir).await.is_ok_and(|m| m.is_dir());
+            return Err(match source.kind() {
+                std::io::ErrorKind::NotFound if dir_exists => RunError::NotFound {
+                    binary: inv.binary.to_owned(),
+                },
+                _ => RunError::Spawn {
+                    binary: inv.binary.to_owned(),
+                    dir: inv.dir.to_owned(),
+                    source,
+                },
+            });
+        }
+    };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
 
     let stdout = child.stdout.take().expect("stdout is piped");

@@ -140,6 +140,10 @@ fn json_of(value: hcl::Value) -> Value {
 }
 
 /// The files of `dir` whose names `keep` accepts, in name order (as terraform reads them).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "called from scan::files inside the scan's spawn_blocking"
+)]
 fn files(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
@@ -154,6 +158,10 @@ fn files(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
 }
 
 /// A file's text; a code file over 16 MiB is not read (no root module has one).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "called from scan::files inside the scan's spawn_blocking"
+)]
 fn read(path: &Path) -> Option<String> {
     let size = std::fs::metadata(path).ok()?.len();
     if size > 16 * 1024 * 1024 {

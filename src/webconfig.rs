@@ -100,6 +100,10 @@ impl WebConfig {
     }
 
     /// Reads and checks `file`; certificate and key files are read now.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "read with the configuration: before the runtime (the CLI) or in spawn_blocking (serve's bind and reload)"
+    )]
     pub fn load(file: &Path) -> Result<WebConfig, WebConfigError> {
         let err = |key: &str, message: String| WebConfigError {
             file: file.to_owned(),

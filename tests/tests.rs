@@ -1,5 +1,11 @@
 //! One integration-test binary: the modules below share its helpers and one link.
 
+// Tests drive the exporter from the harness's threads: blocking I/O and sleeps are theirs.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the test harness's threads, not the exporter's runtime"
+)]
+
 #[path = "suite/support.rs"]
 mod support;
 

@@ -41,6 +41,10 @@ fn listed(items: Vec<String>) -> String {
 }
 
 /// `[proxmox]` as check-config prints it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "check-config, a one-shot command without a runtime"
+)]
 fn describe_proxmox(out: &mut String, p: &Proxmox) {
     use std::fmt::Write;
     let d = crate::schedule::human;
@@ -115,6 +119,10 @@ fn describe_proxmox(out: &mut String, p: &Proxmox) {
 }
 
 /// One environment's effective settings and its next three runs.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "check-config, a one-shot command without a runtime"
+)]
 fn describe_environment(out: &mut String, env: &Environment, now: chrono::DateTime<chrono::Local>) {
     use std::fmt::Write;
     let d = crate::schedule::human;

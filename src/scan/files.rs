@@ -14,7 +14,17 @@ use crate::plan::{ExplainOptions, PlanError};
 use crate::report::{ErrorReason, PlanOutcome, ScanError};
 use crate::store::EnvStore;
 
-use super::steps::{EnvVars, config_error};
+/// Variables added to terraform's environment.
+pub(super) type EnvVars = Vec<(String, String)>;
+
+/// A scan error of reason `config`.
+pub(super) fn config_error(summary: String) -> ScanError {
+    ScanError {
+        reason: ErrorReason::Config,
+        summary,
+        detail: String::new(),
+    }
+}
 
 /// What a scan reads from files before terraform runs (blocking).
 pub(super) struct Gathered {
@@ -26,8 +36,14 @@ pub(super) struct Gathered {
     pub(super) fingerprint: String,
     /// The fingerprint of the last successful init.
     pub(super) recorded_fingerprint: Option<String>,
+    /// The value of [`crate::orphans::VAR`] for this scan's processes (it reads the disk).
+    pub(super) orphan_tag: String,
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "runs in the scan's spawn_blocking gather step"
+)]
 pub(super) fn gather(env: &Environment, storage: &Path) -> Result<Gathered, ScanError> {
     if !env.dir.is_dir() {
         return Err(config_error(format!(
@@ -45,11 +61,16 @@ pub(super) fn gather(env: &Environment, storage: &Path) -> Result<Gathered, Scan
         secret_values,
         fingerprint: init_fingerprint(env),
         recorded_fingerprint: store.init_fingerprint(),
+        orphan_tag: crate::orphans::tag(storage, &env.name),
         store,
     })
 }
 
 /// `env` plus the KEY=VALUE lines of `env_files` (whose values are secrets).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "runs in the scan's spawn_blocking gather step"
+)]
 fn environment_variables(env: &Environment) -> Result<(EnvVars, Vec<String>), ScanError> {
     let mut vars: Vec<(String, String)> = env
         .env
@@ -90,6 +111,10 @@ fn environment_variables(env: &Environment) -> Result<(EnvVars, Vec<String>), Sc
 /// Reads the `show -json` document saved at `document` twice, streaming: once to understand
 /// it (and learn its secrets), once to write its served form into `served`. The first
 /// failing fails the scan; the second only loses `/detail/<env>/plan`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "runs in the scan's spawn_blocking show step"
+)]
 pub(super) fn understand_and_serve(
     document: &Path,
     options: ExplainOptions,
@@ -120,6 +145,10 @@ pub(super) fn understand_and_serve(
 }
 
 /// What a successful init depends on: when it changes, init runs again.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "runs in the scan's spawn_blocking gather step"
+)]
 fn init_fingerprint(env: &Environment) -> String {
     let mut h = Sha256::new();
     h.update(env.binary.as_bytes());

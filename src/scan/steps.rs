@@ -15,10 +15,7 @@ use crate::report::{ErrorReason, PlanOutcome, ScanError, Tool};
 use crate::runner::{Invocation, Output, PlanArgs, RunError, StdoutMode, TfCommand, run};
 use crate::store::EnvStore;
 
-use super::files::{Gathered, gather, understand_and_serve};
-
-/// Variables added to terraform's environment.
-pub(super) type EnvVars = Vec<(String, String)>;
+use super::files::{EnvVars, Gathered, config_error, gather, understand_and_serve};
 
 pub(super) struct Scan<'a> {
     pub(super) env: &'a Environment,
@@ -30,14 +27,6 @@ pub(super) struct Scan<'a> {
     pub(super) cancelled: bool,
     /// The plan as `/detail/<env>/plan` serves it, when the scan produced one.
     pub(super) served_plan: Option<tempfile::NamedTempFile>,
-}
-
-pub(super) fn config_error(summary: String) -> ScanError {
-    ScanError {
-        reason: ErrorReason::Config,
-        summary,
-        detail: String::new(),
-    }
 }
 
 /// What every terraform command of an environment runs with.
@@ -89,6 +78,7 @@ impl Scan<'_> {
             store,
             fingerprint,
             recorded_fingerprint,
+            orphan_tag,
         } = gathered.map_err(|e| {
             config_error(format!(
                 "environments.{}: cannot prepare the scan: {e}",
@@ -102,10 +92,7 @@ impl Scan<'_> {
         vars.push(("TF_IN_AUTOMATION".into(), "1".into()));
         vars.push(("TF_INPUT".into(), "0".into()));
         vars.push(("CHECKPOINT_DISABLE".into(), "1".into()));
-        vars.push((
-            crate::orphans::VAR.into(),
-            crate::orphans::tag(storage, &env.name),
-        ));
+        vars.push((crate::orphans::VAR.into(), orphan_tag));
         vars.push((
             "TF_DATA_DIR".into(),
             store.tf_data_dir().display().to_string(),
@@ -317,10 +304,12 @@ impl Scan<'_> {
         store: &EnvStore,
         fingerprint: &str,
     ) -> Result<(), ScanError> {
-        let _ = store.set_init_fingerprint(None);
+        let _ = record_fingerprint(store, None).await;
         // A re-init follows the backend the code and backend_config name now (a moved
         // endpoint, another key): this TF_DATA_DIR is the exporter's own, no state moves.
-        let reconfigure = store.tf_data_dir().join("terraform.tfstate").is_file();
+        let reconfigure = tokio::fs::metadata(store.tf_data_dir().join("terraform.tfstate"))
+            .await
+            .is_ok_and(|m| m.is_file());
         let output = self
             .run_step(
                 &TfCommand::init(&self.env.backend_config, reconfigure),
@@ -332,7 +321,7 @@ impl Scan<'_> {
         if output.code() != Some(0) {
             return Err(self.failure(&output, Phase::Init));
         }
-        if let Err(e) = store.set_init_fingerprint(Some(fingerprint)) {
+        if let Err(e) = record_fingerprint(store, Some(fingerprint.to_owned())).await {
             tracing::warn!(environment = %self.env.name, error = %e, "cannot record the init fingerprint: init will run again next scan");
         }
         Ok(())
@@ -449,4 +438,14 @@ fn tail(text: &str, max: usize) -> String {
         start += 1;
     }
     text[start..].to_owned()
+}
+
+/// Records (or forgets) the fingerprint of the last successful init, off the runtime's
+/// threads (a temp file, an fsync and a rename).
+async fn record_fingerprint(store: &EnvStore, fingerprint: Option<String>) -> Result<(), String> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.set_init_fingerprint(fingerprint.as_deref()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }

@@ -47,11 +47,19 @@ pub fn write_atomic_with(
 }
 
 /// fsync of a directory, so that a rename in it survives a crash.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+)]
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
 }
 
 /// Removes `path`; a file already gone is no error.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+)]
 pub(super) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(at(path)(e)),

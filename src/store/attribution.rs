@@ -36,6 +36,10 @@ fn read_entries<E: DeserializeOwned>(path: &Path) -> Vec<E> {
 
 /// The poller's status, the journal, and the newest conform scan of `env` (blocking: a
 /// scan calls it off the runtime).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+)]
 pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
     storage: &Path,
     env: &str,

@@ -29,6 +29,10 @@ impl EnvStore {
     /// Creates the environment's directory and `tf-data/` (0700) when they are missing;
     /// `history/` is made when the first report is saved, so that a broken history never
     /// stops a scan.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+    )]
     pub fn open(storage: &Path, env: &str) -> Result<EnvStore, StoreError> {
         let layout = Layout::new(storage);
         let tf_data = layout.tf_data(env);
@@ -58,6 +62,10 @@ impl EnvStore {
     }
 
     /// Takes the scan lock when it is free; `None` while a scan holds it.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+    )]
     pub fn try_lock(&self) -> Result<Option<ScanLock>, StoreError> {
         let path = self.layout.scan_lock(&self.env);
         let file = OpenOptions::new()
@@ -76,7 +84,11 @@ impl EnvStore {
 
     /// A fresh private directory for a plan file; removed when the guard drops. Directories
     /// left by a crash are removed first.
-    pub fn plan_dir(&self) -> Result<tempfile::TempDir, StoreError> {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+    )]
+    pub fn plan_dir(&self) -> Result<PlanDir, StoreError> {
         let root = self.root();
         if let Ok(entries) = fs::read_dir(&root) {
             for entry in entries.flatten() {
@@ -89,10 +101,15 @@ impl EnvStore {
         tempfile::Builder::new()
             .prefix("plan-")
             .tempdir_in(&root)
+            .map(|dir| PlanDir(Some(dir)))
             .map_err(at(&root))
     }
 
     /// The fingerprint of the last successful init, if any.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+    )]
     pub fn init_fingerprint(&self) -> Option<String> {
         fs::read_to_string(self.layout.init_fingerprint(&self.env)).ok()
     }
@@ -130,6 +147,10 @@ impl EnvStore {
     }
 
     /// A report id not used yet: `<env>-<start time>`, with a suffix on collision.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+    )]
     pub fn new_id(&self, report: &Report) -> String {
         let env = self.env.as_str();
         let stamp = report
@@ -165,6 +186,10 @@ impl EnvStore {
     }
 
     /// Stores a report; a crash at any moment leaves either the old or the new file whole.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+    )]
     pub fn save(&self, report: &Report) -> Result<PathBuf, StoreError> {
         let id = report.id.as_deref().unwrap_or("unnamed");
         let dir = self.layout.history(&self.env);
@@ -197,6 +222,10 @@ impl EnvStore {
 impl EnvStore {
     /// The drift run as the environment's newest stored scan that did not fail left it
     /// (walking back over failed and unreadable ones); `None` when there is none.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+    )]
     pub fn previous_run(&self) -> Option<crate::lifecycle::Run> {
         let lines: Vec<IndexLine> = read_lines(&self.layout.index(&self.env))?;
         lines
@@ -252,6 +281,28 @@ impl EnvStore {
                     stored: false,
                 }
             }
+        }
+    }
+}
+
+/// A scan's private plan directory (the plan file holds secrets). Removed when dropped, and
+/// off the runtime's threads when dropped on one: a scan may end at any `?`.
+#[derive(Debug)]
+pub struct PlanDir(Option<tempfile::TempDir>);
+
+impl PlanDir {
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+}
+
+impl Drop for PlanDir {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            // The removal finishes even at shutdown: a runtime waits for its blocking tasks.
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(dir))),
+            Err(_) => drop(dir),
         }
     }
 }

@@ -12,55 +12,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::index::{
     IndexLine, latest_readable, load_env, read_report, rewrite_index, stored_environments,
 };
 use super::layout::Layout;
-use crate::report::{Report, ScanError, Status, Summary, Tool};
-
-/// A stored scan without its changes (what `/history` lists).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScanSummary {
-    pub id: Option<String>,
-    pub environment: Option<String>,
-    pub status: Status,
-    #[serde(with = "crate::report::rfc3339_seconds")]
-    pub started_at: Option<DateTime<Utc>>,
-    #[serde(with = "crate::report::rfc3339_seconds")]
-    pub finished_at: Option<DateTime<Utc>>,
-    pub duration_seconds: Option<f64>,
-    pub tool: Option<Tool>,
-    pub summary: Summary,
-    #[serde(default, with = "crate::report::rfc3339_seconds")]
-    pub drift_since: Option<DateTime<Utc>>,
-    #[serde(
-        default,
-        with = "crate::report::rfc3339_seconds",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub resolved_drift_since: Option<DateTime<Utc>>,
-    pub error: Option<ScanError>,
-}
-
-impl From<&Report> for ScanSummary {
-    fn from(r: &Report) -> Self {
-        ScanSummary {
-            id: r.id.clone(),
-            environment: r.environment.clone(),
-            status: r.status,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            duration_seconds: r.duration_seconds,
-            tool: r.tool.clone(),
-            summary: r.summary,
-            drift_since: r.drift_since,
-            resolved_drift_since: r.resolved_drift_since,
-            error: r.error.clone(),
-        }
-    }
-}
+pub use super::summary::ScanSummary;
+use super::summary::read_summary;
+use crate::report::{Report, Status};
 
 /// One stored scan in memory.
 #[derive(Debug, Clone)]
@@ -383,11 +343,6 @@ pub struct Pruned {
     ids: Vec<Box<str>>,
     /// The index that remains.
     lines: Vec<IndexLine>,
-}
-
-pub(super) fn read_summary(path: &Path) -> Option<ScanSummary> {
-    let file = std::fs::File::open(path).ok()?;
-    serde_json::from_reader(std::io::BufReader::new(file)).ok()
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::atomic::{StoreError, at, write_atomic};
-use super::history::{ScanSummary, read_summary};
 use super::layout::Layout;
 use super::lines::read_lines;
+use super::summary::{ScanSummary, read_summary};
 use crate::report::{Report, Status};
 
 /// One stored report in the history's index.
@@ -47,6 +47,10 @@ struct HistoryFiles {
 }
 
 /// Reads the index and lists the report files of `env`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+)]
 fn history_files(layout: &Layout, env: &str) -> HistoryFiles {
     let mut out = HistoryFiles::default();
     if let Some(index) = read_lines(&layout.index(env)) {
@@ -90,6 +94,10 @@ pub(super) fn rewrite_index(
 }
 
 /// Names of the environments that have a storage directory.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+)]
 pub(super) fn stored_environments(layout: &Layout) -> Vec<String> {
     fs::read_dir(layout.envs())
         .into_iter()
@@ -159,6 +167,10 @@ pub(super) fn load_env(layout: &Layout, env: &str) -> Vec<IndexLine> {
 }
 
 /// The full stored report `id` of `env`, if it reads.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+)]
 pub(super) fn read_report(layout: &Layout, env: &str, id: &str) -> Result<Report, String> {
     let path = layout
         .report(env, id)

@@ -149,6 +149,10 @@ pub fn parse_inventory(body: &[u8]) -> Result<Vec<Guest>, String> {
 }
 
 /// Reads the token's secret (at every check, so that a rotated secret is picked up).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "read in unmanaged::prepare's spawn_blocking"
+)]
 pub fn token_secret(p: &Proxmox) -> Result<String, CheckError> {
     let config = |summary: String| CheckError::new(CheckReason::Config, summary);
     let secret = match &p.token_secret {
