@@ -184,6 +184,24 @@ impl Server {
         })
     }
 
+    /// Waits until the exporter answers (it serves once the history is loaded: seconds for
+    /// a large one), at most `limit`.
+    pub fn wait_served(&self, limit: Duration) {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        stream.set_read_timeout(Some(limit)).unwrap();
+        write!(
+            stream,
+            "GET /-/healthy HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .unwrap_or_else(|e| panic!("not served within {limit:?}: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
     /// One request: the answer's head and body.
     fn exchange(&self, method: &str, path: &str, accept: Option<&str>) -> (String, String) {
         let mut stream = TcpStream::connect(&self.address).unwrap();
