@@ -292,7 +292,10 @@ fn unmanaged(path: &Path, format: Format) -> u8 {
         Err(code) => return code,
     };
     let previous = crate::store::load_unmanaged(&config.storage.path);
-    let result = match runtime.block_on(crate::unmanaged::check(&config, &proxmox, &cancel)) {
+    // As many terraform at once as the exporter would start.
+    let limit = tokio::sync::Semaphore::new(config.max_concurrent_scans);
+    let checked = runtime.block_on(crate::unmanaged::check(&config, &proxmox, &limit, &cancel));
+    let result = match checked {
         Ok(Ok(mut result)) => {
             runtime.block_on(crate::unmanaged::name_creators(
                 &mut result,

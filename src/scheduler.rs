@@ -153,6 +153,13 @@ impl Scheduler {
         scheduler
     }
 
+    /// The limit of terraform processes at once (`scheduler.max_concurrent_scans`): every
+    /// other terraform the exporter starts (the unmanaged check's state pulls) takes a
+    /// permit of it too.
+    pub fn terraform_limit(&self) -> Arc<Semaphore> {
+        self.limit.clone()
+    }
+
     /// Lets the scans of a [`Scheduler::paused`] scheduler run.
     pub fn resume(&self) {
         self.limit.add_permits(self.limit_size);

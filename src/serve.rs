@@ -219,6 +219,7 @@ impl Server {
             state.clone(),
             storage.clone(),
             changes.clone(),
+            scheduler.terraform_limit(),
         ));
         let web = Arc::new(RwLock::new(Arc::new(web)));
         let supervisor = Supervisor {

@@ -12,6 +12,7 @@ use crate::cancel::{CancellationToken, Cancelled};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use crate::config::{Config, GuestIgnore, Proxmox};
 use crate::scan::{PullError, pull_state};
@@ -153,10 +154,13 @@ pub fn is_ignored(guest: &Guest, ignore: &GuestIgnore) -> bool {
             .any(|t| ignore.tags.contains(&t.to_lowercase()))
 }
 
-/// Checks now: the inventory, then every environment's state.
+/// Checks now: the inventory, then every environment's state, each `state pull` holding a
+/// permit of `limit` (the scans' limit: never more terraform at once than
+/// `scheduler.max_concurrent_scans`).
 pub async fn check(
     config: &Config,
     proxmox: &Proxmox,
+    limit: &Semaphore,
     cancel: &CancellationToken,
 ) -> Result<Result<Unmanaged, CheckError>, Cancelled> {
     let (secret, client) = match prepare(proxmox).await {
@@ -185,7 +189,7 @@ pub async fn check(
             "the API listed no guest: a token without VM.Audit sees none (give it the role PVEAuditor), or set proxmox.allow_empty_inventory = true if the cluster really has no guest".into(),
         )));
     }
-    let (managed, providers) = match managed_by_states(config, cancel).await? {
+    let (managed, providers) = match managed_by_states(config, limit, cancel).await? {
         Ok(found) => found,
         Err(e) => return Ok(Err(scrub(e))),
     };
@@ -230,13 +234,19 @@ pub(crate) async fn prepare(
 /// The vmids every environment's state manages, and each environment's Proxmox provider.
 async fn managed_by_states(
     config: &Config,
+    limit: &Semaphore,
     cancel: &CancellationToken,
 ) -> Result<Result<(BTreeSet<u32>, BTreeMap<String, Provider>), CheckError>, Cancelled> {
     let pulls = config.environments.values().map(|env| async move {
-        (
-            env.name.clone(),
-            pull_state(env, &config.storage.path, cancel).await,
-        )
+        let pulled = tokio::select! {
+            permit = limit.acquire() => match permit {
+                Ok(_permit) => pull_state(env, &config.storage.path, cancel).await,
+                // Closed: the exporter is stopping.
+                Err(_) => Err(PullError::Cancelled(Cancelled)),
+            },
+            _ = cancel.cancelled() => Err(PullError::Cancelled(Cancelled)),
+        };
+        (env.name.clone(), pulled)
     });
     let mut managed = BTreeSet::new();
     let mut providers = BTreeMap::new();

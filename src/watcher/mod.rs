@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::cancel::CancellationToken;
 use chrono::Utc;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -29,7 +29,13 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn start(state: Arc<State>, storage: Storage, changes: Changes) -> Watcher {
+    /// Starts the check and the poller; the check's state pulls take permits of `limit`.
+    pub fn start(
+        state: Arc<State>,
+        storage: Storage,
+        changes: Changes,
+        limit: Arc<Semaphore>,
+    ) -> Watcher {
         let (settings, rx) = watch::channel(state.config());
         let cancel = CancellationToken::new();
         let attribution = tokio::spawn(poller::run(
@@ -43,6 +49,7 @@ impl Watcher {
                 state,
                 storage,
                 changes,
+                limit,
             },
             rx,
             cancel.clone(),
@@ -86,6 +93,8 @@ struct Checker {
     state: Arc<State>,
     storage: Storage,
     changes: Changes,
+    /// Terraform processes at once, shared with the scans.
+    limit: Arc<Semaphore>,
 }
 
 async fn watch_loop(
@@ -125,7 +134,7 @@ async fn watch_loop(
             _ = cancel.cancelled() => return,
         }
         tracing::debug!("unmanaged-guest check started");
-        let Ok(result) = check(&config, &proxmox, &cancel).await else {
+        let Ok(result) = check(&config, &proxmox, &checker.limit, &cancel).await else {
             return;
         };
         let previous = checker.state.unmanaged();

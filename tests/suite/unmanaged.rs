@@ -719,3 +719,68 @@ fn the_printed_import_block_adopts_the_vm_made_by_hand() {
     let (code, out, err) = run(&["unmanaged", "--config", config]);
     assert_eq!(code, 0, "adopted: {out}{err}");
 }
+
+/// Regression: the check started `terraform state pull` in every environment at once
+/// (200 environments, 200 processes), whatever `scheduler.max_concurrent_scans` said. A fake
+/// terraform that sleeps in `state pull` and records when each starts and ends: nine
+/// environments, a limit of 2, never more than 2 at once (and 2 reached: the limit is used).
+#[test]
+fn state_pulls_take_the_scans_concurrency_limit() {
+    let Some(c) = Cluster::new() else { return };
+    let log = c.root.path().join("pulls.log");
+    let fake = c.root.path().join("fake-terraform");
+    crate::support::script(
+        &fake,
+        &format!(
+            "case \"$1 $2\" in\n\
+             \"state pull\") echo start >> '{log}'; sleep 0.5; echo end >> '{log}'; cat terraform.tfstate 2>/dev/null; exit 0;;\n\
+             version*) echo '{{\"terraform_version\":\"1.11.4\"}}'; exit 0;;\n\
+             esac\nexit 0\n",
+            log = log.display()
+        ),
+    );
+    let mut extra = String::new();
+    for i in 0..6 {
+        let dir = c.root.path().join(format!("envs/e{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.tf"), "terraform {}\n").unwrap();
+        extra.push_str(&format!("[environments.e{i}]\ndir = \"envs/e{i}\"\n"));
+    }
+    let config = c.config("");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[defaults]\n",
+        &format!(
+            "[scheduler]\nmax_concurrent_scans = 2\n[defaults]\nbinary = \"{}\"\ninit = \"never\"\n",
+            fake.display()
+        ),
+    );
+    std::fs::write(&config, format!("{text}{extra}")).unwrap();
+    let (code, stdout, stderr) = run(&[
+        "unmanaged",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let r: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(r["error"], Value::Null, "{r}\n{stderr}");
+    assert_eq!(code, 2, "the sandbox VM is unmanaged: {r}");
+    let events = std::fs::read_to_string(&log).unwrap();
+    let (mut running, mut most, mut pulls) = (0i32, 0i32, 0);
+    for event in events.lines() {
+        match event {
+            "start" => {
+                running += 1;
+                pulls += 1;
+            }
+            _ => running -= 1,
+        }
+        most = most.max(running);
+    }
+    assert_eq!(pulls, 9, "one pull per environment: {events}");
+    assert_eq!(
+        most, 2,
+        "at most max_concurrent_scans at once, and that many: {events}"
+    );
+}
