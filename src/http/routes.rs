@@ -130,8 +130,9 @@ async fn detail(State(app): AppState, Path(env): Path<String>) -> Answer {
         return unknown(&env);
     };
     match detail_part(&app, &env, &view).await {
-        Some(part) => streamed("application/json", vec![part]),
-        None => error(StatusCode::NOT_FOUND, format!("no scan of {env:?} yet")),
+        Ok(Some(part)) => streamed("application/json", vec![part]),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no scan of {env:?} yet")),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
     }
 }
 
@@ -252,16 +253,31 @@ async fn reload(State(app): AppState, body: axum::body::Body) -> Answer {
 
 /// The latest report of `env` as an answer's part: its stored file, or (when it could not
 /// be stored) what the exporter keeps of it.
-async fn detail_part(app: &App, env: &str, view: &EnvView) -> Option<Part> {
-    let report = view.latest.as_ref()?;
+/// The latest report of `env`: its stored file, or the copy kept in memory when it could
+/// not be stored (or its file is gone), which says so: `"stored": false`, and
+/// `"changes_total"` when its changes were cut (interface §7). `Err` when it cannot be
+/// written as JSON.
+async fn detail_part(app: &App, env: &str, view: &EnvView) -> Result<Option<Part>, String> {
+    let Some(report) = view.latest.as_ref() else {
+        return Ok(None);
+    };
     if view.stored
         && let Some(id) = report.id.as_deref()
         && let Some((file, length)) = app.storage.open_report(env, id).await
     {
-        return Some(Part::File(file, length));
+        return Ok(Some(Part::File(file, length)));
     }
-    let text = serde_json::to_vec_pretty(&**report).unwrap_or_default();
-    Some(Part::Text(Bytes::from(text)))
+    let unwritable =
+        |e: serde_json::Error| format!("cannot write the latest report of {env:?} as JSON: {e}");
+    let mut value = serde_json::to_value(&**report).map_err(unwritable)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("stored".into(), false.into());
+        if view.changes_total > report.changes.len() {
+            fields.insert("changes_total".into(), view.changes_total.into());
+        }
+    }
+    let text = serde_json::to_vec_pretty(&value).map_err(unwritable)?;
+    Ok(Some(Part::Text(Bytes::from(text))))
 }
 
 /// `{"environments": {"<env>": <report or null>, ...}}`, one report at a time.
@@ -272,8 +288,9 @@ async fn detail_all(State(app): AppState) -> Answer {
         let separator = if i == 0 { "" } else { ", " };
         parts.push(Part::Text(Bytes::from(format!("{separator}{key}: "))));
         match detail_part(&app, &name, &view).await {
-            Some(part) => parts.push(part),
-            None => parts.push(Part::Text(Bytes::from_static(b"null"))),
+            Ok(Some(part)) => parts.push(part),
+            Ok(None) => parts.push(Part::Text(Bytes::from_static(b"null"))),
+            Err(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, message),
         }
     }
     parts.push(Part::Text(Bytes::from_static(b"}}\n")));

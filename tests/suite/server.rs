@@ -834,3 +834,53 @@ fn a_report_that_cannot_be_stored_is_still_shown_and_counted() {
     );
     assert_eq!(server.request("GET", "/-/healthy", None).0, 200);
 }
+
+/// Regression: `/detail/<env>` of a report that could not be stored silently served the
+/// copy kept in memory, cut to 200 changes. It says so: `"stored": false` and, since its
+/// 250 changes were cut, `"changes_total": 250` (interface §7).
+#[test]
+fn a_report_that_cannot_be_stored_says_so_and_how_many_changes_it_had() {
+    if !have_terraform() {
+        return;
+    }
+    // 250 resources in the code, none applied: 250 creates.
+    let w = crate::support::Workspace::new(
+        "resource \"terraform_data\" \"x\" {\n  count = 250\n  input = count.index\n}\n",
+    );
+    let config = w.config("run_on_start = false");
+    let server = Server::in_process(&config);
+    let history = w.storage().join("envs/lab/history");
+    std::fs::create_dir_all(w.storage().join("envs/lab")).unwrap();
+    let _ = std::fs::remove_dir_all(&history);
+    std::fs::write(&history, "not a directory").unwrap();
+    assert_eq!(server.request("POST", "/scan/lab", None).0, 202);
+    server.wait_detail(Duration::from_secs(60), |d| {
+        d["environments"]["lab"]["status"] == "drift"
+    });
+    let (status, detail) = server.get_json("/detail/lab");
+    assert_eq!(status, 200);
+    assert_eq!(detail["stored"], false, "{}", detail["stored"]);
+    assert_eq!(detail["changes_total"], 250);
+    assert_eq!(detail["changes"].as_array().unwrap().len(), 200);
+    assert_eq!(
+        detail["summary"]["create"], 250,
+        "the summary counts them all"
+    );
+    let (_, all) = server.get_json("/detail");
+    assert_eq!(all["environments"]["lab"]["stored"], false);
+
+    // Stored again: the file is served, as written, without the marks.
+    std::fs::remove_file(&history).unwrap();
+    let before = detail["id"].clone();
+    assert_eq!(server.request("POST", "/scan/lab", None).0, 202);
+    let detail = server.wait_detail(Duration::from_secs(60), |d| {
+        d["environments"]["lab"]["id"] != before
+    });
+    let lab = &detail["environments"]["lab"];
+    assert!(
+        lab.get("stored").is_none() && lab.get("changes_total").is_none(),
+        "{}",
+        lab["id"]
+    );
+    assert_eq!(lab["changes"].as_array().unwrap().len(), 250);
+}
