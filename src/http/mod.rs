@@ -91,13 +91,21 @@ impl App {
     }
 }
 
+/// How long a shutdown waits for the requests in flight to be answered (a scrape's
+/// default timeout).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves until `shutdown` is cancelled: at most `MAX_CONNECTIONS` open at once, the
 /// longest-idle one closed to make room; TLS when the web configuration says so (read per
-/// connection, so that a reload applies to new ones).
+/// connection, so that a reload applies to new ones). At shutdown it stops accepting, lets
+/// every connection finish the request it is answering (idle ones close at once) and waits
+/// for them, at most [`DRAIN_TIMEOUT`].
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
     let connections = Arc::new(Connections::default());
     let router = routes::router(app.clone());
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        while tasks.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -107,7 +115,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
         };
         let Some((id, close)) = connections.open() else {
             tracing::debug!(peer = %peer, "every connection is answering a request: refusing one more");
@@ -116,15 +124,33 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
         let app = app.clone();
         let router = router.clone();
         let connections = connections.clone();
-        tokio::spawn(async move {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
             tokio::select! {
-                _ = connection(app, router, stream, peer, connections.clone(), id) => {}
+                _ = connection(app, router, stream, peer, connections.clone(), id, shutdown) => {}
                 _ = close.cancelled() => {
                     tracing::debug!(peer = %peer, "closed an idle connection to make room");
                 }
             }
             connections.close(id);
         });
+    }
+    drop(listener);
+    let open = tasks.len();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    match drained {
+        Ok(()) if open > 0 => {
+            tracing::debug!(connections = open, "answered the requests in flight")
+        }
+        Ok(()) => {}
+        Err(_) => tracing::warn!(
+            connections = tasks.len(),
+            timeout = ?DRAIN_TIMEOUT,
+            "requests still in flight at the end of the drain: cut"
+        ),
     }
 }
 
@@ -135,15 +161,21 @@ async fn connection(
     peer: SocketAddr,
     connections: Arc<Connections>,
     id: u64,
+    shutdown: CancellationToken,
 ) {
     let web = app.web();
+    let slot = Slot {
+        connections,
+        id,
+        shutdown,
+    };
     match &web.tls {
-        None => serve_connection(app, router, TokioIo::new(stream), peer, connections, id).await,
+        None => serve_connection(app, router, TokioIo::new(stream), peer, slot).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
             match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    serve_connection(app, router, TokioIo::new(stream), peer, connections, id).await
+                    serve_connection(app, router, TokioIo::new(stream), peer, slot).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
@@ -154,20 +186,26 @@ async fn connection(
     }
 }
 
+/// A connection's place among the open ones, and the exporter's shutdown.
+struct Slot {
+    connections: Arc<Connections>,
+    id: u64,
+    shutdown: CancellationToken,
+}
+
 async fn serve_connection<I>(
     app: Arc<App>,
     router: axum::Router,
     io: I,
     peer: SocketAddr,
-    connections: Arc<Connections>,
-    id: u64,
+    slot: Slot,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
         let router = router.clone();
-        let busy = connections.busy(id);
+        let busy = slot.connections.busy(slot.id);
         async move {
             let response = guarded(&app, router, req, peer).await;
             drop(busy);
@@ -179,7 +217,16 @@ async fn serve_connection<I>(
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024)
         .serve_connection(io, service);
-    if let Err(e) = conn.await {
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        // Shutting down: the request being answered is finished, then the connection closes.
+        _ = slot.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }

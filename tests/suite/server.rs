@@ -884,3 +884,73 @@ fn a_report_that_cannot_be_stored_says_so_and_how_many_changes_it_had() {
     );
     assert_eq!(lab["changes"].as_array().unwrap().len(), 250);
 }
+
+/// Regression: at SIGTERM the requests in flight were cut (the process exited under them).
+/// A 40 MB stored report, streamed to a client that reads slowly; SIGTERM arrives after its
+/// first megabyte: the client still gets every byte, then the exporter exits 0.
+#[test]
+fn a_request_in_flight_at_sigterm_gets_its_whole_answer() {
+    let root = tempfile::tempdir().unwrap();
+    let history = root.path().join("state/envs/lab/history");
+    std::fs::create_dir_all(&history).unwrap();
+    std::fs::create_dir_all(root.path().join("ws")).unwrap();
+    let mut report = tfdrift_exporter::report::Report::from_outcome(
+        tfdrift_exporter::report::PlanOutcome::no_changes(),
+    );
+    report.id = Some("lab-big".into());
+    report.environment = Some("lab".into());
+    report.finished_at = Some(chrono::Utc::now());
+    let mut value = serde_json::to_value(&report).unwrap();
+    // A field the exporter does not read: it streams the stored file as it is.
+    value["padding"] = Value::String("x".repeat(40 << 20));
+    std::fs::write(history.join("lab-big.json"), value.to_string()).unwrap();
+    let config = root.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[storage]\npath = \"state\"\n[environments.lab]\ndir = \"ws\"\ninterval = \"1d\"\nrun_on_start = false\n",
+    )
+    .unwrap();
+    let server = Server::start(&config);
+    server.wait_served(Duration::from_secs(60));
+
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /history/lab/lab-big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut received = vec![0; 1 << 20];
+    stream.read_exact(&mut received).unwrap();
+    let head_end = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the answer's head")
+        + 4;
+    let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no length: {head}"));
+    assert!(length > 40 << 20, "{length}");
+    // The rest is read by another thread, slowly at first, while SIGTERM is sent and the
+    // exporter shuts down.
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut rest = Vec::new();
+        let read = stream.read_to_end(&mut rest);
+        (read.map(|_| ()), rest.len())
+    });
+    let (code, took) = server.terminate();
+    let (read, rest) = reader.join().unwrap();
+    assert!(read.is_ok(), "{read:?}");
+    assert_eq!(
+        received.len() - head_end + rest,
+        length,
+        "every byte of the answer"
+    );
+    assert_eq!(code, Some(0), "a clean exit after the drain ({took:?})");
+}
