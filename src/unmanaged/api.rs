@@ -187,14 +187,22 @@ pub fn token_secret(p: &Proxmox) -> Result<String, CheckError> {
     Ok(secret.to_owned())
 }
 
-/// How to reach the API.
+/// Idle connections a client keeps.
+const MAX_IDLE: usize = 4;
+
+/// How to reach the API: one per settings, secret and CA file (see
+/// [`super::prepare`]), its TLS configuration built once and its connections kept alive
+/// between requests and polls.
 pub struct Client {
     api_url: String,
     host: String,
     port: u16,
+    /// `host:port`, as HTTP/1.1 asks (the port left out when it is 443).
+    host_header: String,
     authorization: String,
     tls: Arc<ClientConfig>,
     timeout: Duration,
+    idle: std::sync::Mutex<Vec<Connection>>,
 }
 
 impl Client {
@@ -217,13 +225,19 @@ impl Client {
                 .with_root_certificates(roots(p)?)
                 .with_no_client_auth()
         };
+        let host_header = match port {
+            443 => host.clone(),
+            port => format!("{host}:{port}"),
+        };
         Ok(Client {
             api_url: p.api_url.url.clone(),
             host,
             port,
+            host_header,
             authorization: format!("PVEAPIToken={}={secret}", p.token_id),
             tls: Arc::new(tls),
             timeout: p.timeout,
+            idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -279,48 +293,26 @@ impl Client {
     async fn get_unbounded(&self, url: &str) -> Result<Bytes, CheckError> {
         let connectivity =
             |what: String| CheckError::new(CheckReason::Connectivity, format!("GET {url}: {what}"));
-        let address = format!("{}:{}", self.host, self.port);
-        let tcp = TcpStream::connect(address.as_str())
-            .await
-            .map_err(|e| connectivity(format!("cannot connect to {address}: {e}")))?;
-        let name = ServerName::try_from(self.host.trim_matches(['[', ']']).to_owned())
-            .map_err(|e| connectivity(format!("{:?} is not a host name: {e}", self.host)))?;
-        let tls = TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| connectivity(tls_failure(&e)))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| connectivity(format!("HTTP: {e}")))?;
-        let driver = tokio::spawn(connection);
-        let path = url.trim_start_matches(&self.api_url);
-        let request = Request::get(path)
-            .header(hyper::header::HOST, self.host.as_str())
-            .header(hyper::header::AUTHORIZATION, self.authorization.as_str())
-            .header(hyper::header::ACCEPT, "application/json")
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("tfdrift-exporter/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| CheckError::new(CheckReason::Config, format!("GET {url}: {e}")))?;
-        let answer = sender
-            .send_request(request)
-            .await
-            .map_err(|e| connectivity(format!("HTTP: {e}")))?;
-        let status = answer.status();
-        // Proxmox says why in the reason phrase ("authentication failure", "No ticket").
-        let phrase = answer
-            .extensions()
-            .get::<hyper::ext::ReasonPhrase>()
-            .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
-        let body = Limited::new(answer.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| connectivity(format!("reading the answer: {e}")))?
-            .to_bytes();
-        driver.abort();
+        // An idle connection first; one the server closed meanwhile is replaced once.
+        let answer = match self.idle() {
+            Some(mut reused) => match self.send(&mut reused, url).await {
+                Ok(answer) => Some((reused, answer)),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let (connection, (status, phrase, body)) = match answer {
+            Some(done) => done,
+            None => {
+                let mut fresh = self.connect(url).await?;
+                let answer = self
+                    .send(&mut fresh, url)
+                    .await
+                    .map_err(|e| connectivity(e.to_string()))?;
+                (fresh, answer)
+            }
+        };
+        self.keep(connection);
         match status.as_u16() {
             200..=299 => Ok(body),
             401 => Err(CheckError::new(
@@ -344,6 +336,113 @@ impl Client {
             )),
         }
     }
+
+    /// A new connection to the API: TCP, then TLS, then HTTP/1.1 kept alive.
+    async fn connect(&self, url: &str) -> Result<Connection, CheckError> {
+        let connectivity =
+            |what: String| CheckError::new(CheckReason::Connectivity, format!("GET {url}: {what}"));
+        let address = format!("{}:{}", self.host, self.port);
+        let tcp = TcpStream::connect(address.as_str())
+            .await
+            .map_err(|e| connectivity(format!("cannot connect to {address}: {e}")))?;
+        let name = ServerName::try_from(self.host.trim_matches(['[', ']']).to_owned())
+            .map_err(|e| connectivity(format!("{:?} is not a host name: {e}", self.host)))?;
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| connectivity(tls_failure(&e)))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| connectivity(format!("HTTP: {e}")))?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Connection { sender, driver })
+    }
+
+    /// One GET on `connection`: the status, its reason phrase and the body.
+    async fn send(
+        &self,
+        connection: &mut Connection,
+        url: &str,
+    ) -> Result<(hyper::StatusCode, String, Bytes), String> {
+        let path = url.trim_start_matches(&self.api_url);
+        let request = Request::get(path)
+            .header(hyper::header::HOST, self.host_header.as_str())
+            .header(hyper::header::AUTHORIZATION, self.authorization.as_str())
+            .header(hyper::header::ACCEPT, "application/json")
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("tfdrift-exporter/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        connection
+            .sender
+            .ready()
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let answer = connection
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let status = answer.status();
+        // Proxmox says why in the reason phrase ("authentication failure", "No ticket").
+        let phrase = answer
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+        let body = Limited::new(answer.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
+        Ok((status, phrase, body))
+    }
+
+    /// An idle connection, if one is still open.
+    fn idle(&self) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(connection) = idle.pop() {
+            if !connection.sender.is_closed() {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    /// Keeps `connection` for the next request (a few at most: requests run concurrently
+    /// only when several nodes are asked at once).
+    fn keep(&self, connection: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if !connection.sender.is_closed() && idle.len() < MAX_IDLE {
+            idle.push(connection);
+        }
+    }
+}
+
+/// An HTTP/1.1 connection to the API; its driver task ends with it.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// The CA file's bytes, when one is configured and reads (a changed file makes a new
+/// client; an unreadable one is [`Client::new`]'s error to name).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "read in unmanaged::prepare's spawn_blocking"
+)]
+pub fn ca_bytes(p: &Proxmox) -> Option<Vec<u8>> {
+    std::fs::read(p.ca_file.as_ref()?).ok()
 }
 
 /// The CA file's certificates, else the system's.

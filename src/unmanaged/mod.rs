@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::cancel::{CancellationToken, Cancelled};
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
@@ -210,16 +212,41 @@ pub async fn check(
     }))
 }
 
+/// What a [`Client`] is made of: when one of them changes, a new client is built.
+#[derive(PartialEq)]
+struct ClientKey {
+    proxmox: Proxmox,
+    secret: String,
+    ca: Option<Vec<u8>>,
+}
+
+/// The client of the current settings, secret and CA file, shared by the check and the
+/// attribution poller: its TLS configuration is built once and its connections are kept
+/// alive between requests and polls.
+static CLIENT: std::sync::Mutex<Option<(ClientKey, Arc<Client>)>> = std::sync::Mutex::new(None);
+
 /// The token's secret and the API client. Both files are read at every check (a rotated
-/// secret is picked up), off the runtime's threads; the client is an error when the CA file
-/// cannot be used.
+/// secret or CA is picked up), off the runtime's threads; the client is rebuilt only when
+/// they or the settings changed, and is an error when the CA file cannot be used.
 pub(crate) async fn prepare(
     proxmox: &Proxmox,
-) -> Result<(String, Result<Client, CheckError>), CheckError> {
+) -> Result<(String, Result<Arc<Client>, CheckError>), CheckError> {
     let proxmox = proxmox.clone();
     tokio::task::spawn_blocking(move || {
         let secret = api::token_secret(&proxmox)?;
-        let client = Client::new(&proxmox, &secret);
+        let key = ClientKey {
+            ca: api::ca_bytes(&proxmox),
+            proxmox,
+            secret: secret.clone(),
+        };
+        let mut current = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((known, client)) = current.as_ref()
+            && *known == key
+        {
+            return Ok((secret, Ok(client.clone())));
+        }
+        let client = Client::new(&key.proxmox, &secret).map(Arc::new);
+        *current = client.as_ref().ok().map(|c| (key, c.clone()));
         Ok((secret, client))
     })
     .await

@@ -336,3 +336,31 @@ fn an_api_failure_gives_null_and_never_fails_the_scan() {
         "what cannot be read now is not claimed: {report}"
     );
 }
+
+/// Regression: the Proxmox client opened a new TCP+TLS connection for every request and
+/// rebuilt its TLS configuration at every poll, and its `Host` header dropped the port. Ten
+/// polls (each reads the permissions, the cluster log, the nodes and their tasks) and the
+/// check at start: a handful of connections, not one per request; `Host` is `host:port`.
+#[test]
+fn ten_polls_use_a_handful_of_connections_and_host_names_the_port() {
+    use std::sync::atomic::Ordering;
+    let Some(lab) = Lab::new() else { return };
+    let before = lab.sim.cluster.connections.load(Ordering::SeqCst);
+    lab.sim.cluster.hosts.lock().unwrap().clear();
+    let server = Server::in_process(&lab.config());
+    for _ in 0..10 {
+        next_poll(&server);
+    }
+    let opened = lab.sim.cluster.connections.load(Ordering::SeqCst) - before;
+    assert!(
+        (1..=5).contains(&opened),
+        "{opened} connections for ten polls and a check"
+    );
+    let port = lab.sim.url().rsplit(':').next().unwrap().to_owned();
+    let hosts = lab.sim.cluster.hosts.lock().unwrap().clone();
+    assert_eq!(
+        hosts.into_iter().collect::<Vec<_>>(),
+        [format!("127.0.0.1:{port}")],
+        "Host names the port"
+    );
+}

@@ -64,6 +64,10 @@ pub struct Cluster {
     /// `PVEAuditor`: they read only their own cluster log entries.
     pub without_syslog: Mutex<BTreeSet<String>>,
     pub audit: audit::Audit,
+    /// TCP connections accepted so far (what a client's pooling saves).
+    pub connections: std::sync::atomic::AtomicUsize,
+    /// The `Host` headers requests came with.
+    pub hosts: Mutex<BTreeSet<String>>,
 }
 
 /// The CA and the server certificate of one simulator.
@@ -141,6 +145,13 @@ impl Cluster {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Some(host) = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+        {
+            self.hosts.lock().unwrap().insert(host.to_owned());
+        }
         let Some(actor) = self.authorised(&req) else {
             return fail(StatusCode::UNAUTHORIZED, "authentication failure");
         };
@@ -354,6 +365,9 @@ pub async fn serve(
             };
             let acceptor = acceptor.clone();
             let cluster = shared.clone();
+            cluster
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
