@@ -9,6 +9,11 @@
 //! generates.
 //! A test (or a person, with curl) changes a guest "by hand" through the same API.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test support: a simulator and a provider process, not the exporter's runtime"
+)]
+
 pub mod audit;
 pub mod client;
 

@@ -3,6 +3,11 @@
 //! (written to `--ca-out`) or with `--tls-cert FILE --tls-key FILE` given. It prints
 //! `listening https://ADDRESS` on standard output once it accepts connections.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test support: a simulator and a provider process, not the exporter's runtime"
+)]
+
 use std::sync::Arc;
 
 use pvesim::{Cluster, Guest, certificates, serve, write};

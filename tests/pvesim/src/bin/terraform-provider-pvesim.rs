@@ -5,6 +5,11 @@
 //! failure`, `dial tcp ...: connect: connection refused`, `tls: failed to verify
 //! certificate: x509: certificate signed by unknown authority`.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test support: a simulator and a provider process, not the exporter's runtime"
+)]
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
