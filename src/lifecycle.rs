@@ -48,6 +48,14 @@ impl Run {
         }
     }
 
+    /// A run ended by a conform scan (known from the index, whatever its file).
+    pub fn conform() -> Run {
+        Run {
+            status: Some(Status::Conform),
+            ..Run::default()
+        }
+    }
+
     /// The start of the drift this run is in, when it is one.
     fn drifting_since(&self) -> Option<DateTime<Utc>> {
         (self.status == Some(Status::Drift))
@@ -58,9 +66,13 @@ impl Run {
 
 /// Sets `drift_since`, each counted change's `since` and `resolved_drift_since` of a new
 /// report from the environment's previous scan that did not fail (`None`: there is none).
+///
+/// Nothing carried is ever after this scan's own start: a scan stamped by a clock that ran
+/// ahead must not leave the run starting in the future once the clock is right again.
 pub fn carry(report: &mut Report, previous: Option<&Run>) {
     let at = report.started_at.or(report.finished_at);
-    let ongoing = previous.and_then(Run::drifting_since);
+    let not_after = |t: DateTime<Utc>| at.map_or(t, |at| t.min(at));
+    let ongoing = previous.and_then(Run::drifting_since).map(not_after);
     match report.status {
         Status::Drift => {
             report.drift_since = ongoing.or(at);
@@ -69,7 +81,7 @@ pub fn carry(report: &mut Report, previous: Option<&Run>) {
                     .changes
                     .iter()
                     .filter(|m| m.action.is_counted())
-                    .filter_map(|m| Some((m.address.as_str(), m.since?)))
+                    .filter_map(|m| Some((m.address.as_str(), not_after(m.since?))))
                     .collect(),
                 _ => HashMap::new(),
             };
@@ -126,6 +138,25 @@ mod tests {
         });
         r.started_at = Some(at(minute));
         r
+    }
+
+    /// Regression: a drift scan stamped a year ahead (a clock that ran ahead) left the run,
+    /// and tfdrift_drift_since_timestamp_seconds, a year in the future for as long as it
+    /// lasted. Nothing carried is after the carrying scan's own start.
+    #[test]
+    fn a_run_started_by_a_clock_that_ran_ahead_never_starts_after_the_next_scan() {
+        let mut ahead = scan(0, &["a"]);
+        let year = chrono::Duration::days(365);
+        ahead.started_at = Some(at(0) + year);
+        carry(&mut ahead, None);
+        assert_eq!(ahead.drift_since, Some(at(0) + year));
+        let mut next = scan(5, &["a", "b"]);
+        carry(&mut next, Some(&Run::of(&ahead)));
+        assert_eq!(next.drift_since, Some(at(5)), "not after its own start");
+        assert!(next.changes.iter().all(|c| c.since == Some(at(5))));
+        let mut resolved = scan(9, &[]);
+        carry(&mut resolved, Some(&Run::of(&next)));
+        assert_eq!(resolved.resolved_drift_since, Some(at(5)));
     }
 
     #[test]

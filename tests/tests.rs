@@ -24,6 +24,8 @@ mod chain;
 mod classify_streams;
 #[path = "suite/cli_config.rs"]
 mod cli_config;
+#[path = "suite/clock.rs"]
+mod clock;
 #[path = "suite/edges.rs"]
 mod edges;
 #[path = "suite/explain_fixtures.rs"]

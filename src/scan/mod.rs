@@ -151,8 +151,9 @@ async fn attribute(report: &mut Report, storage: &Path, env: &str) {
         return;
     }
     let (root, name) = (storage.to_owned(), env.to_owned());
+    let started = report.started_at.unwrap_or_else(Utc::now);
     let read = tokio::task::spawn_blocking(move || {
-        crate::store::attribution_files::<PollStatus, Entry>(&root, &name)
+        crate::store::attribution_files::<PollStatus, Entry>(&root, &name, started)
     })
     .await;
     match read {

@@ -26,7 +26,7 @@ pub struct AttributionFiles<S, E> {
     pub status: Option<S>,
     /// Every kept entry, oldest first.
     pub entries: Vec<E>,
-    /// When the environment's newest conform scan ended: changes are attributed from there.
+    /// When the environment's last conform scan ended: changes are attributed from there.
     pub last_conform: Option<DateTime<Utc>>,
 }
 
@@ -34,8 +34,10 @@ fn read_entries<E: DeserializeOwned>(path: &Path) -> Vec<E> {
     read_lines(path).unwrap_or_default()
 }
 
-/// The poller's status, the journal, and the newest conform scan of `env` (blocking: a
-/// scan calls it off the runtime).
+/// The poller's status, the journal, and the end of the last conform scan of `env` before
+/// `not_after` (the asking scan's start) (blocking: a scan calls it off the runtime). The
+/// last one written, never the largest timestamp: a conform scan stamped by a clock that
+/// ran ahead is passed over, or no change after it would ever have an author.
 #[allow(
     clippy::disallowed_methods,
     reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
@@ -43,6 +45,7 @@ fn read_entries<E: DeserializeOwned>(path: &Path) -> Vec<E> {
 pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
     storage: &Path,
     env: &str,
+    not_after: DateTime<Utc>,
 ) -> AttributionFiles<S, E> {
     let layout = Layout::new(storage);
     let status = match layout.attribution_status().exists() {
@@ -56,9 +59,10 @@ pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
     let last_conform = read_lines::<IndexLine>(&layout.index(env))
         .unwrap_or_default()
         .into_iter()
+        .rev()
         .filter(|l| l.status == Status::Conform)
         .filter_map(|l| l.finished_at)
-        .max();
+        .find(|t| *t <= not_after);
     AttributionFiles {
         status,
         entries,

@@ -227,15 +227,21 @@ impl EnvStore {
         reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
     )]
     pub fn previous_run(&self) -> Option<crate::lifecycle::Run> {
+        use crate::report::Status;
         let lines: Vec<IndexLine> = read_lines(&self.layout.index(&self.env))?;
+        // In the order written, never by timestamp. A conform line ends the run even when
+        // its file is gone; a drift whose file is gone says nothing, the one before may.
         lines
             .iter()
             .rev()
-            .filter(|l| l.status != crate::report::Status::Error)
-            .find_map(|l| {
-                let path = self.layout.report(&self.env, &l.id)?;
-                let file = File::open(path).ok()?;
-                serde_json::from_reader(std::io::BufReader::new(file)).ok()
+            .filter(|l| l.status != Status::Error)
+            .find_map(|l| match l.status {
+                Status::Conform => Some(crate::lifecycle::Run::conform()),
+                _ => {
+                    let path = self.layout.report(&self.env, &l.id)?;
+                    let file = File::open(path).ok()?;
+                    serde_json::from_reader(std::io::BufReader::new(file)).ok()
+                }
             })
     }
 

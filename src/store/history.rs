@@ -288,13 +288,37 @@ impl History {
 
     /// Takes the entries that finished more than `retention` before `now` out of the index
     /// (memory only: [`History::delete`] removes their files, outside the lock).
+    ///
+    /// Age is measured against the newest stored scan as well as the clock: a clock that
+    /// jumped ahead (a wrong NTP answer, a VM resumed) would otherwise delete the whole
+    /// history at once. What the clock alone would have deleted is said in the log.
     pub fn take_pruned(&self, retention: Duration, now: DateTime<Utc>) -> Vec<Pruned> {
         let Ok(retention) = chrono::Duration::from_std(retention) else {
             return Vec::new();
         };
-        let cutoff = now - retention;
-        let old = |e: &Entry| e.finished_at.is_some_and(|t| t < cutoff);
         let mut index = self.lock();
+        let newest = index
+            .envs
+            .values()
+            .flatten()
+            .filter_map(|e| e.finished_at)
+            .max();
+        let reference = newest.map_or(now, |n| n.min(now));
+        let (cutoff, by_clock) = (reference - retention, now - retention);
+        let refused = index
+            .envs
+            .values()
+            .flatten()
+            .filter(|e| e.finished_at.is_some_and(|t| t < by_clock && t >= cutoff))
+            .count();
+        if refused > 0 {
+            tracing::warn!(
+                reports = refused,
+                newest = %newest.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                "not pruning reports that are older than storage.retention by the clock but not by the newest stored scan: has the clock jumped ahead?"
+            );
+        }
+        let old = |e: &Entry| e.finished_at.is_some_and(|t| t < cutoff);
         let mut pruned = Vec::new();
         for (env, entries) in index.envs.iter_mut() {
             if !entries.iter().any(old) {

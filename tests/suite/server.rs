@@ -103,7 +103,18 @@ impl Server {
 
     /// Starts with extra command-line arguments (`--log.level trace`).
     pub fn start_with(config: &Path, expected: &str, extra: &[&str]) -> Server {
+        Server::start_in_env(config, expected, extra, &[])
+    }
+
+    /// Starts with extra arguments and environment variables (libfaketime's).
+    pub fn start_in_env(
+        config: &Path,
+        expected: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = bin()
+            .envs(env.iter().copied())
             .args([
                 "--config",
                 config.to_str().unwrap(),

@@ -58,6 +58,83 @@ fn old_reports_are_pruned_and_broken_ones_skipped() {
     assert_eq!(all(&h, Some("lab")).len(), 1);
 }
 
+/// Regression: one forward clock jump of 100 days at start deleted 11 of 12 reports. Age is
+/// measured against the newest stored scan as well as the clock: nothing goes, until scans
+/// stored at the new time make the old ones old for real.
+#[test]
+fn a_clock_that_jumped_ahead_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EnvStore::open(dir.path(), "lab").unwrap();
+    let now = Utc::now();
+    for day in 0..12 {
+        let r = report(
+            "lab",
+            &format!("lab-{day:02}"),
+            now - chrono::Duration::days(11 - day),
+        );
+        store.save(&r).unwrap();
+    }
+    let (h, _) = History::load(dir.path());
+    let retention = Duration::from_secs(90 * 86_400);
+    let jumped = now + chrono::Duration::days(100);
+    assert!(h.take_pruned(retention, jumped).is_empty());
+    assert_eq!(all(&h, Some("lab")).len(), 12);
+    // Real time passed: a scan stored 85 days on makes the six over 90 days old by then go
+    // (11 to 6 days before now), and keeps the six younger and itself.
+    let later = report("lab", "lab-later", now + chrono::Duration::days(85));
+    store.save(&later).unwrap();
+    let (h, _) = History::load(dir.path());
+    h.delete(h.take_pruned(retention, jumped));
+    let kept: Vec<String> = all(&h, Some("lab"))
+        .into_iter()
+        .filter_map(|s| s.id)
+        .collect();
+    assert_eq!(kept.len(), 7, "{kept:?}");
+}
+
+/// Regression: a conform report whose file was lost merged the drift runs around it (the
+/// index line still says conform); and a conform scan stamped in the future made every
+/// later change's author `[]`. The index ends the run; attribution starts from the last
+/// conform scan written with a time before the asking scan.
+#[test]
+fn the_index_ends_a_run_and_a_future_conform_scan_is_no_attribution_boundary() {
+    use crate::report::Status;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EnvStore::open(dir.path(), "lab").unwrap();
+    let now = Utc::now();
+    let minutes = |m: i64| now - chrono::Duration::minutes(60 - m);
+    let mut drift = report("lab", "lab-drift", minutes(0));
+    drift.status = Status::Drift;
+    drift.drift_since = Some(minutes(0));
+    store.save(&drift).unwrap();
+    let conform = report("lab", "lab-conform", minutes(10));
+    store.save(&conform).unwrap();
+    std::fs::remove_file(dir.path().join("envs/lab/history/lab-conform.json")).unwrap();
+    let run = store.previous_run().expect("a run");
+    let mut next = report("lab", "lab-next", minutes(20));
+    next.status = Status::Drift;
+    next.started_at = Some(minutes(20));
+    crate::lifecycle::carry(&mut next, Some(&run));
+    assert_eq!(
+        next.drift_since,
+        Some(minutes(20)),
+        "a new run, not the old one"
+    );
+
+    let ahead = report("lab", "lab-ahead", now + chrono::Duration::days(365));
+    store.save(&ahead).unwrap();
+    let files = crate::store::attribution_files::<serde_json::Value, serde_json::Value>(
+        dir.path(),
+        "lab",
+        minutes(30),
+    );
+    assert_eq!(
+        files.last_conform.map(|t| t.timestamp()),
+        Some(minutes(10).timestamp()),
+        "the conform scan before the asking one, not the one a year ahead"
+    );
+}
+
 /// Regression: a report stamped in the future (a wrong clock once) stays the latest at
 /// every restart; the latest is the report written last.
 #[test]
