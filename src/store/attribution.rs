@@ -93,6 +93,8 @@ impl Storage {
     ) -> Result<(), StoreError> {
         let layout = self.layout.clone();
         blocking("storing attribution entries", move || {
+            // The first poll can come before anything else made storage.path.
+            super::make_root(&layout)?;
             append_lines(&layout.attribution(), &entries)
         })
         .await
@@ -147,5 +149,27 @@ fn failed(layout: &Layout) -> StoreError {
     StoreError {
         path: layout.attribution(),
         source: std::io::Error::other("the storage task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (a flake in the page test under load): the attribution poller's first
+    /// read could come before anything had made `storage.path`; the append failed, and the
+    /// entries, already marked seen, were never written: every author `[]` from then on.
+    /// The append makes the directory.
+    #[tokio::test]
+    async fn the_first_entries_are_kept_when_storage_path_does_not_exist_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::load(&dir.path().join("state")).await.0;
+        let entry = serde_json::json!({"vmid": 120, "user": "root@pam", "key": "log:pve1:1"});
+        storage
+            .append_attribution(vec![entry.clone()])
+            .await
+            .unwrap();
+        let kept: Vec<serde_json::Value> = storage.load_attribution().await;
+        assert_eq!(kept, [entry]);
     }
 }

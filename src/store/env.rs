@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::atomic::{StoreError, at, remove_if_present, sync_dir, write_atomic, write_atomic_with};
 use super::index::IndexLine;
 use super::layout::Layout;
-use super::lines::{append_lines, read_lines};
+use super::lines::read_lines;
 use crate::report::Report;
 
 /// The storage of one environment.
@@ -212,10 +212,8 @@ impl EnvStore {
         Ok(path)
     }
 
-    /// Appends one line to the history's index (one write of a whole line, then fsync; a
-    /// crash leaves at most a torn last line, which reading skips and the next start heals).
     fn append_index(&self, line: &IndexLine) -> Result<(), StoreError> {
-        append_lines(&self.layout.index(&self.env), std::slice::from_ref(line))
+        super::index::append_index(&self.layout, &self.env, line)
     }
 }
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::index::{
-    IndexLine, latest_readable, load_env, read_report, rewrite_index, stored_environments,
+    IndexLine, latest_readable, load_env, read_report, remove_from_index, stored_environments,
 };
 use super::layout::Layout;
 pub use super::summary::ScanSummary;
@@ -39,16 +39,6 @@ impl From<&IndexLine> for Entry {
             finished_at: l.finished_at,
             status: l.status,
             seq: 0,
-        }
-    }
-}
-
-impl Entry {
-    fn line(&self) -> IndexLine {
-        IndexLine {
-            id: self.id.to_string(),
-            finished_at: self.finished_at,
-            status: self.status,
         }
     }
 }
@@ -330,7 +320,6 @@ impl History {
             pruned.push(Pruned {
                 environment: env.clone(),
                 ids: gone.into_iter().map(|e| e.id).collect(),
-                lines: entries.iter().map(Entry::line).collect(),
             });
         }
         pruned
@@ -341,7 +330,6 @@ impl History {
         for Pruned {
             environment: env,
             ids,
-            lines,
         } in pruned
         {
             for id in &ids {
@@ -352,7 +340,7 @@ impl History {
                     tracing::warn!(error = %e, "cannot prune an old report");
                 }
             }
-            if let Err(e) = rewrite_index(&self.layout, &env, &lines) {
+            if let Err(e) = remove_from_index(&self.layout, &env, &ids) {
                 tracing::warn!(environment = %env, error = %e, "cannot rewrite the history index; the next start heals it");
             }
             tracing::debug!(environment = %env, pruned = ids.len(), "old reports pruned");
@@ -365,8 +353,6 @@ impl History {
 pub struct Pruned {
     environment: String,
     ids: Vec<Box<str>>,
-    /// The index that remains.
-    lines: Vec<IndexLine>,
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::atomic::{StoreError, at, write_atomic};
 use super::layout::Layout;
-use super::lines::read_lines;
+use super::lines::{append_lines, read_lines};
 use super::summary::{ScanSummary, read_summary};
 use crate::report::{Report, Status};
 
@@ -78,12 +78,45 @@ fn history_files(layout: &Layout, env: &str) -> HistoryFiles {
     out
 }
 
-/// Replaces the index of `env` with `lines` (after pruning or healing), atomically.
-pub(super) fn rewrite_index(
+/// Held by every write of an index file: a scan's append, a prune's removal, a heal. A
+/// removal reads the file again under it, so that a line a scan appended between the
+/// prune's choice and its rewrite is kept (it was lost, and the next scan then carried its
+/// lifecycle from an older one).
+static WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn writing() -> std::sync::MutexGuard<'static, ()> {
+    WRITERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Appends one line to the index of `env` (one write of a whole line, then fsync; a crash
+/// leaves at most a torn last line, which reading skips and the next start heals).
+pub(super) fn append_index(layout: &Layout, env: &str, line: &IndexLine) -> Result<(), StoreError> {
+    let _writing = writing();
+    append_lines(&layout.index(env), std::slice::from_ref(line))
+}
+
+/// Takes the lines of `ids` out of the index of `env` as it is on disk now, atomically.
+pub(super) fn remove_from_index(
     layout: &Layout,
     env: &str,
-    lines: &[IndexLine],
+    ids: &[Box<str>],
 ) -> Result<(), StoreError> {
+    let _writing = writing();
+    let lines: Vec<IndexLine> = read_lines(&layout.index(env)).unwrap_or_default();
+    let kept: Vec<IndexLine> = lines
+        .into_iter()
+        .filter(|l| !ids.iter().any(|id| **id == *l.id))
+        .collect();
+    write_index(layout, env, &kept)
+}
+
+/// Replaces the index of `env` with `lines` (healing at start), atomically.
+fn rewrite_index(layout: &Layout, env: &str, lines: &[IndexLine]) -> Result<(), StoreError> {
+    let _writing = writing();
+    write_index(layout, env, lines)
+}
+
+fn write_index(layout: &Layout, env: &str, lines: &[IndexLine]) -> Result<(), StoreError> {
     let path = layout.index(env);
     let mut text = Vec::with_capacity(lines.len() * 96);
     for line in lines {

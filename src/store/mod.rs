@@ -245,16 +245,13 @@ fn load_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
     }
 }
 
+/// Creates `storage.path` (0700) when it is missing.
 #[allow(
     clippy::disallowed_methods,
     reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
 )]
-fn save_json<T: Serialize>(layout: &Layout, path: &Path, value: &T) -> Result<(), StoreError> {
+fn make_root(layout: &Layout) -> Result<(), StoreError> {
     use std::os::unix::fs::DirBuilderExt;
-    let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError {
-        path: path.to_owned(),
-        source: std::io::Error::other(e),
-    })?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -262,6 +259,14 @@ fn save_json<T: Serialize>(layout: &Layout, path: &Path, value: &T) -> Result<()
         .map_err(|source| StoreError {
             path: layout.root().to_owned(),
             source,
-        })?;
+        })
+}
+
+fn save_json<T: Serialize>(layout: &Layout, path: &Path, value: &T) -> Result<(), StoreError> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    make_root(layout)?;
     write_atomic(path, &json)
 }

@@ -185,8 +185,13 @@ async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> Poll
         .into_iter()
         .filter(|e| cursor.seen.insert(e.key.clone()))
         .collect();
+    let keys: Vec<String> = fresh.iter().map(|e| e.key.clone()).collect();
     if let Err(e) = storage.append_attribution(fresh).await {
-        tracing::warn!(error = %e, "cannot store attribution entries");
+        // Not stored, so not seen: the next read offers them again (they were lost).
+        for key in &keys {
+            cursor.seen.remove(key);
+        }
+        tracing::warn!(error = %e, "cannot store attribution entries; the next read tries again");
     }
     cursor.tasks_since = Some(started - chrono::Duration::minutes(5));
     PollStatus {

@@ -273,3 +273,87 @@ mod same_second {
         assert_eq!(page.scans[0].id.as_deref(), Some("lab-a"));
     }
 }
+
+/// Regression: the index had two writers, a scan appending and a prune rewriting it from
+/// memory, so a line appended between the prune's choice and its rename was lost. Many
+/// rounds of scans appending while prunes run: every scan a prune did not take is in the
+/// index file, in the order written.
+#[test]
+fn prunes_while_scans_append_lose_no_committed_scan() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = EnvStore::open(dir.path(), "lab").unwrap();
+    let now = Utc::now();
+    let retention = Duration::from_secs(86_400);
+    let rounds = 300;
+    let history = Arc::new(History::load(dir.path()).0);
+    let appended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let appending = {
+        let (store, history, appended) = (store.clone(), history.clone(), appended.clone());
+        std::thread::spawn(move || {
+            for i in 0..rounds {
+                // Every other scan is old enough to be pruned.
+                let age = if i % 2 == 0 { 0 } else { 3 };
+                let r = report(
+                    "lab",
+                    &format!("lab-{i:04}"),
+                    now - chrono::Duration::days(age),
+                );
+                store.save(&r).unwrap();
+                history.record(&r);
+            }
+            appended.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let index = dir.path().join("envs/lab/history/index.jsonl");
+    let pruning = {
+        let (history, index) = (history.clone(), index.clone());
+        std::thread::spawn(move || {
+            let (mut pruned, mut prunes) = (0, 0);
+            while !appended.load(std::sync::atomic::Ordering::SeqCst) {
+                let taken = history.take_pruned(retention, now);
+                if taken.is_empty() {
+                    std::thread::yield_now();
+                    continue;
+                }
+                prunes += 1;
+                pruned += taken.iter().map(|p| p.ids.len()).sum::<usize>();
+                // Deleting the files takes a while: scans go on meanwhile.
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                history.delete(taken);
+                // Every scan the history knows (saved, then recorded) is in the file: what
+                // the next scan reads its lifecycle from.
+                let known: Vec<String> = history
+                    .marks("lab", DateTime::<Utc>::MIN_UTC)
+                    .into_iter()
+                    .map(|(id, _, _)| id)
+                    .collect();
+                let lines: Vec<IndexLine> =
+                    super::super::lines::read_lines(&index).unwrap_or_default();
+                let missing: Vec<&String> = known
+                    .iter()
+                    .filter(|id| !lines.iter().any(|l| &l.id == *id))
+                    .collect();
+                assert!(missing.is_empty(), "lost from the index: {missing:?}");
+            }
+            assert!(
+                prunes > 10,
+                "the prunes ran while scans appended ({prunes})"
+            );
+            pruned
+        })
+    };
+    appending.join().unwrap();
+    let mut pruned = pruning.join().expect("no scan lost while pruning");
+    let last = history.take_pruned(retention, now);
+    pruned += last.iter().map(|p| p.ids.len()).sum::<usize>();
+    history.delete(last);
+    let lines: Vec<IndexLine> = super::super::lines::read_lines(&index).unwrap();
+    let ids: Vec<String> = lines.into_iter().map(|l| l.id).collect();
+    let expected: Vec<String> = (0..rounds)
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("lab-{i:04}"))
+        .collect();
+    assert_eq!(ids, expected, "every young scan, in order");
+    assert_eq!(pruned, rounds / 2, "every old one pruned once");
+}
