@@ -15,17 +15,24 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level module a file of `src/` belongs to (`src/store/env.rs` -> `store`).
-fn module_of(root: &Path, file: &Path) -> Option<String> {
-    let rel = file.strip_prefix(root.join("src")).ok()?;
-    let first = rel
+/// The module a file below `dir` belongs to (`store/env.rs` below `src` -> `store`;
+/// `history/tests.rs` below `src/store` -> `history`), unless it is one of `roots`.
+fn module_below(dir: &Path, file: &Path, roots: &[&str]) -> Option<String> {
+    let first = file
+        .strip_prefix(dir)
+        .ok()?
         .components()
         .next()?
         .as_os_str()
         .to_string_lossy()
         .into_owned();
     let name = first.strip_suffix(".rs").unwrap_or(&first).to_owned();
-    (name != "lib" && name != "main").then_some(name)
+    (!roots.contains(&name.as_str())).then_some(name)
+}
+
+/// The top-level module a file of `src/` belongs to (`src/store/env.rs` -> `store`).
+fn module_of(root: &Path, file: &Path) -> Option<String> {
+    module_below(&root.join("src"), file, &["lib", "main"])
 }
 
 /// The code of a file without its comments and its `#[cfg(test)] mod tests`.
@@ -130,17 +137,7 @@ fn the_modules_inside_each_folder_import_each_other_without_cycles() {
         let name = folder.file_name().unwrap().to_string_lossy().into_owned();
         let mut files = Vec::new();
         rust_files(&folder, &mut files);
-        let module_of = |file: &Path| -> Option<String> {
-            let rel = file.strip_prefix(&folder).ok()?;
-            let first = rel
-                .components()
-                .next()?
-                .as_os_str()
-                .to_string_lossy()
-                .into_owned();
-            let m = first.strip_suffix(".rs").unwrap_or(&first).to_owned();
-            (m != "mod").then_some(m)
-        };
+        let module_of = |file: &Path| module_below(&folder, file, &["mod"]);
         let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(f)).collect();
         let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for file in files.iter().filter(|f| !is_test_file(f)) {

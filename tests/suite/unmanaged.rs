@@ -182,21 +182,25 @@ impl Cluster {
 
     /// `unmanaged --format json`: (exit code, the result, stderr).
     fn unmanaged(&self, proxmox: &str) -> (i32, Value, String) {
-        let config = self.config(proxmox);
-        let (code, stdout, stderr) = run(&[
-            "unmanaged",
-            "--format",
-            "json",
-            "--config",
-            config.to_str().unwrap(),
-        ]);
-        let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-        (code, v, stderr)
+        unmanaged_json(&self.config(proxmox))
     }
 
     fn storage(&self) -> PathBuf {
         self.root.path().join("storage")
     }
+}
+
+/// `unmanaged --format json --config CONFIG`: (exit code, the result, stderr).
+fn unmanaged_json(config: &std::path::Path) -> (i32, Value, String) {
+    let (code, stdout, stderr) = run(&[
+        "unmanaged",
+        "--format",
+        "json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    (code, v, stderr)
 }
 
 /// The secret part of the simulator's token.
@@ -755,15 +759,7 @@ fn state_pulls_take_the_scans_concurrency_limit() {
         ),
     );
     std::fs::write(&config, format!("{text}{extra}")).unwrap();
-    let (code, stdout, stderr) = run(&[
-        "unmanaged",
-        "--format",
-        "json",
-        "--config",
-        config.to_str().unwrap(),
-    ]);
-    let r: Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let (code, r, stderr) = unmanaged_json(&config);
     assert_eq!(r["error"], Value::Null, "{r}\n{stderr}");
     assert_eq!(code, 2, "the sandbox VM is unmanaged: {r}");
     let events = std::fs::read_to_string(&log).unwrap();

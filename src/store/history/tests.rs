@@ -16,6 +16,24 @@ fn report(env: &str, id: &str, finished: DateTime<Utc>) -> Report {
     r
 }
 
+/// `count` scans of `lab`, a minute apart from a day ago (`lab-000`, ...), stored and
+/// loaded: the directory, the history and the first scan's end.
+fn minutely(count: i64) -> (tempfile::TempDir, History, DateTime<Utc>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EnvStore::open(dir.path(), "lab").unwrap();
+    let t0 = Utc::now() - chrono::Duration::days(1);
+    for i in 0..count {
+        let r = report(
+            "lab",
+            &format!("lab-{i:03}"),
+            t0 + chrono::Duration::minutes(i),
+        );
+        store.save(&r).unwrap();
+    }
+    let (h, _) = History::load(dir.path());
+    (dir, h, t0)
+}
+
 fn all(h: &History, env: Option<&str>) -> Vec<ScanSummary> {
     h.page(&Query {
         environment: env,
@@ -162,18 +180,7 @@ fn a_report_from_a_wrong_clock_is_not_the_latest_once_another_is_written() {
 
 #[test]
 fn pages_follow_each_other_without_gaps_or_repeats() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EnvStore::open(dir.path(), "lab").unwrap();
-    let t0 = Utc::now() - chrono::Duration::days(1);
-    for i in 0..25 {
-        let r = report(
-            "lab",
-            &format!("lab-{i:03}"),
-            t0 + chrono::Duration::minutes(i),
-        );
-        store.save(&r).unwrap();
-    }
-    let (h, _) = History::load(dir.path());
+    let (_dir, h, _) = minutely(25);
     let mut seen = Vec::new();
     let mut before: Option<String> = None;
     loop {
@@ -199,18 +206,7 @@ fn pages_follow_each_other_without_gaps_or_repeats() {
 /// on) gave 400; it is the empty last page. A cursor of no stored scan is still an error.
 #[test]
 fn a_cursor_that_left_the_since_window_gives_an_empty_last_page() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EnvStore::open(dir.path(), "lab").unwrap();
-    let t0 = Utc::now() - chrono::Duration::days(1);
-    for i in 0..5 {
-        let r = report(
-            "lab",
-            &format!("lab-{i:03}"),
-            t0 + chrono::Duration::minutes(i),
-        );
-        store.save(&r).unwrap();
-    }
-    let (h, _) = History::load(dir.path());
+    let (_dir, h, t0) = minutely(5);
     let query = |since, before| Query {
         environment: Some("lab"),
         since,
