@@ -16,7 +16,7 @@ pub use crate::store::Stored;
 mod files;
 mod steps;
 
-use steps::Scan;
+use steps::{Scan, Step};
 
 /// Scans `env` under its scan lock (a CLI scan and the exporter never scan one environment
 /// at once), stores the report in the history and returns it. A storage failure is logged;
@@ -111,11 +111,9 @@ pub async fn scan(
             crate::ignore::apply(&mut outcome, &env.ignore, today);
             Report::from_outcome(outcome)
         }
-        Err(error) => Report::failed(error),
+        Err(Step::Failed(error)) => Report::failed(error),
+        Err(Step::Cancelled(cancelled)) => return Err(cancelled),
     };
-    if scan.cancelled {
-        return Err(Cancelled);
-    }
     if let Some(error) = report.error.as_mut() {
         error.summary = scan.secrets.redact_text(&error.summary);
         error.detail = scan.secrets.redact_text(&error.detail);
@@ -197,14 +195,13 @@ pub async fn pull_state(
         _ => None,
     };
     let mut pull = Scan::new(env, cancel);
-    let result = pull.pull(storage, deadline).await;
-    if pull.cancelled {
-        return Err(PullError::Cancelled(Cancelled));
-    }
-    result.map_err(|mut error| {
-        error.summary = pull.secrets.redact_text(&error.summary);
-        error.detail = pull.secrets.redact_text(&error.detail);
-        PullError::Failed(error)
+    pull.pull(storage, deadline).await.map_err(|step| match step {
+        Step::Cancelled(cancelled) => PullError::Cancelled(cancelled),
+        Step::Failed(mut error) => {
+            error.summary = pull.secrets.redact_text(&error.summary);
+            error.detail = pull.secrets.redact_text(&error.detail);
+            PullError::Failed(error)
+        }
     })
 }
 

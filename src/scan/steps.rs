@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tokio::time::Instant;
 
-use crate::cancel::CancellationToken;
+use crate::cancel::{CancellationToken, Cancelled};
 use crate::classify::{Phase, classify};
 use crate::config::{Environment, InitMode};
 use crate::plan::ExplainOptions;
@@ -23,8 +23,6 @@ pub(super) struct Scan<'a> {
     /// Values of `env_files`: scrubbed from every error text.
     pub(super) secrets: Redactor,
     pub(super) cancel: &'a CancellationToken,
-    /// Set when a step was interrupted by `cancel`.
-    pub(super) cancelled: bool,
     /// The plan as `/detail/<env>/plan` serves it, when the scan produced one.
     pub(super) served_plan: Option<tempfile::NamedTempFile>,
 }
@@ -50,7 +48,6 @@ impl<'a> Scan<'a> {
             },
             secrets: Redactor::default(),
             cancel,
-            cancelled: false,
             served_plan: None,
         }
     }
@@ -65,7 +62,7 @@ impl Scan<'_> {
         storage: &Path,
         deadline: Instant,
         eager: bool,
-    ) -> Result<Prepared, ScanError> {
+    ) -> Result<Prepared, Step> {
         let env = self.env;
         // Files of the environment and of the storage: read off the runtime's threads.
         let gathered = {
@@ -139,7 +136,7 @@ impl Scan<'_> {
         &mut self,
         storage: &Path,
         deadline: Instant,
-    ) -> Result<Vec<u8>, ScanError> {
+    ) -> Result<Vec<u8>, Step> {
         let prepared = self.prepare(storage, deadline, false).await?;
         let inv = self.invocation(&prepared.vars, deadline);
         let mut output = self
@@ -167,7 +164,7 @@ impl Scan<'_> {
             }
         }
         if output.code() != Some(0) {
-            return Err(self.failure(&output, Phase::StatePull));
+            return Err(self.failure(&output, Phase::StatePull).into());
         }
         Ok(output.document)
     }
@@ -176,7 +173,7 @@ impl Scan<'_> {
         &mut self,
         storage: &Path,
         deadline: Instant,
-    ) -> Result<PlanOutcome, ScanError> {
+    ) -> Result<PlanOutcome, Step> {
         let env = self.env;
         let Prepared {
             store,
@@ -235,7 +232,7 @@ impl Scan<'_> {
                 .incomplete()
                 .or_else(|| (!made).then_some("no plan file"));
             if let Some(missing) = missing {
-                return Err(self.not_a_plan(&plan, missing));
+                return Err(self.not_a_plan(&plan, missing).into());
             }
             return Ok(PlanOutcome::no_changes());
         }
@@ -244,7 +241,7 @@ impl Scan<'_> {
                 self.show_and_understand(&inv, &store, plan_dir.path(), &plan_file, collector())
                     .await
             }
-            _ => Err(self.failure(&plan, Phase::Plan)),
+            _ => Err(self.failure(&plan, Phase::Plan).into()),
         }
         // plan_dir (and the plan file with its secrets) is removed here.
     }
@@ -258,7 +255,7 @@ impl Scan<'_> {
         plan_dir: &Path,
         plan_file: &Path,
         secrets: SecretCollector,
-    ) -> Result<PlanOutcome, ScanError> {
+    ) -> Result<PlanOutcome, Step> {
         let env = self.env;
         let document = plan_dir.join("show.json");
         let show = self
@@ -270,7 +267,7 @@ impl Scan<'_> {
             )
             .await?;
         if show.code() != Some(0) {
-            return Err(self.failure(&show, Phase::Show));
+            return Err(self.failure(&show, Phase::Show).into());
         }
         let options = ExplainOptions {
             refresh_only: env.refresh_only,
@@ -303,7 +300,7 @@ impl Scan<'_> {
         inv: &Invocation<'_>,
         store: &EnvStore,
         fingerprint: &str,
-    ) -> Result<(), ScanError> {
+    ) -> Result<(), Step> {
         let _ = record_fingerprint(store, None).await;
         // A re-init follows the backend the code and backend_config name now (a moved
         // endpoint, another key): this TF_DATA_DIR is the exporter's own, no state moves.
@@ -319,7 +316,7 @@ impl Scan<'_> {
             )
             .await?;
         if output.code() != Some(0) {
-            return Err(self.failure(&output, Phase::Init));
+            return Err(self.failure(&output, Phase::Init).into());
         }
         if let Err(e) = record_fingerprint(store, Some(fingerprint.to_owned())).await {
             tracing::warn!(environment = %self.env.name, error = %e, "cannot record the init fingerprint: init will run again next scan");
@@ -334,25 +331,19 @@ impl Scan<'_> {
         inv: &Invocation<'_>,
         mode: StdoutMode,
         phase: Phase,
-    ) -> Result<Output, ScanError> {
+    ) -> Result<Output, Step> {
         tracing::debug!(environment = %self.env.name, command = ?cmd.argv(), "running");
         let output = run(cmd, inv, mode).await.map_err(|e| match e {
             RunError::NotFound { .. } | RunError::Spawn { .. } => {
-                config_error(format!("environments.{}.binary: {e}", self.env.name))
+                config_error(format!("environments.{}.binary: {e}", self.env.name)).into()
             }
-            RunError::Cancelled(_) => {
-                self.cancelled = true;
-                ScanError {
-                    reason: ErrorReason::Terraform,
-                    summary: "scan cancelled".to_owned(),
-                    detail: String::new(),
-                }
-            }
+            RunError::Cancelled(c) => Step::Cancelled(c),
             RunError::Io { .. } => ScanError {
                 reason: ErrorReason::Terraform,
                 summary: e.to_string(),
                 detail: String::new(),
-            },
+            }
+            .into(),
         })?;
         if output.timed_out {
             let last = self.failure(&output, phase);
@@ -370,7 +361,8 @@ impl Scan<'_> {
                         .trim()
                         .to_owned()
                 },
-            });
+            }
+            .into());
         }
         Ok(output)
     }
@@ -448,4 +440,24 @@ async fn record_fingerprint(store: &EnvStore, fingerprint: Option<String>) -> Re
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// How a step of a scan ends when it does not succeed: a failure that makes the report,
+/// or the exporter stopping it (nothing is reported then).
+#[derive(Debug)]
+pub(super) enum Step {
+    Failed(ScanError),
+    Cancelled(Cancelled),
+}
+
+impl From<ScanError> for Step {
+    fn from(error: ScanError) -> Step {
+        Step::Failed(error)
+    }
+}
+
+impl From<Cancelled> for Step {
+    fn from(cancelled: Cancelled) -> Step {
+        Step::Cancelled(cancelled)
+    }
 }
