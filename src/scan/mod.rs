@@ -195,14 +195,16 @@ pub async fn pull_state(
         _ => None,
     };
     let mut pull = Scan::new(env, cancel);
-    pull.pull(storage, deadline).await.map_err(|step| match step {
-        Step::Cancelled(cancelled) => PullError::Cancelled(cancelled),
-        Step::Failed(mut error) => {
-            error.summary = pull.secrets.redact_text(&error.summary);
-            error.detail = pull.secrets.redact_text(&error.detail);
-            PullError::Failed(error)
-        }
-    })
+    pull.pull(storage, deadline)
+        .await
+        .map_err(|step| match step {
+            Step::Cancelled(cancelled) => PullError::Cancelled(cancelled),
+            Step::Failed(mut error) => {
+                error.summary = pull.secrets.redact_text(&error.summary);
+                error.detail = pull.secrets.redact_text(&error.detail);
+                PullError::Failed(error)
+            }
+        })
 }
 
 /// The error of a scan whose lock another process held past the environment's timeout.
