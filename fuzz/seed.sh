@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Seeds the cargo-fuzz corpora from ../shared/fixtures (or $SHARED_DIR/fixtures), then runs
+# Seeds the cargo-fuzz corpora from tests/fixtures, then runs
 # each target for SECONDS (default 600) one after the other:
 #   bash fuzz/seed.sh            # needs cargo-fuzz (cargo install cargo-fuzz)
 # The project's toolchain is stable: RUSTC_BOOTSTRAP=1 lets cargo fuzz use its nightly flags.
 set -euo pipefail
 cd "$(dirname "$0")"
-shared=${SHARED_DIR:-../../shared}
+fixtures=../tests/fixtures
 seconds=${SECONDS_PER_TARGET:-600}
 for target in plan stream state; do
   mkdir -p "corpus/$target"
 done
-find "$shared/fixtures" -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.txt' \) -size -4M |
+find "$fixtures" -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.txt' \) -size -4M |
   while read -r f; do
     sum=$(sha1sum "$f" | cut -c1-16)
     cp "$f" "corpus/plan/$sum"; cp "$f" "corpus/stream/$sum"

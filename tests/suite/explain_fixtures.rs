@@ -1,4 +1,4 @@
-//! Every case of ../shared/fixtures/opentofu-show-json through `explain`, with expectations
+//! Every case of tests/fixtures/opentofu-show-json through `explain`, with expectations
 //! written from reading each case (its plan.txt where there is one, else its JSON).
 
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! A mutation fuzzer for the parsers of untrusted input: the `show -json` plan reader, the
 //! served plan, the `plan -json` stream, terraform's text errors, the state reader and the
-//! Proxmox inventory. Seeded with every file of ../shared/fixtures; each case is a seed
+//! Proxmox inventory. Seeded with every file of tests/fixtures; each case is a seed
 //! mutated by bytes (flips, cuts, splices, duplications) or by structure (a JSON value
 //! replaced by another type, deep nesting, huge numbers). A case passes when the parser
 //! returns, with a result or an error, and a successful report keeps its own invariants.

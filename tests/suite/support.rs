@@ -38,12 +38,10 @@ pub fn skip(what: &str) {
     let _ = writeln!(std::io::stderr(), "SKIP: {name}: {what}");
 }
 
-/// `../shared/fixtures/opentofu-show-json` beside the repository (or `SHARED_DIR`).
+/// `tests/fixtures/opentofu-show-json`: the plan and stream fixtures, inside the
+/// repository (their origins and licence in its PROVENANCE.md and LICENSE-MPL-2.0.txt).
 pub fn fixtures() -> Option<PathBuf> {
-    let shared = std::env::var_os("SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let dir = shared.join("fixtures/opentofu-show-json");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/opentofu-show-json");
     if dir.is_dir() {
         Some(dir)
     } else {
