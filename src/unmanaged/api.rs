@@ -6,12 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Deserializer, Serialize};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -20,8 +15,11 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+mod pool;
+
 use super::{CheckError, CheckReason};
 use crate::config::{Proxmox, TokenSecret};
+use pool::Connection;
 
 /// The largest inventory answer read (a cluster of 10,000 guests is about 3 MB).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -187,9 +185,6 @@ pub fn token_secret(p: &Proxmox) -> Result<String, CheckError> {
     Ok(secret.to_owned())
 }
 
-/// Idle connections a client keeps.
-const MAX_IDLE: usize = 4;
-
 /// How to reach the API: one per settings, secret and CA file (see
 /// [`super::prepare`]), its TLS configuration built once and its connections kept alive
 /// between requests and polls.
@@ -335,103 +330,6 @@ impl Client {
                 ),
             )),
         }
-    }
-
-    /// A new connection to the API: TCP, then TLS, then HTTP/1.1 kept alive.
-    async fn connect(&self, url: &str) -> Result<Connection, CheckError> {
-        let connectivity =
-            |what: String| CheckError::new(CheckReason::Connectivity, format!("GET {url}: {what}"));
-        let address = format!("{}:{}", self.host, self.port);
-        let tcp = TcpStream::connect(address.as_str())
-            .await
-            .map_err(|e| connectivity(format!("cannot connect to {address}: {e}")))?;
-        let name = ServerName::try_from(self.host.trim_matches(['[', ']']).to_owned())
-            .map_err(|e| connectivity(format!("{:?} is not a host name: {e}", self.host)))?;
-        let tls = TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| connectivity(tls_failure(&e)))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| connectivity(format!("HTTP: {e}")))?;
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Connection { sender, driver })
-    }
-
-    /// One GET on `connection`: the status, its reason phrase and the body.
-    async fn send(
-        &self,
-        connection: &mut Connection,
-        url: &str,
-    ) -> Result<(hyper::StatusCode, String, Bytes), String> {
-        let path = url.trim_start_matches(&self.api_url);
-        let request = Request::get(path)
-            .header(hyper::header::HOST, self.host_header.as_str())
-            .header(hyper::header::AUTHORIZATION, self.authorization.as_str())
-            .header(hyper::header::ACCEPT, "application/json")
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("tfdrift-exporter/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        connection
-            .sender
-            .ready()
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        let answer = connection
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        let status = answer.status();
-        // Proxmox says why in the reason phrase ("authentication failure", "No ticket").
-        let phrase = answer
-            .extensions()
-            .get::<hyper::ext::ReasonPhrase>()
-            .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
-        let body = Limited::new(answer.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        Ok((status, phrase, body))
-    }
-
-    /// An idle connection, if one is still open.
-    fn idle(&self) -> Option<Connection> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(connection) = idle.pop() {
-            if !connection.sender.is_closed() {
-                return Some(connection);
-            }
-        }
-        None
-    }
-
-    /// Keeps `connection` for the next request (a few at most: requests run concurrently
-    /// only when several nodes are asked at once).
-    fn keep(&self, connection: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if !connection.sender.is_closed() && idle.len() < MAX_IDLE {
-            idle.push(connection);
-        }
-    }
-}
-
-/// An HTTP/1.1 connection to the API; its driver task ends with it.
-struct Connection {
-    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.driver.abort();
     }
 }
 
