@@ -101,19 +101,28 @@ impl Storage {
         .unwrap_or_else(|| Err(failed(&self.layout)))
     }
 
-    /// Keeps the entries `keep` accepts, at most the newest [`MAX_ATTRIBUTION_ENTRIES`],
-    /// rewritten atomically.
-    pub async fn prune_attribution<E, F>(&self, keep: F) -> Result<usize, StoreError>
+    /// Drops the entries older than `retention` (by `time`; age measured as the history's,
+    /// [`super::age_reference`], from the newest entry when the clock is ahead of it) and
+    /// keeps at most the newest [`MAX_ATTRIBUTION_ENTRIES`], rewritten atomically.
+    pub async fn prune_attribution<E, T>(
+        &self,
+        time: T,
+        retention: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError>
     where
         E: Serialize + DeserializeOwned + Send + 'static,
-        F: Fn(&E) -> bool + Send + 'static,
+        T: Fn(&E) -> Option<DateTime<Utc>> + Send + 'static,
     {
         let layout = self.layout.clone();
         blocking("pruning the attribution journal", move || {
             let path = layout.attribution();
             let mut entries: Vec<E> = read_entries(&path);
             let before = entries.len();
-            entries.retain(|e| keep(e));
+            let newest = entries.iter().filter_map(&time).max();
+            let oldest = super::age_reference(newest, now)
+                - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+            entries.retain(|e| time(e).is_none_or(|t| t >= oldest));
             let over = entries.len().saturating_sub(MAX_ATTRIBUTION_ENTRIES);
             entries.drain(..over);
             if entries.len() == before {
@@ -171,5 +180,29 @@ mod tests {
             .unwrap();
         let kept: Vec<serde_json::Value> = storage.load_attribution().await;
         assert_eq!(kept, [entry]);
+    }
+
+    /// A clock 100 days ahead empties nothing; entries over the retention before the newest
+    /// one still go.
+    #[tokio::test]
+    async fn the_journal_is_pruned_against_its_newest_entry_as_well_as_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::load(dir.path()).await.0;
+        let now = Utc::now();
+        let at = |days: i64| serde_json::json!({"time": (now - chrono::Duration::days(days)).to_rfc3339()});
+        storage
+            .append_attribution(vec![at(100), at(1), at(0)])
+            .await
+            .unwrap();
+        let time = |e: &serde_json::Value| e["time"].as_str()?.parse().ok();
+        let retention = std::time::Duration::from_secs(90 * 86_400);
+        let jumped = now + chrono::Duration::days(100);
+        let pruned = storage
+            .prune_attribution(time, retention, jumped)
+            .await
+            .unwrap();
+        assert_eq!(pruned, 1, "only the entry 100 days before the newest");
+        let kept: Vec<serde_json::Value> = storage.load_attribution().await;
+        assert_eq!(kept, [at(1), at(0)]);
     }
 }

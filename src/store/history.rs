@@ -293,7 +293,7 @@ impl History {
             .flatten()
             .filter_map(|e| e.finished_at)
             .max();
-        let reference = newest.map_or(now, |n| n.min(now));
+        let reference = super::age_reference(newest, now);
         let (cutoff, by_clock) = (reference - retention, now - retention);
         let refused = index
             .envs

@@ -245,6 +245,14 @@ fn load_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
     }
 }
 
+/// Where the age of stored things is measured from: the clock, unless the newest stored
+/// thing is older. A clock that jumped ahead (a wrong NTP answer, a VM resumed) would
+/// otherwise make everything old at once; real time passing makes new entries that move
+/// this forward.
+pub(crate) fn age_reference(newest: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+    newest.map_or(now, |n| n.min(now))
+}
+
 /// Creates `storage.path` (0700) when it is missing.
 #[allow(
     clippy::disallowed_methods,

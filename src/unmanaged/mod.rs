@@ -8,9 +8,9 @@ pub mod state;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::cancel::{CancellationToken, Cancelled};
 use std::sync::Arc;
 
+use crate::cancel::{CancellationToken, Cancelled};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};

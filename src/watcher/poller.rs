@@ -119,14 +119,8 @@ async fn prune(storage: &Storage, cursor: &mut Cursor, retention: std::time::Dur
         return;
     }
     cursor.last_prune = Some(tokio::time::Instant::now());
-    // Against the newest entry as well as the clock, as the history is pruned: a clock
-    // that jumped ahead must not empty the journal.
-    let entries: Vec<Entry> = storage.load_attribution().await;
-    let newest = entries.iter().filter_map(|e| e.time).max();
-    let reference = newest.map_or(Utc::now(), |n| n.min(Utc::now()));
-    let oldest = reference - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     match storage
-        .prune_attribution(move |e: &Entry| e.time.is_none_or(|t| t >= oldest))
+        .prune_attribution(|e: &Entry| e.time, retention, Utc::now())
         .await
     {
         Ok(0) => {}
