@@ -5,7 +5,10 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::Stored;
+use chrono::{DateTime, Utc};
+
+use crate::attribution::PollStatus;
+use crate::scan::Finished;
 use crate::unmanaged::Unmanaged;
 
 /// Changes waiting for the supervisor, at most: senders wait beyond that.
@@ -16,10 +19,24 @@ const QUEUE: usize = 64;
 pub enum Change {
     /// Read the configuration file again (SIGHUP, `POST /-/reload`); `Err` is the message.
     Reload(oneshot::Sender<Result<(), String>>),
-    /// A scan ended with this report.
-    ScanFinished(Box<Stored>, oneshot::Sender<()>),
+    /// A scan ended: commit it, then show it.
+    ScanFinished(Box<Finished>, oneshot::Sender<()>),
     /// An unmanaged-guest check ended (already stored).
     UnmanagedFinished(Unmanaged, oneshot::Sender<()>),
+    /// A scan of the environment started (`true`) or ended.
+    Running { environment: String, running: bool },
+    /// The environment's next scan is due then; its schedule's period in seconds.
+    NextScan {
+        environment: String,
+        due: Option<DateTime<Utc>>,
+        period_seconds: f64,
+    },
+    /// The attribution poller read Proxmox (`None`: attribution is off), finding `new_gaps`
+    /// new gaps in the cluster log.
+    Attribution {
+        status: Option<Box<PollStatus>>,
+        new_gaps: u64,
+    },
 }
 
 /// The sending side: cheap to clone, one per component that changes the state.
@@ -47,11 +64,50 @@ impl Changes {
         outcome.await.unwrap_or_else(|_| Err(STOPPING.into()))
     }
 
-    /// Hands over a finished scan and waits until the state shows it. After shutdown
-    /// the report is only on disk (the next start restores it).
-    pub async fn scan_finished(&self, stored: Stored) {
-        self.apply(|applied| Change::ScanFinished(Box::new(stored), applied))
+    /// Hands over a finished scan and waits until it is committed and the state shows it.
+    /// After shutdown nothing is committed (the scan is lost, as one interrupted).
+    pub async fn scan_finished(&self, finished: Finished) {
+        self.apply(|applied| Change::ScanFinished(Box::new(finished), applied))
             .await;
+    }
+
+    /// Says that a scan of `environment` started or ended (not waiting: the queue keeps the
+    /// order).
+    pub async fn running(&self, environment: &str, running: bool) {
+        self.tell(Change::Running {
+            environment: environment.to_owned(),
+            running,
+        })
+        .await;
+    }
+
+    /// Says when the next scan of `environment` is due.
+    pub async fn next_scan(
+        &self,
+        environment: &str,
+        due: Option<DateTime<Utc>>,
+        period_seconds: f64,
+    ) {
+        self.tell(Change::NextScan {
+            environment: environment.to_owned(),
+            due,
+            period_seconds,
+        })
+        .await;
+    }
+
+    /// Hands over an attribution poll.
+    pub async fn attribution(&self, status: Option<PollStatus>, new_gaps: u64) {
+        self.tell(Change::Attribution {
+            status: status.map(Box::new),
+            new_gaps,
+        })
+        .await;
+    }
+
+    /// Sends a change without waiting for it to be applied.
+    async fn tell(&self, change: Change) {
+        let _ = self.queue.send(change).await;
     }
 
     /// Hands over a finished unmanaged-guest check and waits until the state shows it.
@@ -80,6 +136,9 @@ impl Changes {
                     Change::ScanFinished(_, applied) | Change::UnmanagedFinished(_, applied) => {
                         let _ = applied.send(());
                     }
+                    Change::Running { .. }
+                    | Change::NextScan { .. }
+                    | Change::Attribution { .. } => {}
                 }
             }
         });

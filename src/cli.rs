@@ -239,12 +239,9 @@ fn scan(path: &Path, names: &[String], format: Format) -> u8 {
     };
     let mut reports = Vec::new();
     let mut worst = Status::Conform;
+    let storage = crate::store::Storage::open(&config.storage.path);
     for env in envs {
-        match runtime.block_on(crate::scan::scan_and_store(
-            env,
-            &config.storage.path,
-            &cancel,
-        )) {
+        match runtime.block_on(crate::scan::scan_and_commit(env, &storage, &cancel)) {
             Some(stored) => {
                 worst = worst.worst(stored.report.status);
                 reports.push(stored.report);

@@ -2,24 +2,34 @@
 //! environment, tells whether the real infrastructure still matches the code, and reports
 //! what differs, since when and who changed it.
 //!
-//! One scan: [`config`] comes in, [`schedule`] says when, [`runner`] drives terraform and
-//! hands back bytes, [`plan`] understands them, [`classify`] names why a scan failed,
-//! [`ignore`] drops known false positives (its [`glob`]s compiled at load), [`report`] is
-//! what comes out, and [`scan`] ties the steps together; [`attribution`] says which
-//! Proxmox user changed a guest (found by its [`guest`] vmid), and [`lifecycle`] since when the environment drifts.
+//! The flow of one scan in the running exporter:
+//!
+//! ```text
+//! scheduler -> scan -> supervisor -> store -> state -> metrics / http
+//! ```
+//!
+//! The [`scheduler`] decides when (its [`schedule`]) and takes the environment's scan lock;
+//! [`scan`] drives terraform through [`runner`] and hands back a complete
+//! [`report::Scanned`]; the [`supervisor`], the one task that changes the exporter, gives it
+//! to the [`store`], which commits it (lifecycle carried, id given, report and index line
+//! written, its memory of the history updated); the supervisor then shows the committed
+//! report in the [`state`], which [`metrics`] and [`http`] read. The CLI's `scan` commits
+//! through the same store.
+//!
+//! Understanding a scan: [`plan`] understands terraform's bytes, [`classify`] names why a
+//! scan failed, [`ignore`] drops known false positives (its [`glob`]s compiled at load),
+//! [`report`] is what comes out; [`lifecycle`] says since when the environment drifts and
+//! [`attribution`] which Proxmox user changed a guest (found by its [`guest`] vmid).
 //! [`sensitive`] finds the root module's secrets before terraform runs; [`orphans`] ends
 //! terraform that outlived its scan.
 //!
-//! Keeping and showing: [`store`] is the only code that knows the files under
-//! `storage.path` (its async methods work off the runtime); [`output`], [`page`] and
-//! [`reconcile`] show reports to people; [`metrics`] to Prometheus; [`text`] is the one rule
-//! for untrusted text on every surface (hidden characters shown escaped, lengths in UTF-16
-//! units).
+//! Showing: [`output`], [`page`] and [`reconcile`] show reports to people; [`text`] is the
+//! one rule for untrusted text on every surface (hidden characters shown escaped, lengths in
+//! UTF-16 units).
 //!
-//! The running exporter: [`serve`] binds and starts everything; [`state`] is the shared,
-//! memory-only state that [`http`] reads; [`supervisor`] is the one task that changes it,
-//! taking [`changes`] (reloads, finished scans and checks) from a bounded queue; the
-//! [`scheduler`] runs scans, the [`watcher`] runs the [`unmanaged`]-guest check and reads
+//! Around it: [`config`] comes in and [`serve`] binds and starts everything; [`changes`] are
+//! the messages the supervisor takes (reloads, finished scans and checks, the scheduler's
+//! and the poller's news); the [`watcher`] runs the [`unmanaged`]-guest check and reads
 //! Proxmox's cluster log; [`webconfig`] is TLS and basic authentication; [`cancel`] is how
 //! every task is asked to stop. [`cli`] is the command line, [`logging`] its logs.
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde::Deserialize;
 
 use crate::report::{Action, Report, Status};
@@ -31,18 +31,20 @@ struct Mark {
 }
 
 impl Run {
-    /// The run as `report` leaves it (tests, and a report still in memory).
+    /// The run as `report` leaves it, as its stored file says it (times to the second):
+    /// the same whether the next scan reads it from memory or, after a restart, from disk.
     pub fn of(report: &Report) -> Run {
+        let second = |t: Option<DateTime<Utc>>| t.and_then(|t| t.with_nanosecond(0));
         Run {
             status: Some(report.status),
-            drift_since: report.drift_since,
+            drift_since: second(report.drift_since),
             changes: report
                 .changes
                 .iter()
                 .map(|c| Mark {
                     address: c.address.clone(),
                     action: c.action,
-                    since: c.since,
+                    since: second(c.since),
                 })
                 .collect(),
         }
@@ -70,7 +72,7 @@ impl Run {
 /// Nothing carried is ever after this scan's own start: a scan stamped by a clock that ran
 /// ahead must not leave the run starting in the future once the clock is right again.
 pub fn carry(report: &mut Report, previous: Option<&Run>) {
-    let at = report.started_at.or(report.finished_at);
+    let at = report.started_at().or(report.finished_at());
     let not_after = |t: DateTime<Utc>| at.map_or(t, |at| t.min(at));
     let ongoing = previous.and_then(Run::drifting_since).map(not_after);
     match report.status {
@@ -98,7 +100,7 @@ pub fn carry(report: &mut Report, previous: Option<&Run>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Change, ErrorReason, PlanOutcome, ScanError};
+    use crate::report::{Change, ErrorReason, PlanOutcome, ScanError, Stamp};
 
     fn at(minute: u32) -> DateTime<Utc> {
         format!("2026-11-25T03:{minute:02}:00Z").parse().unwrap()
@@ -126,7 +128,7 @@ mod tests {
         let mut outcome = PlanOutcome::no_changes();
         outcome.changes = addresses.iter().map(|a| change(a)).collect();
         let mut r = Report::from_outcome(outcome);
-        r.started_at = Some(at(minute));
+        r.stamp = Some(Stamp::at("lab-x", "lab", at(minute)));
         r
     }
 
@@ -136,7 +138,7 @@ mod tests {
             summary: "unreachable".into(),
             detail: String::new(),
         });
-        r.started_at = Some(at(minute));
+        r.stamp = Some(Stamp::at("lab-x", "lab", at(minute)));
         r
     }
 
@@ -147,7 +149,7 @@ mod tests {
     fn a_run_started_by_a_clock_that_ran_ahead_never_starts_after_the_next_scan() {
         let mut ahead = scan(0, &["a"]);
         let year = chrono::Duration::days(365);
-        ahead.started_at = Some(at(0) + year);
+        ahead.stamp = Some(Stamp::at("lab-x", "lab", at(0) + year));
         carry(&mut ahead, None);
         assert_eq!(ahead.drift_since, Some(at(0) + year));
         let mut next = scan(5, &["a", "b"]);

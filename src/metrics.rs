@@ -105,7 +105,7 @@ impl Metrics {
         last_success: Option<DateTime<Utc>>,
         max_series: usize,
     ) {
-        if let Some(name) = report.environment.as_deref() {
+        if let Some(name) = report.environment() {
             self.scans.show(name, report, last_success, max_series);
             self.touch();
         }

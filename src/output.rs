@@ -39,7 +39,7 @@ fn paint(text: &str, status: Status, colour: bool) -> String {
 }
 
 fn render_one(out: &mut String, r: &Report, colour: bool) {
-    let name = r.environment.as_deref().unwrap_or("plan");
+    let name = r.environment().unwrap_or("plan");
     let status = paint(&r.status.as_str().to_uppercase(), r.status, colour);
     let facts = facts_of(r);
     let _ = writeln!(
@@ -103,7 +103,7 @@ fn facts_of(r: &Report) -> Vec<String> {
             tool.binary.as_deref().unwrap_or("terraform")
         ));
     }
-    if let Some(d) = r.duration_seconds {
+    if let Some(d) = r.duration_seconds() {
         facts.push(format!("{d:.1}s"));
     }
     facts

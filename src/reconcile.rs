@@ -87,9 +87,9 @@ fn marker(v: &Value) -> bool {
 )]
 pub fn guide(env: &Environment, report: &Report, exporter: &str) -> String {
     let mut out = String::new();
-    let id = report.id.as_deref().unwrap_or("?");
+    let id = report.id().unwrap_or("?");
     let when = report
-        .finished_at
+        .finished_at()
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
     match report.status {

@@ -16,23 +16,23 @@ use tokio::task::JoinHandle;
 
 use crate::changes::Changes;
 use crate::config::{Config, Environment};
-use crate::scan::Stored;
+use crate::scan::Finished;
 use crate::schedule::Schedule;
 use crate::state::State;
 
-/// Runs one scan; the real one is [`crate::scan::scan_and_store`], tests give their own.
+/// Runs one scan; the real one is [`crate::scan::scan_locked`], tests give their own.
 pub trait Scanner: Send + Sync + 'static {
     fn scan(
         &self,
         env: Environment,
         cancel: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>>;
+    ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>>;
 }
 
-/// Scans with terraform, storing reports under `storage`.
+/// Scans with terraform, in the environments' directories under `storage`.
 #[derive(Debug, Clone)]
 pub struct TerraformScanner {
-    pub storage: std::path::PathBuf,
+    pub storage: crate::store::Storage,
 }
 
 impl Scanner for TerraformScanner {
@@ -40,9 +40,9 @@ impl Scanner for TerraformScanner {
         &self,
         env: Environment,
         cancel: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>> {
         let storage = self.storage.clone();
-        Box::pin(async move { crate::scan::scan_and_store(&env, &storage, &cancel).await })
+        Box::pin(async move { crate::scan::scan_locked(&env, &storage, &cancel).await })
     }
 }
 
@@ -284,15 +284,16 @@ async fn env_loop(mut l: Loop) {
     let last = l
         .state
         .view(&l.name)
-        .and_then(|v| v.latest.as_ref().and_then(|r| r.finished_at));
+        .and_then(|v| v.latest.as_ref().and_then(|r| r.finished_at()));
     let mut delay = first_delay(&first, last, Utc::now());
     loop {
         let env = l.settings.borrow_and_update().clone();
         let due = chrono::Duration::from_std(delay)
             .ok()
             .and_then(|d| Utc::now().checked_add_signed(d));
-        l.state
-            .set_next_scan(&l.name, due, env.schedule.period().as_secs_f64());
+        l.changes
+            .next_scan(&l.name, due, env.schedule.period().as_secs_f64())
+            .await;
         tokio::select! {
             _ = tokio::time::sleep(delay) => l.set_busy(true),
             _ = l.trigger.notified() => {}
@@ -311,7 +312,7 @@ async fn env_loop(mut l: Loop) {
             permit = l.limit.clone().acquire_owned() => permit,
             _ = l.cancel.cancelled() => return,
         };
-        l.state.set_running(&l.name, true);
+        l.changes.running(&l.name, true).await;
         // In a task of its own: a scan that panics ends as a logged error, and the
         // environment goes on being scheduled instead of staying "in progress" for ever.
         let scan = tokio::spawn(l.scanner.scan(env.clone(), l.cancel.child_token()));
@@ -320,12 +321,12 @@ async fn env_loop(mut l: Loop) {
             None
         });
         drop(permit);
-        // In the state before the environment stops showing as running.
+        // Committed and in the state before the environment stops showing as running.
         let cancelled = result.is_none() && l.cancel.is_cancelled();
-        if let Some(stored) = result {
-            l.changes.scan_finished(stored).await;
+        if let Some(finished) = result {
+            l.changes.scan_finished(finished).await;
         }
-        l.state.set_running(&l.name, false);
+        l.changes.running(&l.name, false).await;
         l.set_busy(false);
         if cancelled {
             return;

@@ -214,7 +214,7 @@ impl Server {
         let state = Arc::new(State::new(config.clone(), restored, unmanaged));
         state.show_web(config.web.external_url.as_deref(), web.tls.is_some());
         let (changes, queue) = Changes::channel();
-        let scheduler = start_scheduler(&config, &state, &changes);
+        let scheduler = start_scheduler(&config, &state, &changes, &storage);
         let watcher = Arc::new(Watcher::start(
             state.clone(),
             storage.clone(),
@@ -267,9 +267,14 @@ impl Server {
 /// The scheduler with every environment's task, its scans held until what a dead exporter
 /// left running (kill -9, OOM) is gone: it may hold the state lock and uses the same
 /// TF_DATA_DIR.
-fn start_scheduler(config: &Config, state: &Arc<State>, changes: &Changes) -> Arc<Scheduler> {
+fn start_scheduler(
+    config: &Config,
+    state: &Arc<State>,
+    changes: &Changes,
+    storage: &Storage,
+) -> Arc<Scheduler> {
     let scanner = Arc::new(TerraformScanner {
-        storage: config.storage.path.clone(),
+        storage: storage.clone(),
     });
     let scheduler = Arc::new(Scheduler::paused(
         state.clone(),

@@ -1,10 +1,11 @@
 //! The running exporter's state, in memory only: the configuration, what is known of each
 //! environment (latest report, schedule), the last unmanaged-guest check and the metrics.
 //! Readers (HTTP, the page, the scheduler's first delay) take cheap snapshots: an `Arc` or a
-//! small clone, under a lock held for nothing else. It is written by the
-//! [`crate::supervisor`] (configuration, finished scans and checks) and, for the two
-//! live flags "running" and "next scan", by the scheduler. Nothing here touches a file:
-//! whatever must be read from disk is read before a change is applied.
+//! small clone, under a lock held for nothing else. It is written only by the
+//! [`crate::supervisor`]: the configuration, committed scans, checks, and what the scheduler
+//! and the attribution poller say (running, next scan, poll status) arrive there as
+//! [`crate::changes::Change`]s. Nothing here touches a file: whatever must be read from disk
+//! is read before a change is applied.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -54,7 +55,7 @@ impl EnvView {
     }
 }
 
-/// Shared by the supervisor (its writer), the scheduler and the HTTP handlers.
+/// Written by the supervisor; read by the scheduler and the HTTP handlers.
 #[derive(Debug)]
 pub struct State {
     config: RwLock<Arc<Config>>,
@@ -97,7 +98,7 @@ impl State {
             };
             if let Some(report) = latest {
                 metrics.show_report(&report, last_success, config.max_resource_series);
-                tracing::info!(environment = %name, status = %report.status, id = report.id.as_deref().unwrap_or(""), "restored the latest stored scan");
+                tracing::info!(environment = %name, status = %report.status, id = report.id().unwrap_or(""), "restored the latest stored scan");
                 view.keep(report, true, config.max_resource_series);
             }
             envs.insert(name.clone(), view);
@@ -241,7 +242,7 @@ impl State {
     /// Takes a finished scan: state and metrics (the history's index is the storage's).
     pub fn record(&self, stored: Stored) {
         let Stored { report, stored } = stored;
-        let Some(name) = report.environment.clone() else {
+        let Some(name) = report.environment().map(str::to_owned) else {
             return;
         };
         if !stored {
@@ -256,7 +257,7 @@ impl State {
             .unwrap_or_default();
         self.update(&name, |v| {
             if report.status != Status::Error {
-                v.last_success = report.finished_at;
+                v.last_success = report.finished_at();
             }
             self.metrics
                 .show_report(&report, v.last_success, max_series);

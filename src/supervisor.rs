@@ -1,6 +1,7 @@
 //! The one task that changes the running exporter: it takes [`Change`]s from a bounded
-//! queue, one at a time, and applies each whole in a fixed order: the state, then the
-//! scheduler, then the unmanaged-guest watcher. What it must read from disk (the
+//! queue, one at a time, and applies each whole in a fixed order: a finished scan is
+//! committed to the store, then shown in the state; a reload changes the state, then the
+//! scheduler, then the unmanaged-guest watcher. It is the only writer of [`State`]. What it must read from disk (the
 //! configuration, the latest report of a new environment) is read off the runtime before
 //! anything is applied, so readers of the state never wait for a file.
 
@@ -9,13 +10,14 @@ use std::sync::{Arc, RwLock};
 
 use crate::cancel::CancellationToken;
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::changes::Change;
 use crate::config::Config;
+use crate::scan::Finished;
 use crate::scheduler::Scheduler;
 use crate::state::State;
-use crate::store::{Storage, Stored};
+use crate::store::Storage;
 use crate::watcher::Watcher;
 use crate::webconfig::WebConfig;
 
@@ -51,23 +53,38 @@ impl Supervisor {
                 Change::Reload(answer) => {
                     let _ = answer.send(self.reload().await);
                 }
-                Change::ScanFinished(stored, applied) => {
-                    self.scan_finished(*stored).await;
-                    let _ = applied.send(());
+                Change::ScanFinished(finished, applied) => {
+                    self.scan_finished(*finished, applied).await;
                 }
                 Change::UnmanagedFinished(result, applied) => {
                     self.state.record_unmanaged(result);
                     let _ = applied.send(());
                 }
+                Change::Running {
+                    environment,
+                    running,
+                } => self.state.set_running(&environment, running),
+                Change::NextScan {
+                    environment,
+                    due,
+                    period_seconds,
+                } => self.state.set_next_scan(&environment, due, period_seconds),
+                Change::Attribution { status, new_gaps } => {
+                    self.state.record_attribution(status.as_deref(), new_gaps)
+                }
             }
         }
     }
 
-    async fn scan_finished(&self, stored: Stored) {
-        if stored.stored {
-            self.storage.record(&stored.report);
-        }
+    /// Commits a finished scan, shows it, releases its environment's scan lock, answers, and
+    /// then prunes the history.
+    async fn scan_finished(&self, finished: Finished, applied: oneshot::Sender<()>) {
+        let Finished { scanned, lock } = finished;
+        let stored = self.storage.commit(scanned).await;
+        crate::scan::committed(&stored);
         self.state.record(stored);
+        drop(lock);
+        let _ = applied.send(());
         let retention = self.state.config().storage.retention;
         self.storage.prune(retention, Utc::now()).await;
     }

@@ -262,7 +262,7 @@ async fn detail_part(app: &App, env: &str, view: &EnvView) -> Result<Option<Part
         return Ok(None);
     };
     if view.stored
-        && let Some(id) = report.id.as_deref()
+        && let Some(id) = report.id()
         && let Some((file, length)) = app.storage.open_report(env, id).await
     {
         return Ok(Some(Part::File(file, length)));

@@ -173,10 +173,10 @@ impl ScanMetrics {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(name.to_owned(), labels);
         }
-        if let Some(d) = report.duration_seconds {
+        if let Some(d) = report.duration_seconds() {
             self.duration.get_or_create(&e).set(d);
         }
-        if let Some(t) = report.finished_at {
+        if let Some(t) = report.finished_at() {
             self.last_scan.get_or_create(&e).set(unix(t));
         }
         if let Some(t) = last_success {

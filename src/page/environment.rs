@@ -100,7 +100,7 @@ fn status(h: &mut String, n: &str, view: &EnvView) {
     let _ = writeln!(
         h,
         "<p>Last scan {}{running}; next scan {}.</p>",
-        time(r.finished_at),
+        time(r.finished_at()),
         time(view.next_scan)
     );
 }

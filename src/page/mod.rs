@@ -192,11 +192,11 @@ fn environment_row(h: &mut String, name: &str, view: &EnvView) {
         }
     };
     let running = if view.running { " (scanning now)" } else { "" };
-    let last = view.latest.as_ref().and_then(|r| r.finished_at);
+    let last = view.latest.as_ref().and_then(|r| r.finished_at());
     let duration = view
         .latest
         .as_ref()
-        .and_then(|r| r.duration_seconds)
+        .and_then(|r| r.duration_seconds())
         .map(|d| format!("{d:.1}s"))
         .unwrap_or_else(|| "-".into());
     let _ = writeln!(

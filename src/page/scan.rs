@@ -10,10 +10,10 @@ use crate::state::KEPT_CHANGES;
 pub fn render(env: &str, report: &Report) -> String {
     let mut h = String::new();
     let n = escape(env);
-    let id = report.id.as_deref().unwrap_or("");
+    let id = report.id().unwrap_or("");
     head(&mut h, &format!("{env} {id} · tfdrift-exporter"));
     let duration = report
-        .duration_seconds
+        .duration_seconds()
         .map(|d| format!(" ({d:.1} s)"))
         .unwrap_or_default();
     let _ = writeln!(
@@ -22,8 +22,8 @@ pub fn render(env: &str, report: &Report) -> String {
 <h1>{n}: scan {id} <span class=\"badge {status}\">{status}</span></h1>\n<p>From {from} to {to}{duration}.</p>",
         id = escape(id),
         status = report.status,
-        from = time(report.started_at),
-        to = time(report.finished_at),
+        from = time(report.started_at()),
+        to = time(report.finished_at()),
     );
     if let Some(since) = report.drift_since {
         let _ = writeln!(

@@ -1,32 +1,75 @@
 //! One scan of one environment: init when needed, plan, show when the plan has changes,
-//! understand the result and make the report. Never anything that writes infrastructure.
+//! understand the result and hand back a complete [`Scanned`] for the store to commit.
+//! Never anything that writes infrastructure.
 
 use std::path::Path;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::attribution::{Entry, PollStatus};
 use crate::cancel::CancellationToken;
 use crate::config::Environment;
-use crate::report::{ErrorReason, Report, ScanError};
-use crate::store::LockWait;
+use crate::report::{ErrorReason, Report, ScanError, Scanned};
 pub use crate::store::Stored;
+use crate::store::{LockWait, ScanLock, Storage};
 
 mod files;
 mod steps;
 
 use steps::{Scan, Step};
 
-/// Scans `env` under its scan lock (a CLI scan and the exporter never scan one environment
-/// at once), stores the report in the history and returns it. A storage failure is logged;
-/// the report is still returned.
-pub async fn scan_and_store(
+/// A finished scan, with the scan lock of its environment: held until the scan is
+/// committed ([`Storage::commit`]), so that no other scan (of the CLI, of another exporter)
+/// runs or commits in between.
+#[derive(Debug)]
+pub struct Finished {
+    pub scanned: Scanned,
+    pub lock: Option<ScanLock>,
+}
+
+/// Scans `env` under its scan lock and commits the scan (the CLI; the exporter's
+/// supervisor commits what [`scan_locked`] returns). `None`: cancelled, nothing stored.
+pub async fn scan_and_commit(
     env: &Environment,
-    storage: &Path,
+    storage: &Storage,
     cancel: &CancellationToken,
 ) -> Option<Stored> {
-    let store = match crate::store::open_env(storage, &env.name).await {
+    let finished = scan_locked(env, storage, cancel).await?;
+    let stored = storage.commit(finished.scanned).await;
+    drop(finished.lock);
+    committed(&stored);
+    Some(stored)
+}
+
+/// Says in the log how a committed scan ended.
+pub fn committed(stored: &Stored) {
+    let report = &stored.report;
+    let s = &report.summary;
+    tracing::info!(
+        environment = %report.environment().unwrap_or_default(),
+        status = %report.status,
+        reason = report.error.as_ref().map(|e| e.reason.as_str()).unwrap_or(""),
+        duration_seconds = report.stamp.as_ref().map(|t| t.duration_seconds).unwrap_or_default(),
+        create = s.create,
+        update = s.update,
+        delete = s.delete,
+        replace = s.replace,
+        outside_terraform = s.outside_terraform,
+        id = %report.id().unwrap_or_default(),
+        stored = stored.stored,
+        "scan finished"
+    );
+}
+
+/// Scans `env` under its scan lock (a CLI scan and the exporter never scan one environment
+/// at once) and returns the finished scan with the lock; `None` when cancelled.
+pub async fn scan_locked(
+    env: &Environment,
+    storage: &Storage,
+    cancel: &CancellationToken,
+) -> Option<Finished> {
+    let store = match crate::store::open_env(storage.path(), &env.name).await {
         Ok(store) => Some(store),
         Err(e) => {
             tracing::error!(environment = %env.name, error = %e, "cannot open the environment's storage");
@@ -36,7 +79,8 @@ pub async fn scan_and_store(
     // The wait for another process's scan of this environment counts against the timeout
     // and ends with the exporter (a SIGTERM does not wait for the CLI's scan).
     let started_at = Utc::now();
-    let deadline = Instant::now() + env.timeout;
+    let clock = Instant::now();
+    let deadline = clock + env.timeout;
     let lock = match &store {
         Some(store) => match store.lock(deadline, cancel).await {
             Ok(lock) => lock,
@@ -45,60 +89,53 @@ pub async fn scan_and_store(
                 return None;
             }
             Err(LockWait::TimedOut) => {
-                let mut report = Report::failed(lock_timed_out(env));
-                report.environment = Some(env.name.clone());
-                report.started_at = Some(started_at);
-                report.finished_at = Some(Utc::now());
-                return Some(store.keep(report, None).await);
+                let tool = Scan::new(env, cancel).tool;
+                let scanned = Scanned {
+                    environment: env.name.clone(),
+                    started_at,
+                    finished_at: Utc::now(),
+                    duration_seconds: seconds(clock),
+                    tool,
+                    findings: Report::failed(lock_timed_out(env)),
+                    plan: None,
+                };
+                return Some(Finished {
+                    scanned,
+                    lock: None,
+                });
             }
         },
         None => None,
     };
     tracing::info!(environment = %env.name, dir = %env.dir.display(), "scan started");
-    let Ok((report, plan)) = scan(env, storage, cancel, deadline).await else {
-        tracing::warn!(environment = %env.name, "scan cancelled: terraform was interrupted, nothing is stored");
-        return None;
-    };
-    let stored = match &store {
-        Some(store) => store.keep(report, plan).await,
-        None => Stored {
-            report,
-            stored: false,
-        },
-    };
-    drop(lock);
-    let report = &stored.report;
-    let s = &report.summary;
-    tracing::info!(
-        environment = %env.name,
-        status = %report.status,
-        reason = report.error.as_ref().map(|e| e.reason.as_str()).unwrap_or(""),
-        duration_seconds = report.duration_seconds.unwrap_or_default(),
-        create = s.create,
-        update = s.update,
-        delete = s.delete,
-        replace = s.replace,
-        outside_terraform = s.outside_terraform,
-        "scan finished"
-    );
-    Some(stored)
+    match scan(env, storage, cancel, deadline).await {
+        Ok(scanned) => Some(Finished { scanned, lock }),
+        Err(Cancelled) => {
+            tracing::warn!(environment = %env.name, "scan cancelled: terraform was interrupted, nothing is stored");
+            None
+        }
+    }
 }
 
 pub use crate::cancel::Cancelled;
 
-/// Scans `env` now and returns its report (not stored yet; see [`crate::store::EnvStore::keep`]).
-/// `deadline` ends the whole scan (the environment's timeout, from before any wait for its
-/// lock).
+/// The time since `clock`, in seconds to the millisecond.
+fn seconds(clock: Instant) -> f64 {
+    (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Scans `env` now (not committed yet: see [`Storage::commit`]). `deadline` ends the whole
+/// scan (the environment's timeout, from before any wait for its lock).
 pub async fn scan(
     env: &Environment,
-    storage: &Path,
+    storage: &Storage,
     cancel: &CancellationToken,
     deadline: Instant,
-) -> Result<(Report, Option<tempfile::NamedTempFile>), Cancelled> {
+) -> Result<Scanned, Cancelled> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let mut scan = Scan::new(env, cancel);
-    let mut report = match scan.run(storage, deadline).await {
+    let mut report = match scan.run(storage.path(), deadline).await {
         Ok(mut outcome) => {
             let today = chrono::Local::now().date_naive();
             for rule in env
@@ -118,7 +155,7 @@ pub async fn scan(
         error.summary = scan.secrets.redact_text(&error.summary);
         error.detail = scan.secrets.redact_text(&error.detail);
     }
-    attribute(&mut report, storage, &env.name).await;
+    attribute(&mut report, storage, &env.name, started_at).await;
     for entry in report
         .changes
         .iter_mut()
@@ -128,19 +165,23 @@ pub async fn scan(
         entry.message = scan.secrets.redact_text(&entry.message);
     }
     if scan.tool.version.is_none() {
-        scan.tool.version = report.tool.as_ref().and_then(|t| t.version.clone());
+        scan.tool.version = report.tool.take().and_then(|t| t.version);
     }
-    report.environment = Some(env.name.clone());
-    report.tool = Some(scan.tool);
-    report.started_at = Some(started_at);
-    report.finished_at = Some(Utc::now());
-    report.duration_seconds = Some((clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
-    Ok((report, scan.served_plan))
+    Ok(Scanned {
+        environment: env.name.clone(),
+        started_at,
+        finished_at: Utc::now(),
+        duration_seconds: seconds(clock),
+        tool: scan.tool,
+        findings: report,
+        plan: scan.served_plan,
+    })
 }
 
-/// Says who changed the report's guests, from what the attribution poller stored (read off
-/// the runtime, and only when a change outside Terraform is a Proxmox guest).
-async fn attribute(report: &mut Report, storage: &Path, env: &str) {
+/// Says who changed the report's guests, from what the attribution poller stored and, from
+/// the history's memory, the last conform scan (only when a change outside Terraform is a
+/// Proxmox guest).
+async fn attribute(report: &mut Report, storage: &Storage, env: &str, started: DateTime<Utc>) {
     let wanted = report
         .changes
         .iter()
@@ -148,22 +189,16 @@ async fn attribute(report: &mut Report, storage: &Path, env: &str) {
     if !wanted {
         return;
     }
-    let (root, name) = (storage.to_owned(), env.to_owned());
-    let started = report.started_at.unwrap_or_else(Utc::now);
-    let read = tokio::task::spawn_blocking(move || {
-        crate::store::attribution_files::<PollStatus, Entry>(&root, &name, started)
-    })
-    .await;
-    match read {
-        Ok(files) => crate::attribution::attach(
+    match storage.attribution::<PollStatus, Entry>(env, started).await {
+        Some(files) => crate::attribution::attach(
             report,
             files.status.as_ref(),
             &files.entries,
             files.last_conform,
             Utc::now(),
         ),
-        Err(e) => {
-            tracing::warn!(environment = %env, error = %e, "cannot read the attribution journal")
+        None => {
+            tracing::warn!(environment = %env, "cannot read the attribution journal")
         }
     }
 }

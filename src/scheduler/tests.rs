@@ -2,7 +2,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::report::{PlanOutcome, Report};
+use crate::report::{PlanOutcome, Report, Scanned, Tool};
 
 /// Imitates a scan: takes `duration` of (paused) tokio time, records concurrency.
 struct FakeScanner {
@@ -37,7 +37,7 @@ impl Scanner for Arc<FakeScanner> {
         &self,
         env: Environment,
         _cancel: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>> {
         let me = self.clone();
         Box::pin(async move {
             let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -45,17 +45,21 @@ impl Scanner for Arc<FakeScanner> {
             tokio::time::sleep(me.duration).await;
             me.running.fetch_sub(1, Ordering::SeqCst);
             me.calls.lock().unwrap().push(env.name.clone());
-            let mut report = Report::from_outcome(PlanOutcome {
-                changes: vec![],
-                ignored: vec![],
-                error: None,
-                tool_version: None,
-            });
-            report.environment = Some(env.name.clone());
-            report.finished_at = Some(Utc::now());
-            Some(Stored {
-                report,
-                stored: false,
+            let findings = Report::from_outcome(PlanOutcome::no_changes());
+            Some(Finished {
+                scanned: Scanned {
+                    environment: env.name.clone(),
+                    started_at: Utc::now(),
+                    finished_at: Utc::now(),
+                    duration_seconds: 0.0,
+                    tool: Tool {
+                        binary: None,
+                        version: None,
+                    },
+                    findings,
+                    plan: None,
+                },
+                lock: None,
             })
         })
     }
@@ -104,7 +108,7 @@ impl Scanner for Arc<Panicking> {
         &self,
         _env: Environment,
         _cancel: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = Option<Stored>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>> {
         let me = self.clone();
         Box::pin(async move {
             me.0.fetch_add(1, Ordering::SeqCst);

@@ -10,11 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::atomic::{StoreError, remove_if_present, write_atomic};
-use super::index::IndexLine;
 use super::layout::Layout;
 use super::lines::{append_lines, read_lines, to_lines};
 use super::{Storage, blocking, load_json, save_json};
-use crate::report::Status;
 
 /// Entries kept at most: a busy cluster logs a few thousand a day.
 pub const MAX_ATTRIBUTION_ENTRIES: usize = 50_000;
@@ -34,20 +32,15 @@ fn read_entries<E: DeserializeOwned>(path: &Path) -> Vec<E> {
     read_lines(path).unwrap_or_default()
 }
 
-/// The poller's status, the journal, and the end of the last conform scan of `env` before
-/// `not_after` (the asking scan's start) (blocking: a scan calls it off the runtime). The
-/// last one written, never the largest timestamp: a conform scan stamped by a clock that
-/// ran ahead is passed over, or no change after it would ever have an author.
+/// The poller's status and, when it has one, the journal (blocking: a commit's attribution
+/// reads them off the runtime).
 #[allow(
     clippy::disallowed_methods,
     reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
 )]
-pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
-    storage: &Path,
-    env: &str,
-    not_after: DateTime<Utc>,
-) -> AttributionFiles<S, E> {
-    let layout = Layout::new(storage);
+pub(super) fn poller_files<S: DeserializeOwned, E: DeserializeOwned>(
+    layout: &Layout,
+) -> (Option<S>, Vec<E>) {
     let status = match layout.attribution_status().exists() {
         true => load_json(&layout.attribution_status()),
         false => None,
@@ -56,18 +49,7 @@ pub fn attribution_files<S: DeserializeOwned, E: DeserializeOwned>(
         Some(_) => read_entries(&layout.attribution()),
         None => Vec::new(),
     };
-    let last_conform = read_lines::<IndexLine>(&layout.index(env))
-        .unwrap_or_default()
-        .into_iter()
-        .rev()
-        .filter(|l| l.status == Status::Conform)
-        .filter_map(|l| l.finished_at)
-        .find(|t| *t <= not_after);
-    AttributionFiles {
-        status,
-        entries,
-        last_conform,
-    }
+    (status, entries)
 }
 
 /// Every kept attribution entry under `storage`, oldest first (blocking).

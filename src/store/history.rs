@@ -1,10 +1,14 @@
 //! The history of scans in memory: per environment one small entry per stored report (id,
-//! end, status) in the order the reports were written, loaded at start from the index file
-//! ([`super::index`]), appended after each scan and pruned after `retention`. Summaries and
-//! full reports are read from their files when asked for, a page at a time, so that 100,000
-//! stored scans cost a few megabytes and start in a blink. The mutex guards memory only:
-//! file reads and deletions happen outside it (blocking code, called from
-//! [`super::Storage`] off the runtime).
+//! end, status) in the order the reports were written, and the drift run the last of them
+//! left, loaded at start from the index file ([`super::index`]), grown by each commit
+//! ([`super::commit`]) and pruned after `retention`. Summaries and full reports are read
+//! from their files when asked for, a page at a time, so that 100,000 stored scans cost a
+//! few megabytes and start in a blink.
+//!
+//! The `History` is the one writer of the index files: commits append, prunes rewrite, the
+//! start heals, all under its `files` lock. Its `index` mutex guards memory only: file
+//! reads and writes happen outside it (blocking code, called from [`super::Storage`] off the
+//! runtime).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,19 +19,21 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::index::{
-    IndexLine, latest_readable, load_env, read_report, remove_from_index, stored_environments,
+    IndexLine, index_len, latest_readable, load_env, read_report, remove_from_index,
+    stored_environments,
 };
 use super::layout::Layout;
 pub use super::summary::ScanSummary;
 use super::summary::read_summary;
+use crate::lifecycle::Run;
 use crate::report::{Report, Status};
 
 /// One stored scan in memory.
 #[derive(Debug, Clone)]
-struct Entry {
-    id: Box<str>,
-    finished_at: Option<DateTime<Utc>>,
-    status: Status,
+pub(super) struct Entry {
+    pub(super) id: Box<str>,
+    pub(super) finished_at: Option<DateTime<Utc>>,
+    pub(super) status: Status,
     /// Position in the order written (grows, never reused within a run).
     seq: u64,
 }
@@ -46,15 +52,67 @@ impl From<&IndexLine> for Entry {
 /// The index of stored scans, per environment, in the order written.
 #[derive(Debug)]
 pub struct History {
-    layout: Layout,
+    pub(super) layout: Layout,
     /// Held only to read or change the entries: never across file I/O.
     index: Mutex<Index>,
+    /// Held by every write of an index file, so that a line appended while a prune rewrites
+    /// the file is kept (it was lost, and the next scan then carried its lifecycle from an
+    /// older one).
+    files: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
-struct Index {
-    envs: BTreeMap<String, Vec<Entry>>,
+pub(super) struct Index {
+    envs: BTreeMap<String, EnvIndex>,
     next_seq: u64,
+}
+
+/// What memory holds of one environment's history.
+#[derive(Debug, Default)]
+pub(super) struct EnvIndex {
+    pub(super) entries: Vec<Entry>,
+    /// The drift run as the scan written last that did not fail left it (`None`: none did).
+    pub(super) run: Option<Run>,
+    /// The length of the index file when this process last read or wrote it; another length
+    /// means another process (a CLI scan) wrote it. `None`: not read yet (the CLI reads an
+    /// environment's index when it first commits a scan of it).
+    pub(super) synced: Option<u64>,
+    /// The last id given (base, suffix): a report that could not be written leaves no entry,
+    /// and its id is not given again.
+    pub(super) issued: Option<(String, u32)>,
+}
+
+impl Index {
+    /// Takes `lines` (with the run they leave) as the whole history of `env`.
+    fn replace(&mut self, env: &str, lines: &[IndexLine], run: Option<Run>, synced: u64) {
+        let mut entries = Vec::with_capacity(lines.len());
+        for line in lines {
+            let mut e = Entry::from(line);
+            e.seq = self.next_seq;
+            self.next_seq += 1;
+            entries.push(e);
+        }
+        let slot = self.envs.entry(env.to_owned()).or_default();
+        slot.entries = entries;
+        slot.run = run;
+        slot.synced = Some(synced);
+    }
+
+    /// Adds a scan just written to the index file.
+    pub(super) fn push(&mut self, env: &str, line: &IndexLine) {
+        let mut e = Entry::from(line);
+        e.seq = self.next_seq;
+        self.next_seq += 1;
+        self.envs.entry(env.to_owned()).or_default().entries.push(e);
+    }
+
+    pub(super) fn env(&mut self, env: &str) -> &mut EnvIndex {
+        self.envs.entry(env.to_owned()).or_default()
+    }
+
+    fn entries(&self, env: &str) -> Option<&Vec<Entry>> {
+        self.envs.get(env).map(|e| &e.entries)
+    }
 }
 
 /// What loading found for one environment.
@@ -95,22 +153,15 @@ impl History {
         let mut index = Index::default();
         let mut restored = BTreeMap::new();
         for env in stored_environments(&layout) {
-            let mut lines = load_env(&layout, &env);
+            let (mut lines, run) = load_env(&layout, &env);
+            let synced = index_len(&layout, &env);
+            index.replace(&env, &lines, run, synced);
             let latest = latest_readable(&layout, &env, &mut lines);
             let last_success = lines
                 .iter()
                 .rev()
                 .find(|l| l.status != Status::Error)
                 .and_then(|l| l.finished_at);
-            let entries = lines
-                .iter()
-                .map(|l| {
-                    let mut e = Entry::from(l);
-                    e.seq = index.next_seq;
-                    index.next_seq += 1;
-                    e
-                })
-                .collect();
             restored.insert(
                 env.clone(),
                 Restored {
@@ -118,37 +169,49 @@ impl History {
                     last_success,
                 },
             );
-            index.envs.insert(env, entries);
         }
         let history = History {
             layout,
             index: Mutex::new(index),
+            files: Mutex::new(()),
         };
         (history, restored)
     }
 
-    /// A history that knows no stored report.
+    /// A history that has read no index yet: each environment's is read when first needed
+    /// (the CLI, which commits the scans of a few environments).
     pub fn empty(storage: &Path) -> History {
         History {
             layout: Layout::new(storage),
             index: Mutex::new(Index::default()),
+            files: Mutex::new(()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a stored report to the index (its line is already in the index file).
-    pub fn record(&self, report: &Report) {
-        let (Some(env), Some(line)) = (report.environment.clone(), IndexLine::of(report)) else {
+    /// Held while an index file is written.
+    pub(super) fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the index of `env` again when this process has not read it yet or another
+    /// process wrote it since (its length changed): a CLI scan's report is then known to the
+    /// next commit's lifecycle and id.
+    pub(super) fn sync(&self, env: &str) {
+        let known = self.lock().envs.get(env).and_then(|e| e.synced);
+        if known == Some(index_len(&self.layout, env)) {
             return;
-        };
-        let mut index = self.lock();
-        let mut entry = Entry::from(&line);
-        entry.seq = index.next_seq;
-        index.next_seq += 1;
-        index.envs.entry(env).or_default().push(entry);
+        }
+        let _writing = self.writing();
+        let (lines, run) = load_env(&self.layout, env);
+        let len = index_len(&self.layout, env);
+        if known.is_some() {
+            tracing::info!(environment = %env, reports = lines.len(), "the history index was written by another process (a CLI scan): read again");
+        }
+        self.lock().replace(env, &lines, run, len);
     }
 
     /// Every stored scan of `env` that ended at or after `since`, oldest first: (id, end,
@@ -156,8 +219,7 @@ impl History {
     pub fn marks(&self, env: &str, since: DateTime<Utc>) -> Vec<(String, DateTime<Utc>, Status)> {
         let index = self.lock();
         let mut marks: Vec<(String, DateTime<Utc>, Status)> = index
-            .envs
-            .get(env)
+            .entries(env)
             .into_iter()
             .flatten()
             .filter_map(|e| Some((e.id.to_string(), e.finished_at?, e.status)))
@@ -172,8 +234,7 @@ impl History {
         let ids: Vec<Box<str>> = {
             let index = self.lock();
             index
-                .envs
-                .get(env)?
+                .entries(env)?
                 .iter()
                 .rev()
                 .map(|e| e.id.clone())
@@ -188,7 +249,7 @@ impl History {
             return false;
         };
         let index = self.lock();
-        index.envs.get(env).is_some_and(|entries| {
+        index.entries(env).is_some_and(|entries| {
             entries
                 .iter()
                 .any(|e| &*e.id == id && e.finished_at.is_some_and(|t| t < since))
@@ -203,8 +264,8 @@ impl History {
                 .envs
                 .iter()
                 .filter(|(name, _)| q.environment.is_none_or(|e| e == name.as_str()))
-                .flat_map(|(name, entries)| {
-                    entries
+                .flat_map(|(name, env)| {
+                    env.entries
                         .iter()
                         .filter(|e| e.finished_at.is_some_and(|t| t >= q.since))
                         .map(move |e| (e.finished_at, e.seq, name.clone(), e.id.clone()))
@@ -290,7 +351,7 @@ impl History {
         let newest = index
             .envs
             .values()
-            .flatten()
+            .flat_map(|e| &e.entries)
             .filter_map(|e| e.finished_at)
             .max();
         let reference = super::age_reference(newest, now);
@@ -298,7 +359,7 @@ impl History {
         let refused = index
             .envs
             .values()
-            .flatten()
+            .flat_map(|e| &e.entries)
             .filter(|e| e.finished_at.is_some_and(|t| t < by_clock && t >= cutoff))
             .count();
         if refused > 0 {
@@ -310,7 +371,8 @@ impl History {
         }
         let old = |e: &Entry| e.finished_at.is_some_and(|t| t < cutoff);
         let mut pruned = Vec::new();
-        for (env, entries) in index.envs.iter_mut() {
+        for (env, slot) in index.envs.iter_mut() {
+            let entries = &mut slot.entries;
             if !entries.iter().any(old) {
                 continue;
             }
@@ -340,7 +402,14 @@ impl History {
                     tracing::warn!(error = %e, "cannot prune an old report");
                 }
             }
-            if let Err(e) = remove_from_index(&self.layout, &env, &ids) {
+            let written = {
+                let _writing = self.writing();
+                let written = remove_from_index(&self.layout, &env, &ids);
+                let len = index_len(&self.layout, &env);
+                self.lock().env(&env).synced = Some(len);
+                written
+            };
+            if let Err(e) = written {
                 tracing::warn!(environment = %env, error = %e, "cannot rewrite the history index; the next start heals it");
             }
             tracing::debug!(environment = %env, pruned = ids.len(), "old reports pruned");

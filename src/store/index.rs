@@ -14,6 +14,7 @@ use super::atomic::{StoreError, at, write_atomic};
 use super::layout::Layout;
 use super::lines::{append_lines, read_lines};
 use super::summary::{ScanSummary, read_summary};
+use crate::lifecycle::Run;
 use crate::report::{Report, Status};
 
 /// One stored report in the history's index.
@@ -27,9 +28,10 @@ pub struct IndexLine {
 
 impl IndexLine {
     pub fn of(report: &Report) -> Option<IndexLine> {
+        let stamp = report.stamp.as_ref()?;
         Some(IndexLine {
-            id: report.id.clone()?,
-            finished_at: report.finished_at,
+            id: stamp.id.clone(),
+            finished_at: Some(stamp.finished_at),
             status: report.status,
         })
     }
@@ -78,42 +80,36 @@ fn history_files(layout: &Layout, env: &str) -> HistoryFiles {
     out
 }
 
-/// Held by every write of an index file: a scan's append, a prune's removal, a heal. A
-/// removal reads the file again under it, so that a line a scan appended between the
-/// prune's choice and its rewrite is kept (it was lost, and the next scan then carried its
-/// lifecycle from an older one).
-static WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn writing() -> std::sync::MutexGuard<'static, ()> {
-    WRITERS.lock().unwrap_or_else(|p| p.into_inner())
-}
+// Every write below is made by the `History` under its `files` lock.
 
 /// Appends one line to the index of `env` (one write of a whole line, then fsync; a crash
 /// leaves at most a torn last line, which reading skips and the next start heals).
 pub(super) fn append_index(layout: &Layout, env: &str, line: &IndexLine) -> Result<(), StoreError> {
-    let _writing = writing();
     append_lines(&layout.index(env), std::slice::from_ref(line))
 }
 
-/// Takes the lines of `ids` out of the index of `env` as it is on disk now, atomically.
+/// The length of the index file of `env` (0 when there is none).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+)]
+pub(super) fn index_len(layout: &Layout, env: &str) -> u64 {
+    fs::metadata(layout.index(env)).map_or(0, |m| m.len())
+}
+
+/// Takes the lines of `ids` out of the index of `env` as it is on disk now (a line appended
+/// since the prune chose is kept), atomically.
 pub(super) fn remove_from_index(
     layout: &Layout,
     env: &str,
     ids: &[Box<str>],
 ) -> Result<(), StoreError> {
-    let _writing = writing();
     let lines: Vec<IndexLine> = read_lines(&layout.index(env)).unwrap_or_default();
     let kept: Vec<IndexLine> = lines
         .into_iter()
         .filter(|l| !ids.iter().any(|id| **id == *l.id))
         .collect();
     write_index(layout, env, &kept)
-}
-
-/// Replaces the index of `env` with `lines` (healing at start), atomically.
-fn rewrite_index(layout: &Layout, env: &str, lines: &[IndexLine]) -> Result<(), StoreError> {
-    let _writing = writing();
-    write_index(layout, env, lines)
 }
 
 fn write_index(layout: &Layout, env: &str, lines: &[IndexLine]) -> Result<(), StoreError> {
@@ -142,8 +138,9 @@ pub(super) fn stored_environments(layout: &Layout) -> Vec<String> {
 }
 
 /// The index lines of one environment, in the order written, healed against its files
-/// (a crash between a report and its line, a storage from before the index).
-pub(super) fn load_env(layout: &Layout, env: &str) -> Vec<IndexLine> {
+/// (a crash between a report and its line, a storage from before the index), and the drift
+/// run the last scan written that did not fail left.
+pub(super) fn load_env(layout: &Layout, env: &str) -> (Vec<IndexLine>, Option<Run>) {
     let found = history_files(layout, env);
     let on_disk: HashMap<&str, SystemTime> = found
         .files
@@ -192,11 +189,36 @@ pub(super) fn load_env(layout: &Layout, env: &str) -> Vec<IndexLine> {
         }
     }
     if (stale || healed > 0)
-        && let Err(e) = rewrite_index(layout, env, &lines)
+        && let Err(e) = write_index(layout, env, &lines)
     {
         tracing::warn!(environment = %env, error = %e, "cannot rewrite the history index");
     }
+    // Reports only the heal found (their line lost in a crash) were written after what the
+    // index says; before them, the index as it was, files gone or not.
+    let run = last_run(layout, env, &lines[lines.len() - healed..])
+        .or_else(|| last_run(layout, env, &found.index));
+    (lines, run)
+}
+
+/// The drift run as the newest scan of `lines` that did not fail left it, in the order
+/// written, never by timestamp. A conform line ends the run even when its file is gone; a
+/// drift whose file is gone says nothing, the one before may.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
+)]
+fn last_run(layout: &Layout, env: &str, lines: &[IndexLine]) -> Option<Run> {
     lines
+        .iter()
+        .rev()
+        .filter(|l| l.status != Status::Error)
+        .find_map(|l| match l.status {
+            Status::Conform => Some(Run::conform()),
+            _ => {
+                let file = fs::File::open(layout.report(env, &l.id)?).ok()?;
+                serde_json::from_reader(std::io::BufReader::new(file)).ok()
+            }
+        })
 }
 
 /// The full stored report `id` of `env`, if it reads.

@@ -13,13 +13,16 @@
 //! <storage>/attribution-status.json                      the attribution poller's last status
 //! ```
 //!
-//! [`Storage`] is what the running exporter holds: its methods are async and do their file
-//! work in `spawn_blocking`, never on a runtime thread. The blocking pieces under it
-//! ([`EnvStore`], [`History`], [`load_unmanaged`], [`save_unmanaged`]) are for those callers and for the CLI, which
-//! runs outside the runtime.
+//! [`Storage`] is what the running exporter (and the CLI's `scan`) holds: its methods are
+//! async and do their file work in `spawn_blocking`, never on a runtime thread. It owns the
+//! history: [`Storage::commit`] is the one way a scan becomes a stored report, and the
+//! history's index files have no other writer. The blocking pieces under it ([`EnvStore`],
+//! [`History`], [`load_unmanaged`], [`save_unmanaged`]) are for those callers and for the
+//! CLI, which runs outside the runtime.
 
 mod atomic;
 mod attribution;
+mod commit;
 mod env;
 mod history;
 mod index;
@@ -37,18 +40,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use atomic::{StoreError, write_atomic};
-pub use attribution::{
-    AttributionFiles, MAX_ATTRIBUTION_ENTRIES, attribution_files, attribution_journal,
-};
+pub use attribution::{AttributionFiles, MAX_ATTRIBUTION_ENTRIES, attribution_journal};
 pub use env::{EnvStore, ScanLock};
 pub use history::{History, Page, Query, Restored, ScanSummary};
 pub use index::IndexLine;
 pub use layout::{Layout, safe_name};
 pub use lock::LockWait;
 
-use crate::report::Report;
+use crate::report::{Report, Scanned};
 
-/// A finished scan and whether its report reached the history.
+/// A committed scan and whether its report reached the history.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub report: Report,
@@ -94,9 +95,61 @@ impl Storage {
         (storage, restored)
     }
 
-    /// Adds a stored report to the history's index in memory.
-    pub fn record(&self, report: &Report) {
-        self.history.record(report);
+    /// The storage under `path` whose history is read an environment at a time, when first
+    /// needed (the CLI).
+    pub fn open(path: &Path) -> Storage {
+        Storage {
+            layout: Layout::new(path),
+            history: Arc::new(History::empty(path)),
+        }
+    }
+
+    /// `storage.path`.
+    pub fn path(&self) -> &Path {
+        self.layout.root()
+    }
+
+    /// Commits a finished scan (see [`History::commit`]), off the runtime.
+    pub async fn commit(&self, scanned: Scanned) -> Stored {
+        let history = self.history.clone();
+        let (env, started_at) = (scanned.environment.clone(), scanned.started_at);
+        let committed = blocking("storing a scan", move || history.commit(scanned)).await;
+        committed.unwrap_or_else(|| {
+            let mut report = Report::failed(crate::report::ScanError {
+                reason: crate::report::ErrorReason::Terraform,
+                summary: "the report could not be stored: the storage task failed".into(),
+                detail: String::new(),
+            });
+            report.stamp = Some(crate::report::Stamp {
+                id: format!("{env}-{}", started_at.format("%Y%m%dT%H%M%SZ")),
+                environment: env,
+                started_at,
+                finished_at: Utc::now(),
+                duration_seconds: 0.0,
+            });
+            Stored {
+                report,
+                stored: false,
+            }
+        })
+    }
+
+    /// What a scan of `env` that started at `not_after` reads to say who changed its
+    /// guests: the poller's files and, from memory, the end of the last conform scan.
+    pub async fn attribution<S, E>(
+        &self,
+        env: &str,
+        not_after: DateTime<Utc>,
+    ) -> Option<AttributionFiles<S, E>>
+    where
+        S: DeserializeOwned + Send + 'static,
+        E: DeserializeOwned + Send + 'static,
+    {
+        let (history, env) = (self.history.clone(), env.to_owned());
+        blocking("reading the attribution journal", move || {
+            history.attribution(&env, not_after)
+        })
+        .await
     }
 
     /// The stored report of `env` written last.

@@ -35,12 +35,12 @@ pub struct ScanSummary {
 impl From<&Report> for ScanSummary {
     fn from(r: &Report) -> Self {
         ScanSummary {
-            id: r.id.clone(),
-            environment: r.environment.clone(),
+            id: r.id().map(str::to_owned),
+            environment: r.environment().map(str::to_owned),
             status: r.status,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            duration_seconds: r.duration_seconds,
+            started_at: r.started_at(),
+            finished_at: r.finished_at(),
+            duration_seconds: r.duration_seconds(),
             tool: r.tool.clone(),
             summary: r.summary,
             drift_since: r.drift_since,

@@ -39,7 +39,7 @@ impl Watcher {
         let (settings, rx) = watch::channel(state.config());
         let cancel = CancellationToken::new();
         let attribution = tokio::spawn(poller::run(
-            state.clone(),
+            changes.clone(),
             storage.clone(),
             rx.clone(),
             cancel.clone(),

@@ -13,9 +13,9 @@ use tokio::sync::watch;
 
 use crate::attribution::{Entry, PollError, PollReason, PollStatus, split_actor, vmid_of_message};
 use crate::cancel::CancellationToken;
+use crate::changes::Changes;
 use crate::config::{Config, Proxmox};
 use crate::report::AttributionSource;
-use crate::state::State;
 use crate::store::Storage;
 use crate::unmanaged::api::Client;
 use crate::unmanaged::{CheckError, CheckReason};
@@ -45,7 +45,7 @@ struct Cursor {
 
 /// Polls until `cancel`, following the configuration on `settings`.
 pub async fn run(
-    state: Arc<State>,
+    changes: Changes,
     storage: Storage,
     mut settings: watch::Receiver<Arc<Config>>,
     cancel: CancellationToken,
@@ -60,7 +60,7 @@ pub async fn run(
                 if let Err(e) = storage.save_attribution_status::<PollStatus>(None).await {
                     tracing::warn!(error = %e, "cannot remove the attribution status");
                 }
-                state.record_attribution(None, 0);
+                changes.attribution(None, 0).await;
                 cursor = Cursor::default();
                 active = false;
             }
@@ -85,7 +85,9 @@ pub async fn run(
         if let Err(e) = storage.save_attribution_status(Some(status.clone())).await {
             tracing::warn!(error = %e, "cannot store the attribution status: scans attribute nothing");
         }
-        state.record_attribution(Some(&status), cursor.gaps - gaps_before);
+        changes
+            .attribution(Some(status), cursor.gaps - gaps_before)
+            .await;
         prune(&storage, &mut cursor, config.storage.retention).await;
         tokio::select! {
             _ = tokio::time::sleep(proxmox.attribution_interval) => {}

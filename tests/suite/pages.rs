@@ -340,11 +340,14 @@ fn an_environment_with_130000_scans_in_90_days_has_a_small_page() {
     let scans: i64 = 130_000;
     // One report serialised once; each file is it with its own id, times and status.
     let mut r = Report::from_outcome(PlanOutcome::no_changes());
-    r.id = Some("@ID@".into());
-    r.environment = Some("lab".into());
     let placeholder = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    r.started_at = Some(placeholder);
-    r.finished_at = Some(placeholder);
+    r.stamp = Some(tfdrift_exporter::report::Stamp {
+        id: "@ID@".into(),
+        environment: "lab".into(),
+        started_at: placeholder,
+        finished_at: placeholder,
+        duration_seconds: 0.0,
+    });
     let template = serde_json::to_string(&r).unwrap();
     let epoch = placeholder.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(template.matches(&epoch).count(), 2, "{template}");

@@ -908,9 +908,13 @@ fn a_request_in_flight_at_sigterm_gets_its_whole_answer() {
     let mut report = tfdrift_exporter::report::Report::from_outcome(
         tfdrift_exporter::report::PlanOutcome::no_changes(),
     );
-    report.id = Some("lab-big".into());
-    report.environment = Some("lab".into());
-    report.finished_at = Some(chrono::Utc::now());
+    report.stamp = Some(tfdrift_exporter::report::Stamp {
+        id: "lab-big".into(),
+        environment: "lab".into(),
+        started_at: chrono::Utc::now(),
+        finished_at: chrono::Utc::now(),
+        duration_seconds: 1.0,
+    });
     let mut value = serde_json::to_value(&report).unwrap();
     // A field the exporter does not read: it streams the stored file as it is.
     value["padding"] = Value::String("x".repeat(40 << 20));

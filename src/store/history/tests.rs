@@ -1,26 +1,24 @@
 //! The history's index against files written by hand and by the store.
 use super::*;
-use crate::report::{PlanOutcome, Report};
-use crate::store::EnvStore;
+use crate::report::{PlanOutcome, Report, Stamp};
+use chrono::Timelike;
 
 fn report(env: &str, id: &str, finished: DateTime<Utc>) -> Report {
-    let mut r = Report::from_outcome(PlanOutcome {
-        changes: vec![],
-        ignored: vec![],
-        error: None,
-        tool_version: None,
-    });
-    r.id = Some(id.to_owned());
-    r.environment = Some(env.to_owned());
-    r.finished_at = Some(finished);
+    let mut r = Report::from_outcome(PlanOutcome::no_changes());
+    r.stamp = Some(Stamp::at(id, env, finished));
     r
+}
+
+/// Writes `r` as a commit does (report, index line, memory).
+fn save(h: &History, r: &Report) {
+    h.write(r.environment().unwrap(), r).unwrap();
 }
 
 /// `count` scans of `lab`, a minute apart from a day ago (`lab-000`, ...), stored and
 /// loaded: the directory, the history and the first scan's end.
 fn minutely(count: i64) -> (tempfile::TempDir, History, DateTime<Utc>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = EnvStore::open(dir.path(), "lab").unwrap();
+    let writer = History::empty(dir.path());
     let t0 = Utc::now() - chrono::Duration::days(1);
     for i in 0..count {
         let r = report(
@@ -28,7 +26,7 @@ fn minutely(count: i64) -> (tempfile::TempDir, History, DateTime<Utc>) {
             &format!("lab-{i:03}"),
             t0 + chrono::Duration::minutes(i),
         );
-        store.save(&r).unwrap();
+        save(&writer, &r);
     }
     let (h, _) = History::load(dir.path());
     (dir, h, t0)
@@ -54,14 +52,14 @@ fn old_reports_are_pruned_and_broken_ones_skipped() {
     let old = report("lab", "lab-old", now - chrono::Duration::days(100));
     let new = report("lab", "lab-new", now - chrono::Duration::days(1));
     for r in [&old, &new] {
-        let path = history.join(format!("{}.json", r.id.as_deref().unwrap()));
+        let path = history.join(format!("{}.json", r.id().unwrap()));
         std::fs::write(path, serde_json::to_vec(r).unwrap()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::fs::write(history.join("lab-broken.json"), b"{\"id\": ").unwrap();
     let (h, restored) = History::load(dir.path());
     assert_eq!(
-        restored["lab"].latest.as_ref().unwrap().id.as_deref(),
+        restored["lab"].latest.as_ref().unwrap().id(),
         Some("lab-new")
     );
     assert_eq!(all(&h, None).len(), 2, "the broken file is skipped");
@@ -82,7 +80,7 @@ fn old_reports_are_pruned_and_broken_ones_skipped() {
 #[test]
 fn a_clock_that_jumped_ahead_deletes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EnvStore::open(dir.path(), "lab").unwrap();
+    let writer = History::empty(dir.path());
     let now = Utc::now();
     for day in 0..12 {
         let r = report(
@@ -90,7 +88,7 @@ fn a_clock_that_jumped_ahead_deletes_nothing() {
             &format!("lab-{day:02}"),
             now - chrono::Duration::days(11 - day),
         );
-        store.save(&r).unwrap();
+        save(&writer, &r);
     }
     let (h, _) = History::load(dir.path());
     let retention = Duration::from_secs(90 * 86_400);
@@ -100,7 +98,7 @@ fn a_clock_that_jumped_ahead_deletes_nothing() {
     // Real time passed: a scan stored 85 days on makes the six over 90 days old by then go
     // (11 to 6 days before now), and keeps the six younger and itself.
     let later = report("lab", "lab-later", now + chrono::Duration::days(85));
-    store.save(&later).unwrap();
+    save(&writer, &later);
     let (h, _) = History::load(dir.path());
     h.delete(h.take_pruned(retention, jumped));
     let kept: Vec<String> = all(&h, Some("lab"))
@@ -118,39 +116,103 @@ fn a_clock_that_jumped_ahead_deletes_nothing() {
 fn the_index_ends_a_run_and_a_future_conform_scan_is_no_attribution_boundary() {
     use crate::report::Status;
     let dir = tempfile::tempdir().unwrap();
-    let store = EnvStore::open(dir.path(), "lab").unwrap();
-    let now = Utc::now();
+    let writer = History::empty(dir.path());
+    let now = Utc::now().with_nanosecond(0).unwrap();
     let minutes = |m: i64| now - chrono::Duration::minutes(60 - m);
     let mut drift = report("lab", "lab-drift", minutes(0));
     drift.status = Status::Drift;
     drift.drift_since = Some(minutes(0));
-    store.save(&drift).unwrap();
+    save(&writer, &drift);
     let conform = report("lab", "lab-conform", minutes(10));
-    store.save(&conform).unwrap();
+    save(&writer, &conform);
     std::fs::remove_file(dir.path().join("envs/lab/history/lab-conform.json")).unwrap();
-    let run = store.previous_run().expect("a run");
-    let mut next = report("lab", "lab-next", minutes(20));
-    next.status = Status::Drift;
-    next.started_at = Some(minutes(20));
-    crate::lifecycle::carry(&mut next, Some(&run));
-    assert_eq!(
-        next.drift_since,
-        Some(minutes(20)),
-        "a new run, not the old one"
-    );
+    // At the next start (the heal drops the line of the lost file) and in the running
+    // exporter's memory alike.
+    let (restarted, _) = History::load(dir.path());
+    for h in [&restarted, &writer] {
+        let next = h.commit(scanned("lab", minutes(20), &["a"]));
+        assert_eq!(
+            next.report.drift_since,
+            Some(minutes(20)),
+            "a new run, not the old one"
+        );
+    }
 
+    save(&writer, &report("lab", "lab-conform-2", minutes(25)));
     let ahead = report("lab", "lab-ahead", now + chrono::Duration::days(365));
-    store.save(&ahead).unwrap();
-    let files = crate::store::attribution_files::<serde_json::Value, serde_json::Value>(
-        dir.path(),
-        "lab",
-        minutes(30),
-    );
+    save(&writer, &ahead);
     assert_eq!(
-        files.last_conform.map(|t| t.timestamp()),
-        Some(minutes(10).timestamp()),
+        writer.last_conform("lab", minutes(30)),
+        Some(minutes(25)),
         "the conform scan before the asking one, not the one a year ahead"
     );
+}
+
+/// A scan of `env` that started and ended at `t`, with a change at each of `addresses`.
+fn scanned(env: &str, t: DateTime<Utc>, addresses: &[&str]) -> crate::report::Scanned {
+    let mut outcome = PlanOutcome::no_changes();
+    outcome.changes = addresses
+        .iter()
+        .map(|a| crate::report::Change {
+            address: (*a).to_owned(),
+            module: None,
+            resource_type: "terraform_data".into(),
+            name: (*a).to_owned(),
+            index: None,
+            action: crate::report::Action::Update,
+            outside_terraform: true,
+            reason: None,
+            attributes: Vec::new(),
+            ignored_by: None,
+            since: None,
+            changed_by: None,
+            vmid: None,
+        })
+        .collect();
+    crate::report::Scanned {
+        environment: env.to_owned(),
+        started_at: t,
+        finished_at: t,
+        duration_seconds: 0.0,
+        tool: crate::report::Tool {
+            binary: None,
+            version: None,
+        },
+        findings: Report::from_outcome(outcome),
+        plan: None,
+    }
+}
+
+/// The exporter's memory knows a scan the CLI committed meanwhile (its index line): the
+/// next commit carries the CLI's run on and gives the next id, instead of starting over
+/// from what the exporter committed last.
+#[test]
+fn a_commit_of_another_process_is_read_before_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = (Utc::now() - chrono::Duration::minutes(30))
+        .with_nanosecond(0)
+        .unwrap();
+    let (exporter, _) = History::load(dir.path());
+    let first = exporter.commit(scanned("lab", t, &[]));
+    assert_eq!(first.report.status, crate::report::Status::Conform);
+    let cli = History::empty(dir.path());
+    let minute = chrono::Duration::minutes(1);
+    let drift = cli.commit(scanned("lab", t + minute, &["a"]));
+    assert_eq!(drift.report.drift_since, Some(t + minute));
+    // Same second as the CLI's scan: another id.
+    let next = exporter.commit(scanned("lab", t + minute, &["a", "b"]));
+    assert_eq!(
+        next.report.drift_since,
+        Some(t + minute),
+        "the CLI's run goes on"
+    );
+    assert_ne!(next.report.id(), drift.report.id());
+    assert!(next.stored);
+    let ids: Vec<String> = all(&exporter, Some("lab"))
+        .into_iter()
+        .filter_map(|s| s.id)
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
 }
 
 /// Regression: a report stamped in the future (a wrong clock once) stays the latest at
@@ -158,21 +220,21 @@ fn the_index_ends_a_run_and_a_future_conform_scan_is_no_attribution_boundary() {
 #[test]
 fn a_report_from_a_wrong_clock_is_not_the_latest_once_another_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let store = EnvStore::open(dir.path(), "lab").unwrap();
+    let writer = History::empty(dir.path());
     let now = Utc::now();
     let future = report(
         "lab",
         "lab-20990101T000000Z",
         "2099-01-01T00:00:00Z".parse().unwrap(),
     );
-    store.save(&future).unwrap();
+    save(&writer, &future);
     let mut next = report("lab", "lab-now", now);
     next.status = Status::Drift;
-    store.save(&next).unwrap();
+    save(&writer, &next);
     for _ in 0..2 {
         let (_, restored) = History::load(dir.path());
         assert_eq!(
-            restored["lab"].latest.as_ref().unwrap().id.as_deref(),
+            restored["lab"].latest.as_ref().unwrap().id(),
             Some("lab-now")
         );
     }
@@ -225,7 +287,7 @@ fn a_cursor_that_left_the_since_window_gives_an_empty_last_page() {
 
 mod same_second {
     use super::*;
-    use crate::report::{PlanOutcome, Report, Status};
+    use crate::report::{PlanOutcome, Report, Stamp, Status};
 
     /// Regression: two scans ending in the same second (times are stored to the second) must
     /// restore the one written last, not whichever the directory lists first.
@@ -243,9 +305,7 @@ mod same_second {
                 tool_version: None,
             });
             r.status = status;
-            r.id = Some(id.to_owned());
-            r.environment = Some("lab".to_owned());
-            r.finished_at = Some(t);
+            r.stamp = Some(Stamp::at(id, "lab", t));
             std::fs::write(
                 history.join(format!("{id}.json")),
                 serde_json::to_vec(&r).unwrap(),
@@ -254,10 +314,7 @@ mod same_second {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let (h, restored) = History::load(dir.path());
-        assert_eq!(
-            restored["lab"].latest.as_ref().unwrap().id.as_deref(),
-            Some("lab-a")
-        );
+        assert_eq!(restored["lab"].latest.as_ref().unwrap().id(), Some("lab-a"));
         let page = h
             .page(&Query {
                 environment: Some("lab"),
@@ -278,14 +335,13 @@ mod same_second {
 fn prunes_while_scans_append_lose_no_committed_scan() {
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
-    let store = EnvStore::open(dir.path(), "lab").unwrap();
     let now = Utc::now();
     let retention = Duration::from_secs(86_400);
     let rounds = 300;
     let history = Arc::new(History::load(dir.path()).0);
     let appended = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let appending = {
-        let (store, history, appended) = (store.clone(), history.clone(), appended.clone());
+        let (history, appended) = (history.clone(), appended.clone());
         std::thread::spawn(move || {
             for i in 0..rounds {
                 // Every other scan is old enough to be pruned.
@@ -295,8 +351,7 @@ fn prunes_while_scans_append_lose_no_committed_scan() {
                     &format!("lab-{i:04}"),
                     now - chrono::Duration::days(age),
                 );
-                store.save(&r).unwrap();
-                history.record(&r);
+                save(&history, &r);
             }
             appended.store(true, std::sync::atomic::Ordering::SeqCst);
         })
@@ -317,8 +372,8 @@ fn prunes_while_scans_append_lose_no_committed_scan() {
                 // Deleting the files takes a while: scans go on meanwhile.
                 std::thread::sleep(std::time::Duration::from_millis(2));
                 history.delete(taken);
-                // Every scan the history knows (saved, then recorded) is in the file: what
-                // the next scan reads its lifecycle from.
+                // Every scan the history knows (written and remembered) is in the file:
+                // what the next start reads the lifecycle from.
                 let known: Vec<String> = history
                     .marks("lab", DateTime::<Utc>::MIN_UTC)
                     .into_iter()

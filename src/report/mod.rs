@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod wire;
+
 /// The outcome of a scan. The numbers are the `tfdrift_status` gauge values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -338,34 +340,91 @@ pub struct Tool {
     pub version: Option<String>,
 }
 
-/// The report of one scan (interface §7).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// When a stored scan ran, and its id: what every report of a scan has (`explain` has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamp {
+    pub id: String,
+    pub environment: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_seconds: f64,
+}
+
+#[cfg(test)]
+impl Stamp {
+    /// A scan of `environment` stored as `id` that started and ended at `t` (tests).
+    pub fn at(id: &str, environment: &str, t: DateTime<Utc>) -> Stamp {
+        Stamp {
+            id: id.to_owned(),
+            environment: environment.to_owned(),
+            started_at: t,
+            finished_at: t,
+            duration_seconds: 0.0,
+        }
+    }
+}
+
+/// The report of one scan or `explain` (interface §7; its JSON is written and read by
+/// [`wire`], field for field).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    pub id: Option<String>,
-    pub environment: Option<String>,
+    /// `None` for `explain` (its JSON then says `null` for each of these fields).
+    pub stamp: Option<Stamp>,
     pub status: Status,
-    #[serde(with = "rfc3339_seconds")]
-    pub started_at: Option<DateTime<Utc>>,
-    #[serde(with = "rfc3339_seconds")]
-    pub finished_at: Option<DateTime<Utc>>,
-    pub duration_seconds: Option<f64>,
+    /// The tool that made the plan (for `explain`, only the plan's `terraform_version`).
     pub tool: Option<Tool>,
     pub summary: Summary,
     /// Start of the current unbroken run of drift scans (failed scans do not break it);
     /// `None` when conform.
-    #[serde(default, with = "rfc3339_seconds")]
     pub drift_since: Option<DateTime<Utc>>,
     /// Only on the first conform scan after a drift run: when that drift began (the history
     /// shows when it was resolved).
-    #[serde(
-        default,
-        with = "rfc3339_seconds",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub resolved_drift_since: Option<DateTime<Utc>>,
     pub changes: Vec<Change>,
     pub ignored: Vec<Change>,
     pub error: Option<ScanError>,
+}
+
+/// A scan as it ended, complete: when, with what, what the plan said, and the plan to serve.
+/// No id and no lifecycle yet: the store gives both when it commits the scan
+/// ([`crate::store::Storage::commit`]).
+#[derive(Debug)]
+pub struct Scanned {
+    pub environment: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_seconds: f64,
+    pub tool: Tool,
+    /// What the plan (or the failure) said; its `stamp` is `None`.
+    pub findings: Report,
+    /// The plan as `/detail/<env>/plan` serves it, in a temporary file of the environment's
+    /// directory (0600), when the plan had changes.
+    pub plan: Option<tempfile::NamedTempFile>,
+}
+
+impl Scanned {
+    /// The guests (vmids) the scan found changed outside Terraform: what attribution asks about.
+    pub fn guests(&self) -> impl Iterator<Item = u32> + '_ {
+        self.findings
+            .changes
+            .iter()
+            .filter(|c| c.outside_terraform)
+            .filter_map(|c| c.vmid)
+    }
+
+    /// The report as committed under `id`.
+    pub fn into_report(self, id: String) -> (Report, Option<tempfile::NamedTempFile>) {
+        let mut report = self.findings;
+        report.stamp = Some(Stamp {
+            id,
+            environment: self.environment,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_seconds: self.duration_seconds,
+        });
+        report.tool = Some(self.tool);
+        (report, self.plan)
+    }
 }
 
 /// What understanding a plan yields, before it is placed in a scan's report.
@@ -392,7 +451,8 @@ impl PlanOutcome {
 }
 
 impl Report {
-    /// A report built from an understood plan; status follows from the changes.
+    /// A report built from an understood plan; status follows from the changes (the plan's
+    /// `terraform_version` is the scan's to keep: see [`PlanOutcome::tool_version`]).
     pub fn from_outcome(outcome: PlanOutcome) -> Report {
         let summary = Summary::of(&outcome.changes, &outcome.ignored);
         let status = if outcome.error.is_some() {
@@ -403,12 +463,8 @@ impl Report {
             Status::Conform
         };
         Report {
-            id: None,
-            environment: None,
+            stamp: None,
             status,
-            started_at: None,
-            finished_at: None,
-            duration_seconds: None,
             tool: outcome.tool_version.map(|version| Tool {
                 binary: None,
                 version: Some(version),
@@ -425,12 +481,8 @@ impl Report {
     /// A report of a scan that produced no plan.
     pub fn failed(error: ScanError) -> Report {
         Report {
-            id: None,
-            environment: None,
+            stamp: None,
             status: Status::Error,
-            started_at: None,
-            finished_at: None,
-            duration_seconds: None,
             tool: None,
             summary: Summary::default(),
             drift_since: None,
@@ -439,6 +491,26 @@ impl Report {
             ignored: Vec::new(),
             error: Some(error),
         }
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.stamp.as_ref().map(|s| s.id.as_str())
+    }
+
+    pub fn environment(&self) -> Option<&str> {
+        self.stamp.as_ref().map(|s| s.environment.as_str())
+    }
+
+    pub fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.stamp.as_ref().map(|s| s.started_at)
+    }
+
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.stamp.as_ref().map(|s| s.finished_at)
+    }
+
+    pub fn duration_seconds(&self) -> Option<f64> {
+        self.stamp.as_ref().map(|s| s.duration_seconds)
     }
 }
 
