@@ -2,11 +2,11 @@
 //! status and since when, each change with actual -> expected, why and who, a timeline of
 //! every scan of the last 90 days, and the last 50 scans linking to their pages.
 
-use std::fmt::Write;
-
 use chrono::{DateTime, Utc};
+use maud::{Markup, html};
 
-use super::{change_rows, escape, head, more, time};
+use super::parts::{changes, more};
+use super::{Text, page, time};
 use crate::report::Status;
 use crate::state::EnvView;
 
@@ -23,54 +23,41 @@ pub fn render(
     marks: &[(String, DateTime<Utc>, Status)],
     now: DateTime<Utc>,
 ) -> String {
-    let mut h = String::new();
-    let n = escape(env);
-    head(&mut h, &format!("{env} · tfdrift-exporter"));
-    let _ = writeln!(h, "<p><a href=\"/\">All environments</a></p>");
-    status(&mut h, &n, view);
-    if let Some(report) = &view.latest {
-        if !report.changes.is_empty() {
-            h.push_str("<h2>Changes</h2>\n");
-            change_rows(&mut h, &report.changes);
-            more(&mut h, view.changes_total, &n, "changes");
+    let from = now - chrono::Duration::days(TIMELINE_DAYS);
+    let body = html! {
+        p { a href="/" { "All environments" } }
+        (status(env, view))
+        @if let Some(report) = &view.latest {
+            @if !report.changes.is_empty() {
+                h2 { "Changes" }
+                (changes(&report.changes))
+                (more(view.changes_total, env, "changes"))
+            }
+            @if !report.ignored.is_empty() {
+                h2 { "Ignored" }
+                (changes(&report.ignored))
+                (more(view.ignored_total, env, "ignored changes"))
+            }
         }
-        if !report.ignored.is_empty() {
-            let _ = writeln!(h, "<h2>Ignored</h2>");
-            change_rows(&mut h, &report.ignored);
-            more(&mut h, view.ignored_total, &n, "ignored changes");
+        h2 { "The last " (TIMELINE_DAYS) " days" }
+        (super::timeline::render(env, marks, from, now))
+        (recent(env, marks))
+        p {
+            a href={ "/detail/" (Text(env)) } { "The latest report (JSON)" } " · "
+            a href={ "/history?environment=" (Text(env)) } { "History (JSON)" }
         }
-    }
-    let _ = writeln!(h, "<h2>The last {TIMELINE_DAYS} days</h2>");
-    super::timeline::render(
-        &mut h,
-        env,
-        marks,
-        now - chrono::Duration::days(TIMELINE_DAYS),
-        now,
-    );
-    recent(&mut h, &n, marks);
-    let _ = writeln!(
-        h,
-        "<p><a href=\"/detail/{n}\">The latest report (JSON)</a> · <a href=\"/history?environment={n}\">History (JSON)</a></p>\n</body></html>"
-    );
-    h
+    };
+    page(&format!("{env} · tfdrift-exporter"), body)
 }
 
 /// The heading: the status, since when, the last and the next scan.
-fn status(h: &mut String, n: &str, view: &EnvView) {
+fn status(env: &str, view: &EnvView) -> Markup {
     let Some(r) = &view.latest else {
-        let _ = writeln!(
-            h,
-            "<h1>{n}</h1>\n<p>Not scanned yet; the next scan is due {}.</p>",
-            time(view.next_scan)
-        );
-        return;
+        return html! {
+            h1 { (Text(env)) }
+            p { "Not scanned yet; the next scan is due " (time(view.next_scan)) "." }
+        };
     };
-    let _ = writeln!(
-        h,
-        "<h1>{n} <span class=\"badge {0}\">{0}</span></h1>",
-        r.status
-    );
     let since = match (r.status, r.drift_since) {
         (Status::Drift, Some(t)) => format!("Drifting since {}.", time(Some(t))),
         (Status::Error, Some(t)) => format!(
@@ -87,37 +74,32 @@ fn status(h: &mut String, n: &str, view: &EnvView) {
         },
         (Status::Drift, None) => "Drifting.".to_owned(),
     };
-    let _ = writeln!(h, "<p class=\"since\">{since}</p>");
-    if let Some(e) = &r.error {
-        let _ = writeln!(
-            h,
-            "<p class=\"error\"><b>{}</b>: {}</p>",
-            escape(e.reason.as_str()),
-            escape(&e.summary)
-        );
+    html! {
+        h1 { (Text(env)) " " span class={ "badge " (r.status) } { (r.status) } }
+        p.since { (since) }
+        @if let Some(e) = &r.error {
+            p.error { b { (e.reason) } ": " (Text(&e.summary)) }
+        }
+        p {
+            "Last scan " (time(r.finished_at())) @if view.running { " (scanning now)" }
+            "; next scan " (time(view.next_scan)) "."
+        }
     }
-    let running = if view.running { " (scanning now)" } else { "" };
-    let _ = writeln!(
-        h,
-        "<p>Last scan {}{running}; next scan {}.</p>",
-        time(r.finished_at()),
-        time(view.next_scan)
-    );
 }
 
 /// The newest scans, each linking to its page.
-fn recent(h: &mut String, n: &str, marks: &[(String, DateTime<Utc>, Status)]) {
-    if marks.is_empty() {
-        return;
+fn recent(env: &str, marks: &[(String, DateTime<Utc>, Status)]) -> Markup {
+    html! {
+        @if !marks.is_empty() {
+            h2 { "Recent scans" }
+            ol.scans {
+                @for (id, at, status) in marks.iter().rev().take(RECENT) {
+                    li {
+                        a href={ "/history/" (Text(env)) "/" (Text(id)) } { (time(Some(*at))) }
+                        " " span class=(status) { (status) }
+                    }
+                }
+            }
+        }
     }
-    let _ = writeln!(h, "<h2>Recent scans</h2>\n<ol class=\"scans\">");
-    for (id, at, status) in marks.iter().rev().take(RECENT) {
-        let _ = writeln!(
-            h,
-            "<li><a href=\"/history/{n}/{}\">{}</a> <span class=\"{status}\">{status}</span></li>",
-            escape(id),
-            time(Some(*at))
-        );
-    }
-    h.push_str("</ol>\n");
 }

@@ -2,50 +2,53 @@
 //! environment with its status, last and next scan, the reason of an error, the changed
 //! resources with actual -> expected, links), each environment's page
 //! ([`environment`], where alert links lead) and a stored scan's page ([`scan`]). Drawn
-//! on the server: no JavaScript, no external asset, readable on a phone.
+//! on the server with maud, which escapes every spliced value: untrusted text goes in as
+//! [`Text`] (hidden characters shown too), and the one change table ([`parts::changes`])
+//! serves all three pages. No JavaScript, no external asset, readable on a phone.
 
 mod environment;
+mod parts;
 mod scan;
 mod timeline;
 
 pub use environment::{TIMELINE_DAYS, render as environment};
 pub use scan::render as scan;
 
-use std::fmt::Write;
-
 use chrono::{DateTime, SecondsFormat, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
-use crate::report::{Change, Report, Status};
+use crate::report::{Report, Status};
 use crate::state::{EnvView, KEPT_CHANGES, State};
+use parts::{changes, more};
 
-/// Escapes text for HTML content and attribute values; hidden characters (bidi, controls)
-/// are shown as `\u202e` ([`crate::text::visible_lines`]), so that they cannot reorder
-/// what surrounds them.
-pub fn escape(text: &str) -> String {
-    let text = crate::text::visible_lines(text);
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+/// Untrusted text as a page shows it: escaped by maud like every splice, and its hidden
+/// characters (bidi, controls) shown as `\u202e` ([`crate::text::visible_lines`]), so that
+/// they cannot reorder what surrounds them.
+pub struct Text<'a>(pub &'a str);
+
+impl Render for Text<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        crate::text::visible_lines(self.0)
+            .as_ref()
+            .render_to(buffer);
     }
-    out
 }
 
-/// The page's head: title, phone viewport and the one style sheet.
-fn head(h: &mut String, title: &str) {
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{}</title>\n<style>{STYLE}</style></head><body>\n",
-        escape(title)
-    );
+/// A whole page: head (title, phone viewport, the one style sheet) and `body`.
+fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (Text(title)) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
+    .into_string()
 }
 
 /// One style sheet for every page. Long addresses and values wrap anywhere; under 600 px
@@ -61,6 +64,7 @@ code{font-size:90%;overflow-wrap:anywhere;white-space:pre-wrap}\
 svg.timeline{width:100%;height:3em;background:#f6f8fa;display:block}\
 rect.mark.conform{fill:#1a7f37}rect.mark.drift{fill:#d4a72c}rect.mark.error{fill:#cf222e}\
 ul.attrs{margin:0;padding-left:1em}ol.scans{padding-left:1.5em}\
+table.changes td:nth-child(2),table.changes th:nth-child(2){overflow-wrap:normal;white-space:nowrap}\
 @media (max-width:600px){table.rows,table.rows tbody,table.rows tr,table.rows td{display:block;width:auto}\
 table.rows thead{display:none}table.rows tr{margin-bottom:.8em;border:1px solid #ccc}\
 table.rows td{border:none}table.rows td::before{content:attr(data-label) \": \";font-weight:bold}}";
@@ -70,114 +74,36 @@ fn time(t: Option<DateTime<Utc>>) -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
-fn value(v: &serde_json::Value) -> String {
-    crate::report::shown(v, 120)
-}
-
-/// Guests created outside Terraform, when `[proxmox]` is configured.
-fn unmanaged_section(h: &mut String, state: &State) {
-    if state.config().proxmox.is_none() {
-        return;
-    }
-    h.push_str("<h2 id=\"unmanaged\">Guests outside Terraform</h2>\n");
-    let Some(u) = state.unmanaged() else {
-        h.push_str("<p>The first check of the Proxmox inventory has not finished yet.</p>\n");
-        return;
-    };
-    if let Some(e) = &u.error {
-        let _ = writeln!(
-            h,
-            "<p class=\"error\"><b>check failed ({})</b> at {}: {}</p>",
-            escape(e.reason.as_str()),
-            time(u.checked_at),
-            escape(&e.summary)
-        );
-        if !u.guests.is_empty() {
-            let _ = writeln!(
-                h,
-                "<p>The last successful check ({}) found:</p>",
-                time(u.guests_checked_at)
-            );
-        }
-    } else if u.guests.is_empty() {
-        let _ = writeln!(
-            h,
-            "<p class=\"conform\">None: every one of the {} guests is in a Terraform state{} (checked {}).</p>",
-            u.inventory,
-            if u.ignored > 0 {
-                format!(" or ignored ({})", u.ignored)
-            } else {
-                String::new()
-            },
-            time(u.checked_at)
-        );
-        return;
-    } else {
-        let _ = writeln!(
-            h,
-            "<p class=\"drift\">{} guest(s) that no environment's state manages (checked {}; {} ignored). \
-<code>tfdrift-exporter reconcile ENV</code> prints the import blocks that adopt them.</p>",
-            u.guests.len(),
-            time(u.checked_at),
-            u.ignored
-        );
-    }
-    if u.guests.is_empty() {
-        return;
-    }
-    h.push_str(
-        "<table><tr><th>VMID</th><th>Kind</th><th>Name</th><th>Node</th><th>Status</th><th>Created by</th></tr>\n",
-    );
-    for g in &u.guests {
-        let created = match (&g.created_by, g.created_at) {
-            (Some(a), at) => format!("{} at {}", escape(&a.user), time(at.or(a.time))),
-            (None, Some(at)) => format!("at {}", time(Some(at))),
-            (None, None) => "-".to_owned(),
-        };
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{created}</td></tr>",
-            g.vmid,
-            g.kind.as_str(),
-            escape(g.name.as_deref().unwrap_or("-")),
-            escape(&g.node),
-            escape(g.status.as_deref().unwrap_or("-"))
-        );
-    }
-    h.push_str("</table>\n<p><a href=\"/unmanaged\">Unmanaged guests (JSON)</a></p>\n");
-}
-
-/// The whole page.
+/// The landing page.
 pub fn render(state: &State) -> String {
-    let mut h = String::new();
-    head(&mut h, "tfdrift-exporter");
-    let _ = writeln!(
-        h,
-        "<h1>tfdrift-exporter</h1>\n<p><a href=\"/metrics\">Metrics</a> · <a href=\"/detail\">Details (JSON)</a> · \
-<a href=\"/history\">History (JSON)</a> · version {}</p>",
-        env!("CARGO_PKG_VERSION")
-    );
-    h.push_str("<h2>Environments</h2>\n<table><tr><th>Environment</th><th>Status</th><th>Last scan</th><th>Duration</th><th>Next scan</th><th>Changes</th><th>Links</th></tr>\n");
     let views = state.views();
-    for (name, view) in &views {
-        environment_row(&mut h, name, view);
-    }
-    h.push_str("</table>\n");
-    unmanaged_section(&mut h, state);
-    for (name, view) in &views {
-        if let Some(report) = &view.latest {
-            environment_section(&mut h, name, view, report);
+    let body = html! {
+        h1 { "tfdrift-exporter" }
+        p {
+            a href="/metrics" { "Metrics" } " · "
+            a href="/detail" { "Details (JSON)" } " · "
+            a href="/history" { "History (JSON)" } " · version " (env!("CARGO_PKG_VERSION"))
         }
-    }
-    h.push_str("</body></html>\n");
-    h
+        h2 { "Environments" }
+        table {
+            tr {
+                th { "Environment" } th { "Status" } th { "Last scan" } th { "Duration" }
+                th { "Next scan" } th { "Changes" } th { "Links" }
+            }
+            @for (name, view) in &views { (environment_row(name, view)) }
+        }
+        (unmanaged_section(state))
+        @for (name, view) in &views {
+            @if let Some(report) = &view.latest { (environment_section(name, view, report)) }
+        }
+    };
+    page("tfdrift-exporter", body)
 }
 
 /// One environment's line in the landing page's table.
-fn environment_row(h: &mut String, name: &str, view: &EnvView) {
-    let n = escape(name);
-    let (status, class, summary) = match &view.latest {
-        None => ("not scanned yet".to_owned(), "", String::new()),
+fn environment_row(name: &str, view: &EnvView) -> Markup {
+    let (status, summary) = match &view.latest {
+        None => (None, String::new()),
         Some(r) => {
             let s = &r.summary;
             let summary = match (&r.error, r.status) {
@@ -188,166 +114,112 @@ fn environment_row(h: &mut String, name: &str, view: &EnvView) {
                 ),
                 (None, _) => "no changes".to_owned(),
             };
-            (r.status.as_str().to_owned(), r.status.as_str(), summary)
+            (Some(r.status), summary)
         }
     };
-    let running = if view.running { " (scanning now)" } else { "" };
-    let last = view.latest.as_ref().and_then(|r| r.finished_at());
-    let duration = view
-        .latest
-        .as_ref()
-        .and_then(|r| r.duration_seconds())
-        .map(|d| format!("{d:.1}s"))
-        .unwrap_or_else(|| "-".into());
-    let _ = writeln!(
-        h,
-        "<tr><td><a href=\"/environments/{n}\">{n}</a></td><td class=\"{class}\">{}{running}</td><td>{}</td><td>{duration}</td><td>{}</td><td>{}</td>\
-<td><a href=\"/detail/{n}\">detail</a> · <a href=\"/history?environment={n}\">history</a></td></tr>",
-        escape(&status),
-        time(last),
-        time(view.next_scan),
-        escape(&summary)
-    );
-}
-
-/// One environment's last report: its error, its changes and its ignored changes.
-fn environment_section(h: &mut String, name: &str, view: &EnvView, report: &Report) {
-    let n = escape(name);
-    let _ = writeln!(
-        h,
-        "<h2 id=\"env-{n}\">{n}: <span class=\"{0}\">{0}</span></h2>",
-        report.status.as_str()
-    );
-    if let Some(e) = &report.error {
-        let _ = writeln!(
-            h,
-            "<p><b>{}</b>: {}</p><pre>{}</pre>",
-            escape(e.reason.as_str()),
-            escape(&e.summary),
-            escape(&e.detail)
-        );
-    }
-    if !report.changes.is_empty() {
-        changes_table(h, &report.changes);
-        more(h, view.changes_total, &n, "changes");
-    }
-    for c in report.ignored.iter().take(KEPT_CHANGES) {
-        let _ = writeln!(
-            h,
-            "<p>ignored: <code>{}</code> {} ({})</p>",
-            escape(&c.address),
-            c.action,
-            escape(c.ignored_by.as_deref().unwrap_or(""))
-        );
-    }
-    more(h, view.ignored_total, &n, "ignored changes");
-}
-
-/// The changes, one row per attribute: actual -> expected.
-fn changes_table(h: &mut String, changes: &[Change]) {
-    h.push_str("<table><tr><th>Resource</th><th>Action</th><th>Outside Terraform</th><th>Attribute</th><th>Actual -&gt; expected</th></tr>\n");
-    for c in changes.iter().take(KEPT_CHANGES) {
-        let rows = c.attributes.len().max(1);
-        let _ = write!(
-            h,
-            "<tr><td rowspan=\"{rows}\"><code>{}</code></td><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{}</td>",
-            escape(&c.address),
-            c.action,
-            if c.outside_terraform { "yes" } else { "no" }
-        );
-        if c.attributes.is_empty() {
-            h.push_str("<td></td><td></td></tr>\n");
-        }
-        for (i, a) in c.attributes.iter().enumerate() {
-            if i > 0 {
-                h.push_str("<tr>");
+    let latest = view.latest.as_deref();
+    let duration = latest
+        .and_then(Report::duration_seconds)
+        .map_or_else(|| "-".to_owned(), |d| format!("{d:.1}s"));
+    html! {
+        tr {
+            td { a href={ "/environments/" (Text(name)) } { (Text(name)) } }
+            @match status {
+                Some(status) => td class=(status) {
+                    (status) @if view.running { " (scanning now)" }
+                },
+                None => td { "not scanned yet" @if view.running { " (scanning now)" } },
             }
-            let _ = writeln!(
-                h,
-                "<td><code>{}</code></td><td><code>{}</code> -&gt; <code>{}</code></td></tr>",
-                escape(&a.path),
-                escape(&value(&a.actual)),
-                escape(&value(&a.expected))
-            );
+            td { (time(latest.and_then(Report::finished_at))) }
+            td { (duration) }
+            td { (time(view.next_scan)) }
+            td { (Text(&summary)) }
+            td {
+                a href={ "/detail/" (Text(name)) } { "detail" } " · "
+                a href={ "/history?environment=" (Text(name)) } { "history" }
+            }
         }
     }
-    h.push_str("</table>\n");
 }
 
-/// "and N more" under a list cut at [`KEPT_CHANGES`], with the link to the whole report.
-fn more(h: &mut String, total: usize, env: &str, what: &str) {
-    if total > KEPT_CHANGES {
-        let _ = writeln!(
-            h,
-            "<p>and {} more {what}: <a href=\"/detail/{env}\">the whole report (JSON)</a></p>",
-            total - KEPT_CHANGES
-        );
+/// One environment's last report on the landing page: its error, its changes and its
+/// ignored changes.
+fn environment_section(name: &str, view: &EnvView, report: &Report) -> Markup {
+    html! {
+        h2 id={ "env-" (Text(name)) } {
+            (Text(name)) ": " span class=(report.status) { (report.status) }
+        }
+        @if let Some(e) = &report.error {
+            p { b { (e.reason) } ": " (Text(&e.summary)) }
+            pre { (Text(&e.detail)) }
+        }
+        @if !report.changes.is_empty() {
+            (changes(&report.changes))
+            (more(view.changes_total, name, "changes"))
+        }
+        @if !report.ignored.is_empty() {
+            h3 { "Ignored" }
+            (changes(&report.ignored))
+            (more(view.ignored_total, name, "ignored changes"))
+        }
     }
 }
 
-/// The changes of a report as people read them on every page but the landing one: one row
-/// per resource (address, action, why, each attribute actual -> expected, who and since
-/// when), at most [`KEPT_CHANGES`].
-fn change_rows(h: &mut String, changes: &[Change]) {
-    h.push_str("<table class=\"rows changes\"><thead><tr><th>Resource</th><th>Action</th><th>Why</th><th>Actual -&gt; expected</th><th>Who, when</th></tr></thead><tbody>\n");
-    for c in changes.iter().take(KEPT_CHANGES) {
-        let why = match (c.ignored_by.as_deref(), c.outside_terraform) {
-            (Some(rule), _) => format!("ignored: {}", escape(rule)),
-            (None, true) => "changed outside Terraform".to_owned(),
-            (None, false) => "code not applied yet".to_owned(),
+/// Guests created outside Terraform, when `[proxmox]` is configured.
+fn unmanaged_section(state: &State) -> Markup {
+    if state.config().proxmox.is_none() {
+        return html! {};
+    }
+    let Some(u) = state.unmanaged() else {
+        return html! {
+            h2 #unmanaged { "Guests outside Terraform" }
+            p { "The first check of the Proxmox inventory has not finished yet." }
         };
-        let _ = write!(
-            h,
-            "<tr class=\"change\"><td data-label=\"Resource\"><code>{}</code></td><td data-label=\"Action\">{}</td><td data-label=\"Why\">{why}</td><td data-label=\"Actual -&gt; expected\">",
-            escape(&c.address),
-            c.action
-        );
-        if !c.attributes.is_empty() {
-            h.push_str("<ul class=\"attrs\">");
-            for a in &c.attributes {
-                let _ = write!(
-                    h,
-                    "<li class=\"attr\"><code>{}</code>: <code class=\"actual\">{}</code> -&gt; <code class=\"expected\">{}</code></li>",
-                    escape(&a.path),
-                    escape(&value(&a.actual)),
-                    escape(&value(&a.expected))
-                );
+    };
+    html! {
+        h2 #unmanaged { "Guests outside Terraform" }
+        @if let Some(e) = &u.error {
+            p.error { b { "check failed (" (e.reason.as_str()) ")" } " at " (time(u.checked_at)) ": " (Text(&e.summary)) }
+            @if !u.guests.is_empty() {
+                p { "The last successful check (" (time(u.guests_checked_at)) ") found:" }
             }
-            h.push_str("</ul>");
+        } @else if u.guests.is_empty() {
+            p.conform {
+                "None: every one of the " (u.inventory) " guests is in a Terraform state"
+                @if u.ignored > 0 { " or ignored (" (u.ignored) ")" }
+                " (checked " (time(u.checked_at)) ")."
+            }
+        } @else {
+            p.drift {
+                (u.guests.len()) " guest(s) that no environment's state manages (checked "
+                (time(u.checked_at)) "; " (u.ignored) " ignored). "
+                code { "tfdrift-exporter reconcile ENV" } " prints the import blocks that adopt them."
+            }
         }
-        h.push_str("</td><td data-label=\"Who, when\" class=\"who\">");
-        who(h, c);
-        h.push_str("</td></tr>\n");
+        @if !u.guests.is_empty() {
+            table {
+                tr { th { "VMID" } th { "Kind" } th { "Name" } th { "Node" } th { "Status" } th { "Created by" } }
+                @for g in &u.guests {
+                    tr {
+                        td { (g.vmid) }
+                        td { (g.kind.as_str()) }
+                        td { (Text(g.name.as_deref().unwrap_or("-"))) }
+                        td { (Text(&g.node)) }
+                        td { (Text(g.status.as_deref().unwrap_or("-"))) }
+                        td {
+                            @match (&g.created_by, g.created_at) {
+                                (Some(a), at) => { (Text(&a.user)) " at " (time(at.or(a.time))) },
+                                (None, Some(at)) => { "at " (time(Some(at))) },
+                                (None, None) => "-",
+                            }
+                        }
+                    }
+                }
+            }
+            p { a href="/unmanaged" { "Unmanaged guests (JSON)" } }
+        }
     }
-    h.push_str("</tbody></table>\n");
 }
 
-/// Who changed it (the newest attribution entry) and since when the change is there.
-fn who(h: &mut String, c: &Change) {
-    match c.changed_by.as_deref() {
-        Some([newest, ..]) => {
-            let token = newest
-                .token
-                .as_deref()
-                .map(|t| format!(" (token {})", escape(t)))
-                .unwrap_or_default();
-            let terraform = if newest.by_terraform {
-                ", Terraform's own token"
-            } else {
-                ""
-            };
-            let _ = write!(
-                h,
-                "<span class=\"user\">{}</span>{token}{terraform} at {}: <code>{}</code>",
-                escape(&newest.user),
-                time(newest.time),
-                escape(&newest.message)
-            );
-        }
-        Some([]) => h.push_str("nobody found in Proxmox's log"),
-        None => h.push_str("unknown"),
-    }
-    if let Some(since) = c.since {
-        let _ = write!(h, "<br>since {}", time(Some(since)));
-    }
-}
+/// Pages show at most this many changes (and as many ignored ones) of a report.
+const SHOWN: usize = KEPT_CHANGES;

@@ -8,7 +8,9 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use super::{escape, time};
+use maud::{Markup, html};
+
+use super::time;
 use crate::report::Status;
 
 /// The drawing's width in its own units (the SVG scales it to the page).
@@ -96,59 +98,60 @@ fn link(env: &str, marks: &[(String, DateTime<Utc>, Status)], b: &Bucket, days: 
 
 /// The timeline of `marks` (id, end, status; oldest first) between `from` and `to`.
 pub(super) fn render(
-    h: &mut String,
     env: &str,
     marks: &[(String, DateTime<Utc>, Status)],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) {
+) -> Markup {
     let counts = |s: Status| marks.iter().filter(|(_, _, m)| *m == s).count();
-    let _ = writeln!(
-        h,
-        "<svg class=\"timeline\" viewBox=\"0 0 {WIDTH} 40\" preserveAspectRatio=\"none\" role=\"img\" \
-aria-label=\"{} scans from {} to {}: {} conform, {} drift, {} error\">",
+    let (conform, drift, error) = (
+        counts(Status::Conform),
+        counts(Status::Drift),
+        counts(Status::Error),
+    );
+    let label = format!(
+        "{} scans from {} to {}: {conform} conform, {drift} drift, {error} error",
         marks.len(),
         time(Some(from)),
         time(Some(to)),
-        counts(Status::Conform),
-        counts(Status::Drift),
-        counts(Status::Error)
     );
     let days = (to - from).num_days().max(1);
     let step = WIDTH / MAX_MARKS as f64;
-    for b in buckets(marks, from, to) {
-        let worst = b.worst();
-        let title = if b.count() == 1 {
-            format!("{} {worst}", time(Some(marks[b.first].1)))
-        } else {
-            format!(
-                "{} scans from {} to {}: {} conform, {} drift, {} error",
-                b.count(),
-                time(Some(marks[b.first].1)),
-                time(Some(marks[b.last].1)),
-                b.counts[0],
-                b.counts[1],
-                b.counts[2]
-            )
-        };
-        let _ = writeln!(
-            h,
-            "<a href=\"{}\"><rect class=\"mark {worst}\" x=\"{:.1}\" y=\"4\" width=\"{step:.1}\" height=\"32\"><title>{}</title></rect></a>",
-            escape(&link(env, marks, &b, days)),
-            b.slot as f64 * step,
-            escape(&title)
-        );
+    html! {
+        svg.timeline viewBox={ "0 0 " (WIDTH) " 40" } preserveAspectRatio="none" role="img" aria-label=(label) {
+            @for b in buckets(marks, from, to) {
+                @let worst = b.worst();
+                a href=(link(env, marks, &b, days)) {
+                    rect class={ "mark " (worst) } x=(format!("{:.1}", b.slot as f64 * step)) y="4"
+                        width=(format!("{step:.1}")) height="32" {
+                        title { (title(marks, &b, worst)) }
+                    }
+                }
+            }
+        }
+        p.legend {
+            (time(Some(from))) " to " (time(Some(to))) ": "
+            span.conform { "■ conform" } " " (conform) " · "
+            span.drift { "■ drift" } " " (drift) " · "
+            span.error { "■ error" } " " (error)
+        }
     }
-    h.push_str("</svg>\n");
-    let _ = writeln!(
-        h,
-        "<p class=\"legend\">{} to {}: <span class=\"conform\">■ conform</span> {} · <span class=\"drift\">■ drift</span> {} · <span class=\"error\">■ error</span> {}</p>",
-        time(Some(from)),
-        time(Some(to)),
-        counts(Status::Conform),
-        counts(Status::Drift),
-        counts(Status::Error)
-    );
+}
+
+/// What a mark says when pointed at.
+fn title(marks: &[(String, DateTime<Utc>, Status)], b: &Bucket, worst: Status) -> String {
+    if b.count() == 1 {
+        return format!("{} {worst}", time(Some(marks[b.first].1)));
+    }
+    format!(
+        "{} scans from {} to {}: {} conform, {} drift, {} error",
+        b.count(),
+        time(Some(marks[b.first].1)),
+        time(Some(marks[b.last].1)),
+        b.counts[0],
+        b.counts[1],
+        b.counts[2]
+    )
 }
 
 #[cfg(test)]
@@ -192,8 +195,7 @@ mod tests {
                 first.last + 1
             )
         );
-        let mut h = String::new();
-        render(&mut h, "lab", &marks, at(0), at(minutes));
+        let h = render("lab", &marks, at(0), at(minutes)).into_string();
         assert_eq!(h.matches("<rect").count(), MAX_MARKS);
         assert!(h.len() < 200_000, "{} bytes", h.len());
     }

@@ -252,6 +252,19 @@ fn head_is_answered_on_every_get_path_and_accept_follows_q_values() {
     let w = Workspace::new("");
     let config = w.config("run_on_start = false");
     let server = crate::server::Server::start(&config);
+    // The page changes once, when the scheduler's first word (the next scan) reaches the
+    // state; after that nothing changes until the first scan is due.
+    let settled = std::time::Instant::now();
+    while !raw(&server, "GET", "/metrics", "*/*")
+        .1
+        .contains("tfdrift_next_scan_timestamp_seconds{")
+    {
+        assert!(
+            settled.elapsed().as_secs() < 30,
+            "no next scan in the state"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     for path in [
         "/",
         "/metrics",
