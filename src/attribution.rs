@@ -8,10 +8,13 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
 
-use crate::report::{Attribution, AttributionSource, Report};
+use crate::report::{Attribution, AttributionError, AttributionSource, Report};
 
 /// Entries attached to one change, at most (the newest).
 const MAX_PER_CHANGE: usize = 20;
@@ -104,6 +107,10 @@ pub struct PollError {
 pub struct PollStatus {
     #[serde(with = "crate::report::rfc3339_seconds")]
     pub polled_at: Option<DateTime<Utc>>,
+    /// When the read began, to the nanosecond: a scan takes its entries only when this is
+    /// after its plan started (an earlier read cannot have seen the change the plan found).
+    #[serde(default)]
+    pub read_started_at: Option<DateTime<Utc>>,
     pub interval_seconds: u64,
     pub error: Option<PollError>,
     /// Times the cluster log turned over between two reads (entries may be lost), since
@@ -113,12 +120,68 @@ pub struct PollStatus {
 }
 
 impl PollStatus {
-    /// True when the entries can be trusted at `now`: the last poll succeeded, recently.
-    fn usable(&self, now: DateTime<Utc>) -> bool {
-        let fresh = self
-            .polled_at
-            .is_some_and(|t| (now - t).num_seconds() <= 3 * self.interval_seconds as i64 + 60);
-        self.error.is_none() && fresh
+    /// Why the entries cannot say who made a change that a plan started at `plan_started`
+    /// found: the read failed, or it began before the plan did (what the change did may not
+    /// be in it, and `[]` would be a false statement). `None`: they can.
+    pub fn unavailable(&self, plan_started: DateTime<Utc>) -> Option<AttributionError> {
+        if let Some(e) = &self.error {
+            return Some(e.reason.into());
+        }
+        match self.read_started_at {
+            Some(t) if t >= plan_started => None,
+            _ => Some(AttributionError::Stale),
+        }
+    }
+}
+
+impl From<PollReason> for AttributionError {
+    fn from(reason: PollReason) -> AttributionError {
+        match reason {
+            PollReason::Permission => AttributionError::Permission,
+            PollReason::Auth => AttributionError::Auth,
+            PollReason::Connectivity => AttributionError::Connectivity,
+            PollReason::Api => AttributionError::Api,
+            PollReason::Config => AttributionError::Config,
+        }
+    }
+}
+
+/// A scan's way to the attribution poller: asks for a read now and hears when one has been
+/// stored (the start of the last read whose status is stored, failed or not).
+#[derive(Debug, Clone)]
+pub struct Reads {
+    request: Arc<Notify>,
+    stored: watch::Receiver<Option<DateTime<Utc>>>,
+}
+
+/// The poller's side of [`Reads`].
+#[derive(Debug)]
+pub struct ReadRequests {
+    pub request: Arc<Notify>,
+    pub stored: watch::Sender<Option<DateTime<Utc>>>,
+}
+
+impl Reads {
+    /// The two sides.
+    pub fn pair() -> (Reads, ReadRequests) {
+        let request = Arc::new(Notify::new());
+        let (stored, seen) = watch::channel(None);
+        (
+            Reads {
+                request: request.clone(),
+                stored: seen,
+            },
+            ReadRequests { request, stored },
+        )
+    }
+
+    /// Asks for a read and waits, at most `bound`, until one that began at or after `t`
+    /// is stored; false when none was (attribution off, the poller busy or stopped).
+    pub async fn after(&self, t: DateTime<Utc>, bound: std::time::Duration) -> bool {
+        self.request.notify_one();
+        let mut stored = self.stored.clone();
+        let read = stored.wait_for(|s| s.is_some_and(|s| s >= t));
+        matches!(tokio::time::timeout(bound, read).await, Ok(Ok(_)))
     }
 }
 
@@ -140,21 +203,26 @@ pub fn split_actor(actor: &str) -> (String, Option<String>) {
 }
 
 /// Sets `changed_by` on each counted change outside Terraform of a Proxmox guest: the
-/// entries for its vmid after `since` (the last conform scan), newest first, `[]` when none;
-/// `null` when the poller's status is missing, failed or stale.
+/// entries for its vmid after `since` (the last conform scan), newest first, `[]` when none
+/// (only from a read that began after the plan started at `plan_started`); `null` when
+/// attribution is off (no status) or unavailable, the report's `attribution_error` then
+/// saying why.
 pub fn attach(
     report: &mut Report,
     status: Option<&PollStatus>,
     entries: &[Entry],
     since: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
+    plan_started: DateTime<Utc>,
 ) {
-    let usable = status.is_some_and(|s| s.usable(now));
+    let unavailable = status.and_then(|s| s.unavailable(plan_started));
+    let usable = status.is_some() && unavailable.is_none();
+    let mut wanted = false;
     for change in report.changes.iter_mut() {
         let Some(vmid) = change.vmid else { continue };
         if !change.outside_terraform || !change.action.is_counted() {
             continue;
         }
+        wanted = true;
         change.changed_by = usable.then(|| {
             // A creation task is no change of a guest that was there before (it can only
             // fall in the last conform scan's second). Newest first; ties: the later read.
@@ -177,6 +245,7 @@ pub fn attach(
                 .collect()
         });
     }
+    report.attribution_error = unavailable.filter(|_| wanted);
 }
 
 #[cfg(test)]
@@ -248,14 +317,15 @@ mod tests {
             ),
             entry("2026-12-02T10:05:00Z", AttributionSource::Task, "qmconfig"),
         ];
-        let status = PollStatus {
+        let mut status = PollStatus {
             polled_at: Some("2026-12-02T10:06:00Z".parse().unwrap()),
+            read_started_at: Some("2026-12-02T10:05:59.500Z".parse().unwrap()),
             interval_seconds: 60,
             error: None,
             gaps: 0,
         };
-        let now: DateTime<Utc> = "2026-12-02T10:06:30Z".parse().unwrap();
-        attach(&mut report, Some(&status), &entries, Some(conform), now);
+        let plan: DateTime<Utc> = "2026-12-02T10:05:30Z".parse().unwrap();
+        attach(&mut report, Some(&status), &entries, Some(conform), plan);
         let by: Vec<&str> = report.changes[0]
             .changed_by
             .as_ref()
@@ -264,11 +334,26 @@ mod tests {
             .map(|a| a.message.as_str())
             .collect();
         assert_eq!(by, ["qmconfig", "update VM 120: -memory 3072"]);
+        assert_eq!(report.attribution_error, None);
 
-        // A read older than three intervals (and a minute) is not trusted.
-        let later: DateTime<Utc> = "2026-12-02T10:11:00Z".parse().unwrap();
+        // Regression: a read that began before the plan cannot have seen what the plan
+        // found; its `[]` was a false statement. Null, and why.
+        let later: DateTime<Utc> = "2026-12-02T10:06:00Z".parse().unwrap();
         attach(&mut report, Some(&status), &entries, Some(conform), later);
         assert_eq!(report.changes[0].changed_by, None);
+        assert_eq!(report.attribution_error, Some(AttributionError::Stale));
+
+        status.error = Some(PollError {
+            reason: PollReason::Permission,
+            summary: "no Sys.Syslog".into(),
+        });
+        attach(&mut report, Some(&status), &entries, Some(conform), plan);
+        assert_eq!(report.changes[0].changed_by, None);
+        assert_eq!(report.attribution_error, Some(AttributionError::Permission));
+
+        // Attribution off: null, and nothing to explain.
+        attach(&mut report, None, &entries, Some(conform), plan);
+        assert_eq!(report.attribution_error, None);
     }
 
     #[test]

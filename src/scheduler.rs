@@ -29,10 +29,12 @@ pub trait Scanner: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>>;
 }
 
-/// Scans with terraform, in the environments' directories under `storage`.
+/// Scans with terraform, in the environments' directories under `storage`, asking the
+/// attribution poller for fresh reads through `reads`.
 #[derive(Debug, Clone)]
 pub struct TerraformScanner {
     pub storage: crate::store::Storage,
+    pub reads: crate::attribution::Reads,
 }
 
 impl Scanner for TerraformScanner {
@@ -41,8 +43,10 @@ impl Scanner for TerraformScanner {
         env: Environment,
         cancel: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>> {
-        let storage = self.storage.clone();
-        Box::pin(async move { crate::scan::scan_locked(&env, &storage, &cancel).await })
+        let (storage, reads) = (self.storage.clone(), self.reads.clone());
+        Box::pin(
+            async move { crate::scan::scan_locked(&env, &storage, Some(&reads), &cancel).await },
+        )
     }
 }
 

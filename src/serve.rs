@@ -214,12 +214,14 @@ impl Server {
         let state = Arc::new(State::new(config.clone(), restored, unmanaged));
         state.show_web(config.web.external_url.as_deref(), web.tls.is_some());
         let (changes, queue) = Changes::channel();
-        let scheduler = start_scheduler(&config, &state, &changes, &storage);
+        let (reads, read_requests) = crate::attribution::Reads::pair();
+        let scheduler = start_scheduler(&config, &state, &changes, &storage, reads);
         let watcher = Arc::new(Watcher::start(
             state.clone(),
             storage.clone(),
             changes.clone(),
             scheduler.terraform_limit(),
+            read_requests,
         ));
         let web = Arc::new(RwLock::new(Arc::new(web)));
         let supervisor = Supervisor {
@@ -272,9 +274,11 @@ fn start_scheduler(
     state: &Arc<State>,
     changes: &Changes,
     storage: &Storage,
+    reads: crate::attribution::Reads,
 ) -> Arc<Scheduler> {
     let scanner = Arc::new(TerraformScanner {
         storage: storage.clone(),
+        reads,
     });
     let scheduler = Arc::new(Scheduler::paused(
         state.clone(),

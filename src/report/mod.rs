@@ -265,6 +265,21 @@ pub struct Attribution {
     pub by_terraform: bool,
 }
 
+/// Why `changed_by` is `null` on the changes of guests though attribution is on
+/// (interface §7, the report's `attribution_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionError {
+    /// The token lacks `Sys.Syslog` or `Sys.Audit` on `/`.
+    Permission,
+    Auth,
+    Connectivity,
+    Api,
+    Config,
+    /// No read of the log and tasks began after the scan's plan started.
+    Stale,
+}
+
 /// Where an attribution entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -383,6 +398,8 @@ pub struct Report {
     pub changes: Vec<Change>,
     pub ignored: Vec<Change>,
     pub error: Option<ScanError>,
+    /// Why the changes of guests have `changed_by: null` though attribution is on.
+    pub attribution_error: Option<AttributionError>,
 }
 
 /// A scan as it ended, complete: when, with what, what the plan said, and the plan to serve.
@@ -475,6 +492,7 @@ impl Report {
             changes: outcome.changes,
             ignored: outcome.ignored,
             error: outcome.error,
+            attribution_error: None,
         }
     }
 
@@ -490,6 +508,7 @@ impl Report {
             changes: Vec::new(),
             ignored: Vec::new(),
             error: Some(error),
+            attribution_error: None,
         }
     }
 

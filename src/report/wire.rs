@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Change, Report, ScanError, Stamp, Status, Summary, Tool, rfc3339_seconds};
+use super::{
+    AttributionError, Change, Report, ScanError, Stamp, Status, Summary, Tool, rfc3339_seconds,
+};
 
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
@@ -33,6 +35,8 @@ struct Wire<'a> {
     changes: Cow<'a, [Change]>,
     ignored: Cow<'a, [Change]>,
     error: Option<Cow<'a, ScanError>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attribution_error: Option<AttributionError>,
 }
 
 impl Serialize for Report {
@@ -52,6 +56,7 @@ impl Serialize for Report {
             changes: Cow::Borrowed(&self.changes),
             ignored: Cow::Borrowed(&self.ignored),
             error: self.error.as_ref().map(Cow::Borrowed),
+            attribution_error: self.attribution_error,
         }
         .serialize(s)
     }
@@ -82,6 +87,7 @@ impl<'de> Deserialize<'de> for Report {
             changes: w.changes.into_owned(),
             ignored: w.ignored.into_owned(),
             error: w.error.map(Cow::into_owned),
+            attribution_error: w.attribution_error,
         })
     }
 }

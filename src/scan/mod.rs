@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::attribution::{Entry, PollStatus};
+use crate::attribution::{Entry, PollStatus, Reads};
 use crate::cancel::CancellationToken;
 use crate::config::Environment;
 use crate::report::{ErrorReason, Report, ScanError, Scanned};
@@ -35,7 +35,7 @@ pub async fn scan_and_commit(
     storage: &Storage,
     cancel: &CancellationToken,
 ) -> Option<Stored> {
-    let finished = scan_locked(env, storage, cancel).await?;
+    let finished = scan_locked(env, storage, None, cancel).await?;
     let stored = storage.commit(finished.scanned).await;
     drop(finished.lock);
     committed(&stored);
@@ -67,6 +67,7 @@ pub fn committed(stored: &Stored) {
 pub async fn scan_locked(
     env: &Environment,
     storage: &Storage,
+    reads: Option<&Reads>,
     cancel: &CancellationToken,
 ) -> Option<Finished> {
     let store = match crate::store::open_env(storage.path(), &env.name).await {
@@ -108,7 +109,7 @@ pub async fn scan_locked(
         None => None,
     };
     tracing::info!(environment = %env.name, dir = %env.dir.display(), "scan started");
-    match scan(env, storage, cancel, deadline).await {
+    match scan(env, storage, reads, cancel, deadline).await {
         Ok(scanned) => Some(Finished { scanned, lock }),
         Err(Cancelled) => {
             tracing::warn!(environment = %env.name, "scan cancelled: terraform was interrupted, nothing is stored");
@@ -125,10 +126,13 @@ fn seconds(clock: Instant) -> f64 {
 }
 
 /// Scans `env` now (not committed yet: see [`Storage::commit`]). `deadline` ends the whole
-/// scan (the environment's timeout, from before any wait for its lock).
+/// scan (the environment's timeout, from before any wait for its lock). With `reads` (the
+/// running exporter's attribution poller), a scan that found a guest changed asks for a
+/// read of Proxmox's log that begins after its plan did.
 pub async fn scan(
     env: &Environment,
     storage: &Storage,
+    reads: Option<&Reads>,
     cancel: &CancellationToken,
     deadline: Instant,
 ) -> Result<Scanned, Cancelled> {
@@ -155,7 +159,8 @@ pub async fn scan(
         error.summary = scan.secrets.redact_text(&error.summary);
         error.detail = scan.secrets.redact_text(&error.detail);
     }
-    attribute(&mut report, storage, &env.name, started_at).await;
+    let plan_started = scan.plan_started.unwrap_or(started_at);
+    attribute(&mut report, storage, reads, &env.name, plan_started).await;
     for entry in report
         .changes
         .iter_mut()
@@ -178,10 +183,21 @@ pub async fn scan(
     })
 }
 
+/// How long a scan waits for a fresh read of Proxmox's log (a read takes a few requests).
+const FRESH_READ: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Says who changed the report's guests, from what the attribution poller stored and, from
 /// the history's memory, the last conform scan (only when a change outside Terraform is a
-/// Proxmox guest).
-async fn attribute(report: &mut Report, storage: &Storage, env: &str, started: DateTime<Utc>) {
+/// Proxmox guest). Only a read that began after the plan can say "nobody": when the stored
+/// one is older, the poller is asked for a new one (at most [`FRESH_READ`]); without it,
+/// `changed_by` is `null` and the report says `stale`.
+async fn attribute(
+    report: &mut Report,
+    storage: &Storage,
+    reads: Option<&Reads>,
+    env: &str,
+    plan_started: DateTime<Utc>,
+) {
     let wanted = report
         .changes
         .iter()
@@ -189,13 +205,30 @@ async fn attribute(report: &mut Report, storage: &Storage, env: &str, started: D
     if !wanted {
         return;
     }
-    match storage.attribution::<PollStatus, Entry>(env, started).await {
+    let mut files = storage
+        .attribution::<PollStatus, Entry>(env, plan_started)
+        .await;
+    let stale = files.as_ref().is_some_and(|f| {
+        f.status
+            .as_ref()
+            .is_some_and(|s| s.read_started_at.is_none_or(|t| t < plan_started))
+    });
+    if let (true, Some(reads)) = (stale, reads) {
+        if reads.after(plan_started, FRESH_READ).await {
+            files = storage
+                .attribution::<PollStatus, Entry>(env, plan_started)
+                .await;
+        } else {
+            tracing::warn!(environment = %env, "no read of Proxmox's log after the plan: changed_by is null (stale)");
+        }
+    }
+    match files {
         Some(files) => crate::attribution::attach(
             report,
             files.status.as_ref(),
             &files.entries,
             files.last_conform,
-            Utc::now(),
+            plan_started,
         ),
         None => {
             tracing::warn!(environment = %env, "cannot read the attribution journal")

@@ -25,6 +25,8 @@ pub(super) struct Scan<'a> {
     pub(super) cancel: &'a CancellationToken,
     /// The plan as `/detail/<env>/plan` serves it, when the scan produced one.
     pub(super) served_plan: Option<tempfile::NamedTempFile>,
+    /// When the (last) plan command started: what an attribution read must follow.
+    pub(super) plan_started: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What every terraform command of an environment runs with.
@@ -49,6 +51,7 @@ impl<'a> Scan<'a> {
             secrets: Redactor::default(),
             cancel,
             served_plan: None,
+            plan_started: None,
         }
     }
 }
@@ -204,6 +207,7 @@ impl Scan<'_> {
             parallelism: env.parallelism,
             var_files: &env.var_files,
         });
+        self.plan_started = Some(chrono::Utc::now());
         let mut plan = self
             .run_step(&plan_cmd, &inv, StdoutMode::Stream, Phase::Plan)
             .await?;
@@ -213,6 +217,7 @@ impl Scan<'_> {
             if error.reason == ErrorReason::Init {
                 tracing::info!(environment = %env.name, "plan asks for init: running init once and planning again");
                 self.init(&inv, &store, &fingerprint).await?;
+                self.plan_started = Some(chrono::Utc::now());
                 plan = self
                     .run_step(&plan_cmd, &inv, StdoutMode::Stream, Phase::Plan)
                     .await?;

@@ -29,12 +29,14 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Starts the check and the poller; the check's state pulls take permits of `limit`.
+    /// Starts the check and the poller; the check's state pulls take permits of `limit`;
+    /// scans ask the poller for fresh reads through `reads`.
     pub fn start(
         state: Arc<State>,
         storage: Storage,
         changes: Changes,
         limit: Arc<Semaphore>,
+        reads: crate::attribution::ReadRequests,
     ) -> Watcher {
         let (settings, rx) = watch::channel(state.config());
         let cancel = CancellationToken::new();
@@ -42,6 +44,7 @@ impl Watcher {
             changes.clone(),
             storage.clone(),
             rx.clone(),
+            reads,
             cancel.clone(),
         ));
         let check = tokio::spawn(watch_loop(

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::attribution::{Entry, PollError, PollReason, PollStatus, split_actor, vmid_of_message};
+use crate::attribution::{
+    Entry, PollError, PollReason, PollStatus, ReadRequests, split_actor, vmid_of_message,
+};
 use crate::cancel::CancellationToken;
 use crate::changes::Changes;
 use crate::config::{Config, Proxmox};
@@ -48,6 +50,7 @@ pub async fn run(
     changes: Changes,
     storage: Storage,
     mut settings: watch::Receiver<Arc<Config>>,
+    reads: ReadRequests,
     cancel: CancellationToken,
 ) {
     let mut cursor = Cursor::default();
@@ -82,8 +85,13 @@ pub async fn run(
             _ = cancel.cancelled() => return,
         };
         say_once(&mut cursor, &status, &proxmox);
-        if let Err(e) = storage.save_attribution_status(Some(status.clone())).await {
-            tracing::warn!(error = %e, "cannot store the attribution status: scans attribute nothing");
+        let read_started = status.read_started_at;
+        match storage.save_attribution_status(Some(status.clone())).await {
+            // A scan waiting for a read after its plan may look now.
+            Ok(()) => drop(reads.stored.send_replace(read_started)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot store the attribution status: scans attribute nothing")
+            }
         }
         changes
             .attribution(Some(status), cursor.gaps - gaps_before)
@@ -91,6 +99,8 @@ pub async fn run(
         prune(&storage, &mut cursor, config.storage.retention).await;
         tokio::select! {
             _ = tokio::time::sleep(proxmox.attribution_interval) => {}
+            // A scan found a guest changed after this read began: read again now.
+            _ = reads.request.notified() => {}
             changed = settings.changed() => if changed.is_err() { return },
             _ = cancel.cancelled() => return,
         }
@@ -153,6 +163,7 @@ async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> Poll
     let started = Utc::now();
     let status = |error| PollStatus {
         polled_at: Some(Utc::now()),
+        read_started_at: Some(started),
         interval_seconds: proxmox.attribution_interval.as_secs(),
         error,
         gaps: 0,

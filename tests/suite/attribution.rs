@@ -92,6 +92,14 @@ impl Lab {
         path
     }
 
+    /// [`Lab::config`] with `attribution_interval` at its default (a minute).
+    pub fn config_default_interval(&self) -> PathBuf {
+        let path = self.config();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("attribution_interval = \"1s\"\n", "")).unwrap();
+        path
+    }
+
     pub fn by_hand(&self, token: &str, path: &str, body: Value) {
         assert_eq!(self.sim.call_as(token, "PUT", path, Some(body)), 200);
     }
@@ -261,6 +269,7 @@ fn a_token_without_sys_syslog_gives_null_the_scan_still_drifts_and_it_is_said_on
         change(&report, "pvesim_vm.web")["changed_by"].is_null(),
         "{report}"
     );
+    assert_eq!(report["attribution_error"], "permission", "null says why");
     assert_eq!(
         metric(
             &server.metrics(),
@@ -335,6 +344,38 @@ fn an_api_failure_gives_null_and_never_fails_the_scan() {
         change(&report, "pvesim_vm.web")["changed_by"].is_null(),
         "what cannot be read now is not claimed: {report}"
     );
+    assert_eq!(report["attribution_error"], "auth", "{report}");
+}
+
+/// Regression: with the default `attribution_interval` (a minute), a change scanned at once
+/// (`POST /scan/lab` a moment after the edit) said `"changed_by": []`, "nobody", because the
+/// last read of the cluster log predated the change. A scan takes entries only from a read
+/// that began after its plan: it asks the poller for one and names root@pam.
+#[test]
+fn a_change_scanned_at_once_names_its_author_with_the_default_interval_never_nobody() {
+    let Some(lab) = Lab::new() else { return };
+    let server = Server::in_process(&lab.config_default_interval());
+    assert_eq!(scan(&server)["status"], "conform");
+    for round in 0..3 {
+        let memory = 3072 + 512 * round;
+        lab.by_hand(
+            ROOT,
+            "/nodes/pve1/qemu/120/config",
+            json!({ "memory": memory }),
+        );
+        let report = scan(&server);
+        assert_eq!(report["status"], "drift", "{report}");
+        let vm = change(&report, "pvesim_vm.web");
+        let by = &vm["changed_by"];
+        assert_eq!(by[0]["user"], "root@pam", "round {round}: {report}");
+        assert!(
+            by[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("memory {memory}"))),
+            "the newest change first: {by}"
+        );
+        assert!(report.get("attribution_error").is_none(), "{report}");
+    }
 }
 
 /// Regression: the Proxmox client opened a new TCP+TLS connection for every request and
