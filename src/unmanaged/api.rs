@@ -247,6 +247,9 @@ impl Client {
         if guest.kind != GuestKind::Qemu {
             return None;
         }
+        if !valid_node(&guest.node) {
+            return None;
+        }
         let path = format!("/nodes/{}/qemu/{}/config", guest.node, guest.vmid);
         let config = self.data(&path).await.ok()?;
         let ctime = config["meta"]
@@ -436,6 +439,15 @@ impl ServerCertVerifier for NoVerification {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
     }
+}
+
+/// A node name as Proxmox allows it (a DNS label: letters, digits, `-`): what may go into a
+/// request path.
+pub fn valid_node(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
 }
 
 #[cfg(test)]

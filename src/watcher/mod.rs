@@ -4,6 +4,7 @@
 //! checks again at once; one that removes it stops the checks. The attribution poller
 //! (the `poller` submodule) runs beside it on the same settings.
 
+mod entries;
 mod poller;
 
 use std::sync::Arc;

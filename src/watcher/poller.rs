@@ -11,13 +11,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::attribution::{
-    Entry, PollError, PollReason, PollStatus, ReadRequests, split_actor, vmid_of_message,
-};
+use super::entries;
+use crate::attribution::{Entry, PollError, PollReason, PollStatus, ReadRequests};
 use crate::cancel::CancellationToken;
 use crate::changes::Changes;
 use crate::config::{Config, Proxmox};
-use crate::report::AttributionSource;
 use crate::store::Storage;
 use crate::unmanaged::api::Client;
 use crate::unmanaged::{CheckError, CheckReason};
@@ -241,18 +239,15 @@ fn by_terraform(proxmox: &Proxmox, user: &str, token: Option<&str>) -> bool {
     })
 }
 
-fn time_of(v: &Value) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(v.as_i64()?, 0)
-}
-
 /// The cluster log's guest entries, and whether it turned over since the last read.
 async fn read_log(
     client: &Client,
     proxmox: &Proxmox,
     cursor: &mut Cursor,
 ) -> Result<Vec<Entry>, CheckError> {
-    let data = client.data(&format!("/cluster/log?max={LOG_MAX}")).await?;
-    let lines = data.as_array().cloned().unwrap_or_default();
+    let path = format!("/cluster/log?max={LOG_MAX}");
+    let data = client.data(&path).await?;
+    let lines = entries::list(&data, &format!("GET {path}"))?;
     let key_of = |l: &Value| {
         format!(
             "log:{}:{}",
@@ -280,25 +275,11 @@ async fn read_log(
         ));
     }
     // Oldest first, as they were written: the journal stays in the cluster's order.
+    let now = Utc::now();
     Ok(lines
         .iter()
         .rev()
-        .filter_map(|l| {
-            let message = l["msg"].as_str()?;
-            let vmid = vmid_of_message(message)?;
-            let (user, token) = split_actor(l["user"].as_str().unwrap_or(""));
-            Some(Entry {
-                vmid,
-                node: l["node"].as_str().unwrap_or("").to_owned(),
-                time: time_of(&l["time"]),
-                by_terraform: by_terraform(proxmox, &user, token.as_deref()),
-                user,
-                token,
-                via: AttributionSource::ClusterLog,
-                message: message.to_owned(),
-                key: key_of(l),
-            })
-        })
+        .filter_map(|l| entries::log_entry(l, now, |u, t| by_terraform(proxmox, u, t)))
         .collect())
 }
 
@@ -310,37 +291,22 @@ async fn read_tasks(
 ) -> Result<Vec<Entry>, CheckError> {
     let nodes = client.data("/nodes").await?;
     let since = cursor.tasks_since.map_or(0, |t| t.timestamp());
+    let now = Utc::now();
     let mut found = Vec::new();
-    for node in nodes.as_array().into_iter().flatten() {
-        let Some(node) = node["node"].as_str() else {
+    for node in entries::list(&nodes, "GET /nodes")? {
+        let Some(name) = entries::node_name(&node["node"]) else {
+            tracing::debug!(node = %node["node"], "skipping a node whose name Proxmox would not allow");
             continue;
         };
-        let tasks = client
-            .data(&format!(
-                "/nodes/{node}/tasks?since={since}&limit={TASKS_MAX}&source=archive"
-            ))
-            .await?;
-        for t in tasks.as_array().into_iter().flatten() {
-            let (Some(kind), Some(upid)) = (t["type"].as_str(), t["upid"].as_str()) else {
-                continue;
-            };
-            let Some(vmid) = t["id"].as_str().and_then(|id| id.parse().ok()) else {
-                continue;
-            };
-            let user = t["user"].as_str().unwrap_or("").to_owned();
-            let token = t["tokenid"].as_str().map(str::to_owned);
-            found.push(Entry {
-                vmid,
-                node: node.to_owned(),
-                time: time_of(&t["starttime"]),
-                by_terraform: by_terraform(proxmox, &user, token.as_deref()),
-                user,
-                token,
-                via: AttributionSource::Task,
-                message: kind.to_owned(),
-                key: format!("task:{upid}"),
-            });
-        }
+        let path = format!("/nodes/{name}/tasks?since={since}&limit={TASKS_MAX}&source=archive");
+        let tasks = client.data(&path).await?;
+        found.extend(
+            entries::list(&tasks, &format!("GET {path}"))?
+                .iter()
+                .filter_map(|t| {
+                    entries::task_entry(t, name, now, |u, k| by_terraform(proxmox, u, k))
+                }),
+        );
     }
     Ok(found)
 }
