@@ -68,16 +68,27 @@ impl Storage {
         .unwrap_or_default()
     }
 
-    /// Appends new entries to the journal (one write, then fsync).
-    pub async fn append_attribution<E: Serialize + Send + 'static>(
+    /// Appends new entries to the journal (one write, then fsync); when `kept` (the entries
+    /// the journal holds) and these are more than [`MAX_ATTRIBUTION_ENTRIES`], rewrites it
+    /// atomically with the newest of them instead, so that it never holds more.
+    pub async fn append_attribution<E: Serialize + DeserializeOwned + Send + 'static>(
         &self,
         entries: Vec<E>,
+        kept: usize,
     ) -> Result<(), StoreError> {
         let layout = self.layout.clone();
         blocking("storing attribution entries", move || {
             // The first poll can come before anything else made storage.path.
             super::make_root(&layout)?;
-            append_lines(&layout.attribution(), &entries)
+            let path = layout.attribution();
+            if kept + entries.len() <= MAX_ATTRIBUTION_ENTRIES {
+                return append_lines(&path, &entries);
+            }
+            let mut all: Vec<E> = read_entries(&path);
+            all.extend(entries);
+            let over = all.len().saturating_sub(MAX_ATTRIBUTION_ENTRIES);
+            all.drain(..over);
+            write_atomic(&path, &to_lines(&path, &all)?)
         })
         .await
         .unwrap_or_else(|| Err(failed(&self.layout)))
@@ -157,7 +168,7 @@ mod tests {
         let storage = Storage::load(&dir.path().join("state")).await.0;
         let entry = serde_json::json!({"vmid": 120, "user": "root@pam", "key": "log:pve1:1"});
         storage
-            .append_attribution(vec![entry.clone()])
+            .append_attribution(vec![entry.clone()], 0)
             .await
             .unwrap();
         let kept: Vec<serde_json::Value> = storage.load_attribution().await;
@@ -173,7 +184,7 @@ mod tests {
         let now = Utc::now();
         let at = |days: i64| serde_json::json!({"time": (now - chrono::Duration::days(days)).to_rfc3339()});
         storage
-            .append_attribution(vec![at(100), at(1), at(0)])
+            .append_attribution(vec![at(100), at(1), at(0)], 0)
             .await
             .unwrap();
         let time = |e: &serde_json::Value| e["time"].as_str()?.parse().ok();

@@ -86,8 +86,18 @@ pub(super) fn log_entry(
         token,
         via: AttributionSource::ClusterLog,
         message: cut(message, MESSAGE_MAX),
-        key: format!("log:{node}:{uid}"),
+        key: format!("log:{node}:{uid}:{}", time.timestamp()),
     })
+}
+
+/// The key an entry is known by. The time is part of a log line's key: when pmxcfs restarts
+/// its ring starts again at uid 1, and a new line must not be taken for one already kept.
+/// A journal written before keys had it is read as if it had.
+pub(super) fn key(e: &Entry) -> String {
+    match (e.key.matches(':').count(), e.time) {
+        (2, Some(t)) if e.key.starts_with("log:") => format!("{}:{}", e.key, t.timestamp()),
+        _ => e.key.clone(),
+    }
 }
 
 /// One task of `node` about a guest, checked.
@@ -152,11 +162,29 @@ mod tests {
         };
         let ok = log_entry(&line(now().timestamp() - 5), now(), nobody).unwrap();
         assert_eq!(ok.vmid, 100);
-        assert_eq!(ok.key, "log:pve1:7");
+        assert_eq!(ok.key, format!("log:pve1:7:{}", now().timestamp() - 5));
         assert!(log_entry(&line(1_000_000_000_000), now(), nobody).is_none());
         assert!(log_entry(&line(now().timestamp() + 86_400), now(), nobody).is_none());
         assert!(log_entry(&line(0), now(), nobody).is_none());
         assert!(log_entry(&line(-5), now(), nobody).is_none());
+    }
+
+    /// Regression: after a pmxcfs restart the ring starts again at uid 1, and its new lines
+    /// were dropped as already seen (the key was node and uid only).
+    #[test]
+    fn a_line_of_a_restarted_ring_is_not_taken_for_a_kept_one() {
+        let line = |time: i64| {
+            json!({"uid": 1, "node": "pve1", "time": time, "user": "root@pam",
+                   "msg": "update VM 100: -memory 3072"})
+        };
+        let before = log_entry(&line(now().timestamp() - 600), now(), nobody).unwrap();
+        let after = log_entry(&line(now().timestamp() - 5), now(), nobody).unwrap();
+        assert_ne!(key(&before), key(&after));
+        // A journal from before: its key gains the time, and the line read again matches.
+        let mut old = before.clone();
+        old.key = "log:pve1:1".into();
+        assert_eq!(key(&old), key(&before));
+        assert_eq!(key(&after), after.key);
     }
 
     /// Regression: a node name like `pve 1\r\nX: y` or `../../access` went into a request

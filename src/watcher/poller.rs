@@ -16,7 +16,7 @@ use crate::attribution::{Entry, PollError, PollReason, PollStatus, ReadRequests}
 use crate::cancel::CancellationToken;
 use crate::changes::Changes;
 use crate::config::{Config, Proxmox};
-use crate::store::Storage;
+use crate::store::{MAX_ATTRIBUTION_ENTRIES, Storage};
 use crate::unmanaged::api::Client;
 use crate::unmanaged::{CheckError, CheckReason};
 
@@ -74,7 +74,7 @@ pub async fn run(
         active = true;
         if !cursor.loaded {
             let kept: Vec<Entry> = storage.load_attribution().await;
-            cursor.seen = kept.into_iter().map(|e| e.key).collect();
+            cursor.seen = kept.iter().map(entries::key).collect();
             cursor.loaded = true;
         }
         let gaps_before = cursor.gaps;
@@ -123,6 +123,8 @@ fn say_once(cursor: &mut Cursor, status: &PollStatus, proxmox: &Proxmox) {
     cursor.said = reason;
 }
 
+/// Prunes the journal to the history's retention every [`PRUNE_EVERY`] (its cap is kept at
+/// every append).
 async fn prune(storage: &Storage, cursor: &mut Cursor, retention: std::time::Duration) {
     let due = cursor.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
     if !due {
@@ -137,7 +139,7 @@ async fn prune(storage: &Storage, cursor: &mut Cursor, retention: std::time::Dur
         Ok(n) => {
             tracing::info!(entries = n, "attribution journal pruned");
             let kept: Vec<Entry> = storage.load_attribution().await;
-            cursor.seen = kept.into_iter().map(|e| e.key).collect();
+            cursor.seen = kept.iter().map(entries::key).collect();
         }
         Err(e) => tracing::warn!(error = %e, "cannot prune the attribution journal"),
     }
@@ -191,12 +193,22 @@ async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> Poll
         .filter(|e| cursor.seen.insert(e.key.clone()))
         .collect();
     let keys: Vec<String> = fresh.iter().map(|e| e.key.clone()).collect();
-    if let Err(e) = storage.append_attribution(fresh).await {
-        // Not stored, so not seen: the next read offers them again (they were lost).
-        for key in &keys {
-            cursor.seen.remove(key);
+    let kept = cursor.seen.len() - fresh.len();
+    let capped = kept + fresh.len() > MAX_ATTRIBUTION_ENTRIES;
+    match storage.append_attribution(fresh, kept).await {
+        // The oldest entries made room: what is seen is what is kept.
+        Ok(()) if capped => {
+            let kept: Vec<Entry> = storage.load_attribution().await;
+            cursor.seen = kept.iter().map(entries::key).collect();
         }
-        tracing::warn!(error = %e, "cannot store attribution entries; the next read tries again");
+        Ok(()) => {}
+        Err(e) => {
+            // Not stored, so not seen: the next read offers them again (they were lost).
+            for key in &keys {
+                cursor.seen.remove(key);
+            }
+            tracing::warn!(error = %e, "cannot store attribution entries; the next read tries again");
+        }
     }
     cursor.tasks_since = Some(started - chrono::Duration::minutes(5));
     PollStatus {
@@ -250,16 +262,25 @@ async fn read_log(
     let lines = entries::list(&data, &format!("GET {path}"))?;
     let key_of = |l: &Value| {
         format!(
-            "log:{}:{}",
+            "log:{}:{}:{}",
             l["node"].as_str().unwrap_or(""),
-            l["uid"].as_u64().unwrap_or(0)
+            l["uid"].as_u64().unwrap_or(0),
+            l["time"].as_i64().unwrap_or(0)
         )
     };
-    if let (Some((key, node, uid)), Some(oldest)) = (&cursor.newest, lines.last()) {
+    if let (Some((key, node, uid)), Some(oldest), Some(newest)) =
+        (&cursor.newest, lines.last(), lines.first())
+    {
         let still_there = lines.iter().any(|l| &key_of(l) == key);
         let follows = oldest["node"].as_str() == Some(node.as_str())
             && oldest["uid"].as_u64() == Some(uid + 1);
-        if !still_there && !follows {
+        // pmxcfs restarted: its ring starts again at uid 1. A new start, not lost entries.
+        let restarted = !still_there
+            && newest["node"].as_str() == Some(node.as_str())
+            && newest["uid"].as_u64().is_some_and(|u| u < *uid);
+        if restarted {
+            tracing::info!(node = %node, "Proxmox's cluster log started again (pmxcfs restarted)");
+        } else if !still_there && !follows {
             cursor.gaps += 1;
             tracing::warn!(
                 interval = %crate::schedule::human(proxmox.attribution_interval),

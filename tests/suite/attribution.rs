@@ -405,3 +405,42 @@ fn ten_polls_use_a_handful_of_connections_and_host_names_the_port() {
         "Host names the port"
     );
 }
+
+/// Regression: the journal's cap (50,000 entries) was applied only by the hourly prune: an
+/// API answering thousands of new entries at every read grew it without bound in between.
+/// Six reads of 10,000 new guest lines each (long ones): the journal never holds more than
+/// the cap, and the newest change is still attributed.
+#[test]
+fn a_flood_of_new_log_lines_leaves_the_journal_under_its_cap() {
+    let Some(lab) = Lab::new() else { return };
+    lab.sim.cluster.audit.set_log_capacity(10_000);
+    let server = Server::in_process(&lab.config());
+    assert_eq!(scan(&server)["status"], "conform");
+    next_poll(&server);
+    let journal = lab.root.path().join("state/attribution.jsonl");
+    let filler = "x".repeat(1_000);
+    for round in 0..6 {
+        for i in 0..10_000 {
+            lab.sim.cluster.audit.log(
+                "pve1",
+                "backup@pam",
+                &format!(
+                    "update VM {}: -description {round}-{i}-{filler}",
+                    500 + i % 7
+                ),
+            );
+        }
+        next_poll(&server);
+        let lines = std::fs::read_to_string(&journal).unwrap().lines().count();
+        assert!(lines <= 50_000, "round {round}: {lines} lines");
+    }
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+    let report = scan(&server);
+    assert_eq!(
+        change(&report, "pvesim_vm.web")["changed_by"][0]["user"],
+        "root@pam",
+        "{report}"
+    );
+    let size = std::fs::metadata(&journal).unwrap().len();
+    assert!(size < 40 << 20, "messages are cut: {size} bytes");
+}
