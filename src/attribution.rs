@@ -210,11 +210,15 @@ pub fn split_actor(actor: &str) -> (String, Option<String>) {
 pub fn attach(
     report: &mut Report,
     status: Option<&PollStatus>,
-    entries: &[Entry],
+    entries: Result<&[Entry], AttributionError>,
     since: Option<DateTime<Utc>>,
     plan_started: DateTime<Utc>,
 ) {
-    let unavailable = status.and_then(|s| s.unavailable(plan_started));
+    let (entries, unreadable) = match entries {
+        Ok(entries) => (entries, None),
+        Err(e) => (&[][..], Some(e)),
+    };
+    let unavailable = status.and_then(|s| s.unavailable(plan_started).or(unreadable));
     let usable = status.is_some() && unavailable.is_none();
     let mut wanted = false;
     for change in report.changes.iter_mut() {
@@ -325,7 +329,13 @@ mod tests {
             gaps: 0,
         };
         let plan: DateTime<Utc> = "2026-12-02T10:05:30Z".parse().unwrap();
-        attach(&mut report, Some(&status), &entries, Some(conform), plan);
+        attach(
+            &mut report,
+            Some(&status),
+            Ok(&entries),
+            Some(conform),
+            plan,
+        );
         let by: Vec<&str> = report.changes[0]
             .changed_by
             .as_ref()
@@ -339,7 +349,13 @@ mod tests {
         // Regression: a read that began before the plan cannot have seen what the plan
         // found; its `[]` was a false statement. Null, and why.
         let later: DateTime<Utc> = "2026-12-02T10:06:00Z".parse().unwrap();
-        attach(&mut report, Some(&status), &entries, Some(conform), later);
+        attach(
+            &mut report,
+            Some(&status),
+            Ok(&entries),
+            Some(conform),
+            later,
+        );
         assert_eq!(report.changes[0].changed_by, None);
         assert_eq!(report.attribution_error, Some(AttributionError::Stale));
 
@@ -347,12 +363,25 @@ mod tests {
             reason: PollReason::Permission,
             summary: "no Sys.Syslog".into(),
         });
-        attach(&mut report, Some(&status), &entries, Some(conform), plan);
+        attach(
+            &mut report,
+            Some(&status),
+            Ok(&entries),
+            Some(conform),
+            plan,
+        );
         assert_eq!(report.changes[0].changed_by, None);
         assert_eq!(report.attribution_error, Some(AttributionError::Permission));
 
+        // A journal that cannot be read (a directory in its place) is no "nobody".
+        status.error = None;
+        let unreadable = Err(AttributionError::Journal);
+        attach(&mut report, Some(&status), unreadable, Some(conform), plan);
+        assert_eq!(report.changes[0].changed_by, None);
+        assert_eq!(report.attribution_error, Some(AttributionError::Journal));
+
         // Attribution off: null, and nothing to explain.
-        attach(&mut report, None, &entries, Some(conform), plan);
+        attach(&mut report, None, Ok(&entries), Some(conform), plan);
         assert_eq!(report.attribution_error, None);
     }
 

@@ -278,6 +278,8 @@ pub enum AttributionError {
     Config,
     /// No read of the log and tasks began after the scan's plan started.
     Stale,
+    /// The attribution journal under `storage.path` cannot be read.
+    Journal,
 }
 
 /// Where an attribution entry comes from.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::attribution::{Entry, PollStatus, Reads};
 use crate::cancel::CancellationToken;
 use crate::config::Environment;
-use crate::report::{ErrorReason, Report, ScanError, Scanned};
+use crate::report::{AttributionError, ErrorReason, Report, ScanError, Scanned};
 pub use crate::store::Stored;
 use crate::store::{LockWait, ScanLock, Storage};
 
@@ -223,13 +223,19 @@ async fn attribute(
         }
     }
     match files {
-        Some(files) => crate::attribution::attach(
-            report,
-            files.status.as_ref(),
-            &files.entries,
-            files.last_conform,
-            plan_started,
-        ),
+        Some(files) => {
+            let entries = files.entries.as_deref().map_err(|e| {
+                tracing::error!(environment = %env, error = %e, "cannot read the attribution journal: changed_by is null");
+                AttributionError::Journal
+            });
+            crate::attribution::attach(
+                report,
+                files.status.as_ref(),
+                entries,
+                files.last_conform,
+                plan_started,
+            )
+        }
         None => {
             tracing::warn!(environment = %env, "cannot read the attribution journal")
         }

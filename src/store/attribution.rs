@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::atomic::{StoreError, remove_if_present, write_atomic};
 use super::layout::Layout;
-use super::lines::{append_lines, read_lines, to_lines};
+use super::lines::{append_lines, read_existing_lines, read_lines, to_lines};
 use super::{Storage, blocking, load_json, save_json};
 
 /// Entries kept at most: a busy cluster logs a few thousand a day.
@@ -22,8 +22,8 @@ pub const MAX_ATTRIBUTION_ENTRIES: usize = 50_000;
 pub struct AttributionFiles<S, E> {
     /// The poller's last status; `None`: attribution is off or never ran.
     pub status: Option<S>,
-    /// Every kept entry, oldest first.
-    pub entries: Vec<E>,
+    /// Every kept entry, oldest first; `Err` says why the journal cannot be read.
+    pub entries: Result<Vec<E>, String>,
     /// When the environment's last conform scan ended: changes are attributed from there.
     pub last_conform: Option<DateTime<Utc>>,
 }
@@ -40,14 +40,17 @@ fn read_entries<E: DeserializeOwned>(path: &Path) -> Vec<E> {
 )]
 pub(super) fn poller_files<S: DeserializeOwned, E: DeserializeOwned>(
     layout: &Layout,
-) -> (Option<S>, Vec<E>) {
+) -> (Option<S>, Result<Vec<E>, String>) {
     let status = match layout.attribution_status().exists() {
         true => load_json(&layout.attribution_status()),
         false => None,
     };
+    let path = layout.attribution();
     let entries = match status {
-        Some(_) => read_entries(&layout.attribution()),
-        None => Vec::new(),
+        Some(_) => read_existing_lines(&path)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        None => Ok(Vec::new()),
     };
     (status, entries)
 }

@@ -16,18 +16,29 @@ use super::atomic::{StoreError, at};
 /// not a file: said in the log). A line that does not parse (a torn append after a crash,
 /// even one cut inside a UTF-8 sequence) is skipped and counted in the log: the lines
 /// around it are kept.
+pub(super) fn read_lines<T: DeserializeOwned>(path: &Path) -> Option<Vec<T>> {
+    match read_existing_lines(path) {
+        Ok(values) => values,
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "cannot read a stored file");
+            None
+        }
+    }
+}
+
+/// As [`read_lines`], but a file that is there and cannot be read (a directory in its
+/// place, no permission) is an error; `Ok(None)`: there is none.
 #[allow(
     clippy::disallowed_methods,
     reason = "storage: reached only through Storage's async methods and the scan's spawn_blocking steps"
 )]
-pub(super) fn read_lines<T: DeserializeOwned>(path: &Path) -> Option<Vec<T>> {
+pub(super) fn read_existing_lines<T: DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<Vec<T>>, std::io::Error> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "cannot read a stored file");
-            return None;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
     };
     let mut skipped = 0;
     let values = bytes
@@ -44,7 +55,7 @@ pub(super) fn read_lines<T: DeserializeOwned>(path: &Path) -> Option<Vec<T>> {
     if skipped > 0 {
         tracing::warn!(file = %path.display(), lines = skipped, "skipping lines that do not read (a write cut by a crash)");
     }
-    Some(values)
+    Ok(Some(values))
 }
 
 /// `items` as the text of such a file.
@@ -97,5 +108,7 @@ mod tests {
             [serde_json::json!({"a": 1}), serde_json::json!({"a": 3})]
         );
         assert!(read_lines::<serde_json::Value>(&dir.path().join("absent")).is_none());
+        // A directory in the file's place is an error, not an empty file.
+        assert!(read_existing_lines::<serde_json::Value>(dir.path()).is_err());
     }
 }

@@ -444,3 +444,25 @@ fn a_flood_of_new_log_lines_leaves_the_journal_under_its_cap() {
     let size = std::fs::metadata(&journal).unwrap().len();
     assert!(size < 40 << 20, "messages are cut: {size} bytes");
 }
+
+/// Regression: a journal that could not be read (here a directory in its place) read as
+/// empty, and every change got `changed_by: []`, "nobody", with no word anywhere. It is
+/// `null`, the report says `journal`, and the log says why.
+#[test]
+fn an_unreadable_journal_is_no_nobody() {
+    let Some(lab) = Lab::new() else { return };
+    let server = Server::in_process(&lab.config());
+    assert_eq!(scan(&server)["status"], "conform");
+    next_poll(&server);
+    let journal = lab.root.path().join("state/attribution.jsonl");
+    let _ = std::fs::remove_file(&journal);
+    std::fs::create_dir(&journal).unwrap();
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+    let report = scan(&server);
+    assert_eq!(report["status"], "drift", "{report}");
+    assert!(
+        change(&report, "pvesim_vm.web")["changed_by"].is_null(),
+        "{report}"
+    );
+    assert_eq!(report["attribution_error"], "journal", "{report}");
+}
