@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::changes::Changes;
 use crate::config::{Config, Environment};
+use crate::report::{Trigger, TriggerKind};
 use crate::scan::Finished;
 use crate::schedule::Schedule;
 use crate::state::State;
@@ -25,6 +26,7 @@ pub trait Scanner: Send + Sync + 'static {
     fn scan(
         &self,
         env: Environment,
+        trigger: Trigger,
         cancel: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>>;
 }
@@ -41,12 +43,13 @@ impl Scanner for TerraformScanner {
     fn scan(
         &self,
         env: Environment,
+        trigger: Trigger,
         cancel: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>> {
         let (storage, reads) = (self.storage.clone(), self.reads.clone());
-        Box::pin(
-            async move { crate::scan::scan_locked(&env, &storage, Some(&reads), &cancel).await },
-        )
+        Box::pin(async move {
+            crate::scan::scan_locked(&env, &storage, Some(&reads), trigger, &cancel).await
+        })
     }
 }
 
@@ -290,6 +293,8 @@ async fn env_loop(mut l: Loop) {
         .view(&l.name)
         .and_then(|v| v.latest.as_ref().and_then(|r| r.finished_at()));
     let mut delay = first_delay(&first, last, Utc::now());
+    // The first timer of an environment with run_on_start is its start scan.
+    let mut on_start = first.run_on_start;
     loop {
         let env = l.settings.borrow_and_update().clone();
         let due = chrono::Duration::from_std(delay)
@@ -298,20 +303,25 @@ async fn env_loop(mut l: Loop) {
         l.changes
             .next_scan(&l.name, due, env.schedule.period().as_secs_f64())
             .await;
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => l.set_busy(true),
-            _ = l.trigger.notified() => {}
+        let kind = tokio::select! {
+            _ = tokio::time::sleep(delay) => {
+                l.set_busy(true);
+                if on_start { TriggerKind::Start } else { TriggerKind::Schedule }
+            }
+            _ = l.trigger.notified() => TriggerKind::Manual,
             changed = l.settings.changed() => {
                 if changed.is_err() {
                     return;
                 }
+                on_start = false;
                 let env = l.settings.borrow().clone();
                 delay = next_delay(&env, Utc::now());
                 tracing::info!(environment = %l.name, schedule = %env.schedule.describe(), "settings changed: new schedule");
                 continue;
             }
             _ = l.cancel.cancelled() => return,
-        }
+        };
+        on_start = false;
         let permit = tokio::select! {
             permit = l.limit.clone().acquire_owned() => permit,
             _ = l.cancel.cancelled() => return,
@@ -319,7 +329,11 @@ async fn env_loop(mut l: Loop) {
         l.changes.running(&l.name, true).await;
         // In a task of its own: a scan that panics ends as a logged error, and the
         // environment goes on being scheduled instead of staying "in progress" for ever.
-        let scan = tokio::spawn(l.scanner.scan(env.clone(), l.cancel.child_token()));
+        let scan = tokio::spawn(l.scanner.scan(
+            env.clone(),
+            Trigger::of(kind),
+            l.cancel.child_token(),
+        ));
         let result = scan.await.unwrap_or_else(|e| {
             tracing::error!(environment = %l.name, error = %e, "the scan task failed; the next scan runs as scheduled");
             None

@@ -282,6 +282,30 @@ pub enum AttributionError {
     Journal,
 }
 
+/// What started a scan (interface §7, the report's `trigger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// The first scan of an environment with `run_on_start`.
+    Start,
+    /// Its schedule came due.
+    Schedule,
+    /// `POST /scan/<env>`, or the CLI's `scan`.
+    Manual,
+}
+
+/// What started a scan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub kind: TriggerKind,
+}
+
+impl Trigger {
+    pub fn of(kind: TriggerKind) -> Trigger {
+        Trigger { kind }
+    }
+}
+
 /// Where an attribution entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -402,6 +426,8 @@ pub struct Report {
     pub error: Option<ScanError>,
     /// Why the changes of guests have `changed_by: null` though attribution is on.
     pub attribution_error: Option<AttributionError>,
+    /// What started the scan (`None` for `explain`, and reports stored before triggers).
+    pub trigger: Option<Trigger>,
 }
 
 /// A scan as it ended, complete: when, with what, what the plan said, and the plan to serve.
@@ -414,6 +440,7 @@ pub struct Scanned {
     pub finished_at: DateTime<Utc>,
     pub duration_seconds: f64,
     pub tool: Tool,
+    pub trigger: Trigger,
     /// What the plan (or the failure) said; its `stamp` is `None`.
     pub findings: Report,
     /// The plan as `/detail/<env>/plan` serves it, in a temporary file of the environment's
@@ -442,6 +469,7 @@ impl Scanned {
             duration_seconds: self.duration_seconds,
         });
         report.tool = Some(self.tool);
+        report.trigger = Some(self.trigger);
         (report, self.plan)
     }
 }
@@ -495,6 +523,7 @@ impl Report {
             ignored: outcome.ignored,
             error: outcome.error,
             attribution_error: None,
+            trigger: None,
         }
     }
 
@@ -511,6 +540,7 @@ impl Report {
             ignored: Vec::new(),
             error: Some(error),
             attribution_error: None,
+            trigger: None,
         }
     }
 

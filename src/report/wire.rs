@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    AttributionError, Change, Report, ScanError, Stamp, Status, Summary, Tool, rfc3339_seconds,
+    AttributionError, Change, Report, ScanError, Stamp, Status, Summary, Tool, Trigger,
+    rfc3339_seconds,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -37,6 +38,8 @@ struct Wire<'a> {
     error: Option<Cow<'a, ScanError>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attribution_error: Option<AttributionError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trigger: Option<Cow<'a, Trigger>>,
 }
 
 impl Serialize for Report {
@@ -57,6 +60,7 @@ impl Serialize for Report {
             ignored: Cow::Borrowed(&self.ignored),
             error: self.error.as_ref().map(Cow::Borrowed),
             attribution_error: self.attribution_error,
+            trigger: self.trigger.as_ref().map(Cow::Borrowed),
         }
         .serialize(s)
     }
@@ -88,6 +92,7 @@ impl<'de> Deserialize<'de> for Report {
             ignored: w.ignored.into_owned(),
             error: w.error.map(Cow::into_owned),
             attribution_error: w.attribution_error,
+            trigger: w.trigger.map(Cow::into_owned),
         })
     }
 }

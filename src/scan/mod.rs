@@ -10,7 +10,9 @@ use tokio::time::Instant;
 use crate::attribution::{Entry, PollStatus, Reads};
 use crate::cancel::CancellationToken;
 use crate::config::Environment;
-use crate::report::{AttributionError, ErrorReason, Report, ScanError, Scanned};
+use crate::report::{
+    AttributionError, ErrorReason, Report, ScanError, Scanned, Trigger, TriggerKind,
+};
 pub use crate::store::Stored;
 use crate::store::{LockWait, ScanLock, Storage};
 
@@ -35,7 +37,8 @@ pub async fn scan_and_commit(
     storage: &Storage,
     cancel: &CancellationToken,
 ) -> Option<Stored> {
-    let finished = scan_locked(env, storage, None, cancel).await?;
+    let manual = Trigger::of(TriggerKind::Manual);
+    let finished = scan_locked(env, storage, None, manual, cancel).await?;
     let stored = storage.commit(finished.scanned).await;
     drop(finished.lock);
     committed(&stored);
@@ -68,6 +71,7 @@ pub async fn scan_locked(
     env: &Environment,
     storage: &Storage,
     reads: Option<&Reads>,
+    trigger: Trigger,
     cancel: &CancellationToken,
 ) -> Option<Finished> {
     let store = match crate::store::open_env(storage.path(), &env.name).await {
@@ -97,6 +101,7 @@ pub async fn scan_locked(
                     finished_at: Utc::now(),
                     duration_seconds: seconds(clock),
                     tool,
+                    trigger,
                     findings: Report::failed(lock_timed_out(env)),
                     plan: None,
                 };
@@ -109,7 +114,7 @@ pub async fn scan_locked(
         None => None,
     };
     tracing::info!(environment = %env.name, dir = %env.dir.display(), "scan started");
-    match scan(env, storage, reads, cancel, deadline).await {
+    match scan(env, storage, reads, trigger, cancel, deadline).await {
         Ok(scanned) => Some(Finished { scanned, lock }),
         Err(Cancelled) => {
             tracing::warn!(environment = %env.name, "scan cancelled: terraform was interrupted, nothing is stored");
@@ -133,6 +138,7 @@ pub async fn scan(
     env: &Environment,
     storage: &Storage,
     reads: Option<&Reads>,
+    trigger: Trigger,
     cancel: &CancellationToken,
     deadline: Instant,
 ) -> Result<Scanned, Cancelled> {
@@ -178,6 +184,7 @@ pub async fn scan(
         finished_at: Utc::now(),
         duration_seconds: seconds(clock),
         tool: scan.tool,
+        trigger,
         findings: report,
         plan: scan.served_plan,
     })

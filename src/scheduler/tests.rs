@@ -2,12 +2,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::report::{PlanOutcome, Report, Scanned, Tool};
+use crate::report::{PlanOutcome, Report, Scanned, Tool, Trigger, TriggerKind};
 
 /// Imitates a scan: takes `duration` of (paused) tokio time, records concurrency.
 struct FakeScanner {
     duration: Duration,
     calls: Mutex<Vec<String>>,
+    triggers: Mutex<Vec<TriggerKind>>,
     running: AtomicUsize,
     max_running: AtomicUsize,
 }
@@ -17,6 +18,7 @@ impl FakeScanner {
         Arc::new(FakeScanner {
             duration,
             calls: Mutex::new(Vec::new()),
+            triggers: Mutex::new(Vec::new()),
             running: AtomicUsize::new(0),
             max_running: AtomicUsize::new(0),
         })
@@ -36,6 +38,7 @@ impl Scanner for Arc<FakeScanner> {
     fn scan(
         &self,
         env: Environment,
+        trigger: Trigger,
         _cancel: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>> {
         let me = self.clone();
@@ -45,6 +48,7 @@ impl Scanner for Arc<FakeScanner> {
             tokio::time::sleep(me.duration).await;
             me.running.fetch_sub(1, Ordering::SeqCst);
             me.calls.lock().unwrap().push(env.name.clone());
+            me.triggers.lock().unwrap().push(trigger.kind);
             let findings = Report::from_outcome(PlanOutcome::no_changes());
             Some(Finished {
                 scanned: Scanned {
@@ -56,6 +60,7 @@ impl Scanner for Arc<FakeScanner> {
                         binary: None,
                         version: None,
                     },
+                    trigger,
                     findings,
                     plan: None,
                 },
@@ -63,6 +68,34 @@ impl Scanner for Arc<FakeScanner> {
             })
         })
     }
+}
+
+/// A queue whose changes reach `state` as the supervisor's would (running, next scan);
+/// finished scans are only acknowledged.
+fn applying(state: Arc<State>) -> Changes {
+    use crate::changes::Change;
+    let (changes, mut queue) = Changes::channel();
+    tokio::spawn(async move {
+        while let Some(change) = queue.recv().await {
+            match change {
+                Change::Running {
+                    environment,
+                    running,
+                } => state.set_running(&environment, running),
+                Change::NextScan {
+                    environment,
+                    due,
+                    period_seconds,
+                } => state.set_next_scan(&environment, due, period_seconds),
+                Change::Reload(answer) => drop(answer.send(Ok(()))),
+                Change::ScanFinished(_, applied) | Change::UnmanagedFinished(_, applied) => {
+                    let _ = applied.send(());
+                }
+                Change::Attribution { .. } => {}
+            }
+        }
+    });
+    changes
 }
 
 fn setup(toml: &str, scan: Duration) -> (tempfile::TempDir, Arc<FakeScanner>, Scheduler) {
@@ -107,6 +140,7 @@ impl Scanner for Arc<Panicking> {
     fn scan(
         &self,
         _env: Environment,
+        _trigger: Trigger,
         _cancel: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = Option<Finished>> + Send>> {
         let me = self.clone();
@@ -129,12 +163,16 @@ async fn a_scan_that_panics_does_not_leave_its_environment_stuck_in_progress() {
     let scanner = Arc::new(Panicking(AtomicUsize::new(0)));
     let scheduler = Scheduler::new(
         state.clone(),
-        Changes::discarding(),
+        applying(state.clone()),
         Arc::new(scanner.clone()),
         1,
     );
     scheduler.apply(&config);
     settle().await;
+    assert!(
+        state.view("lab").unwrap().next_scan.is_some(),
+        "the scheduler's word reaches the state"
+    );
     advance(Duration::from_secs(2)).await;
     assert_eq!(scanner.0.load(Ordering::SeqCst), 1);
     assert!(
@@ -167,6 +205,17 @@ async fn an_interval_runs_at_start_then_once_per_interval() {
         fake.calls("lab"),
         2,
         "one interval after the end of the first scan"
+    );
+    assert_eq!(scheduler.trigger("lab"), Triggered::Started);
+    advance(Duration::from_secs(6)).await;
+    assert_eq!(
+        *fake.triggers.lock().unwrap(),
+        [
+            TriggerKind::Start,
+            TriggerKind::Schedule,
+            TriggerKind::Manual
+        ],
+        "each report says what started its scan"
     );
     scheduler.shutdown().await;
 }

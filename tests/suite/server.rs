@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tfdrift_exporter::cancel::CancellationToken;
 use tfdrift_exporter::serve::{self, Options};
 
@@ -438,6 +438,11 @@ fn metrics_detail_history_and_restart() {
     assert_eq!(detail["environments"]["prod"]["status"], "conform");
     assert_eq!(detail["environments"]["lab"]["status"], "drift");
     assert_eq!(
+        detail["environments"]["lab"]["trigger"],
+        json!({"kind": "start"}),
+        "run_on_start"
+    );
+    assert_eq!(
         detail["environments"]["mon"]["error"]["reason"],
         "state_backend"
     );
@@ -723,9 +728,13 @@ fn triggered_scans_and_reloads() {
     assert_eq!(server.request("GET", "/scan/prod", None).0, 405);
     let (status, _, body) = server.request("POST", "/scan/prod", None);
     assert_eq!(status, 202, "{body}");
-    server.wait_detail(Duration::from_secs(60), |d| {
+    let detail = server.wait_detail(Duration::from_secs(60), |d| {
         d["environments"]["prod"]["status"] == "conform"
     });
+    assert_eq!(
+        detail["environments"]["prod"]["trigger"]["kind"], "manual",
+        "{detail}"
+    );
     assert_eq!(
         metric(
             &server.metrics(),

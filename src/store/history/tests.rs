@@ -178,6 +178,7 @@ fn scanned(env: &str, t: DateTime<Utc>, addresses: &[&str]) -> crate::report::Sc
             binary: None,
             version: None,
         },
+        trigger: crate::report::Trigger::of(crate::report::TriggerKind::Schedule),
         findings: Report::from_outcome(outcome),
         plan: None,
     }
