@@ -277,7 +277,7 @@ async fn read_log(
         // pmxcfs restarted: its ring starts again at uid 1. A new start, not lost entries.
         let restarted = !still_there
             && newest["node"].as_str() == Some(node.as_str())
-            && newest["uid"].as_u64().is_some_and(|u| u < *uid);
+            && newest["uid"].as_u64().is_some_and(|u| u <= *uid);
         if restarted {
             tracing::info!(node = %node, "Proxmox's cluster log started again (pmxcfs restarted)");
         } else if !still_there && !follows {

@@ -466,3 +466,75 @@ fn an_unreadable_journal_is_no_nobody() {
     );
     assert_eq!(report["attribution_error"], "journal", "{report}");
 }
+
+/// pmxcfs writes a backslash as it is: one logged `C:\temp` makes the whole cluster log an
+/// invalid JSON text, and pve-manager answers every read with HTTP 500 until the line leaves
+/// the ring (../shared/facts/proxmox.md). Attribution says `api`, the drift is still found,
+/// nothing panics; once the line has left the ring, authors come back.
+#[test]
+fn a_cluster_log_blinded_by_a_backslash_gives_null_with_a_reason_and_the_drift_still() {
+    let Some(lab) = Lab::new() else { return };
+    lab.sim.cluster.audit.set_log_capacity(50);
+    let server = Server::in_process(&lab.config());
+    assert_eq!(scan(&server)["status"], "conform");
+    lab.by_hand(
+        ROOT,
+        "/nodes/pve1/qemu/120/config",
+        json!({"description": "backup in C:\\xtemp", "memory": 3072}),
+    );
+    let report = scan(&server);
+    assert_eq!(report["status"], "drift", "{report}");
+    assert!(
+        change(&report, "pvesim_vm.web")["changed_by"].is_null(),
+        "{report}"
+    );
+    assert_eq!(report["attribution_error"], "api", "{report}");
+    // Fifty other lines push it out of the ring: the log reads again.
+    for i in 0..50 {
+        lab.sim
+            .cluster
+            .audit
+            .log("pve1", "root@pam", &format!("starting task {i}"));
+    }
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 4096}));
+    let report = scan(&server);
+    let by = &change(&report, "pvesim_vm.web")["changed_by"];
+    assert_eq!(by[0]["user"], "root@pam", "{report}");
+}
+
+/// When pmxcfs restarts on a single node its ring starts again, empty, uids from 1: the
+/// poller kept `log:<node>:<uid>` keys and dropped the new lines as already seen. A restart
+/// is a restart: the next change is attributed, nothing is kept twice, no gap is counted.
+#[test]
+fn a_cluster_log_started_again_by_pmxcfs_loses_nothing_and_doubles_nothing() {
+    let Some(lab) = Lab::new() else { return };
+    let server = Server::in_process(&lab.config());
+    assert_eq!(scan(&server)["status"], "conform");
+    lab.by_hand(ROOT, "/nodes/pve1/qemu/120/config", json!({"memory": 3072}));
+    assert_eq!(
+        change(&scan(&server), "pvesim_vm.web")["changed_by"][0]["user"],
+        "root@pam"
+    );
+    lab.sim.cluster.audit.restart_pmxcfs();
+    // A second before the next change: the restarted ring's first uid is the one of the
+    // change before, in another second.
+    std::thread::sleep(Duration::from_millis(1100));
+    lab.by_hand(
+        TERRAFORM,
+        "/nodes/pve1/qemu/120/config",
+        json!({"memory": 4096}),
+    );
+    let report = scan(&server);
+    let by = &change(&report, "pvesim_vm.web")["changed_by"];
+    assert_eq!(
+        by[0]["user"], "terraform@pve",
+        "the new line is read: {report}"
+    );
+    assert_eq!(by[1]["user"], "root@pam");
+    assert_eq!(by.as_array().unwrap().len(), 2, "nothing twice: {by}");
+    assert_eq!(
+        metric(&server.metrics(), "tfdrift_attribution_log_gaps_total", &[]),
+        Some(0.0),
+        "a restart is no gap"
+    );
+}

@@ -125,7 +125,9 @@ impl Audit {
         }
     }
 
-    fn task(&self, node: &str, actor: &str, kind: &str, vmid: u32) {
+    /// Adds a task of `kind` about `vmid` to `node`'s list, started now by `actor` (the
+    /// simulator's handlers, and tests adding what other activity would).
+    pub fn task(&self, node: &str, actor: &str, kind: &str, vmid: u32) {
         let mut books = self.books.lock().unwrap();
         let n = books.tasks.len() as u32 + 1;
         let start = now();
@@ -187,20 +189,46 @@ impl Audit {
     }
 
     /// `GET /cluster/log?max=N` (default 50), newest first; without `Sys.Syslog` only the
-    /// caller's own entries.
-    pub fn log_answer(&self, query: &str, actor: &str, syslog: bool) -> Value {
+    /// caller's own entries. As pve-manager does, the entries are pmxcfs' text (see
+    /// [`pmxcfs_text`]) decoded with `decode_json`: `Err` (HTTP 500) when that text is not
+    /// JSON, which one logged backslash is enough for.
+    pub fn log_answer(&self, query: &str, actor: &str, syslog: bool) -> Result<Value, String> {
         let max = param(query, "max")
             .and_then(|m| m.parse().ok())
             .unwrap_or(50usize);
         let books = self.books.lock().unwrap();
-        let data: Vec<&LogEntry> = books
+        let entries: Vec<String> = books
             .log
             .iter()
             .rev()
             .filter(|e| syslog || e.user == actor)
             .take(max)
+            .map(|e| {
+                format!(
+                    r#"{{"uid":{},"time":{},"pri":{},"tag":"{}","pid":{},"node":"{}","user":"{}","msg":"{}","id":"{}"}}"#,
+                    e.uid,
+                    e.time,
+                    e.pri,
+                    pmxcfs_text(&e.tag),
+                    e.pid,
+                    pmxcfs_text(&e.node),
+                    pmxcfs_text(&e.user),
+                    pmxcfs_text(&e.msg),
+                    pmxcfs_text(&e.id)
+                )
+            })
             .collect();
-        json!({ "data": data })
+        let text = format!("{{\"data\":[{}]}}", entries.join(","));
+        let data: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("malformed JSON string, {e} (in the cluster log)"))?;
+        Ok(data)
+    }
+
+    /// The ring starts again, empty, its uids from 1: pmxcfs restarted on a single node.
+    pub fn restart_pmxcfs(&self) {
+        let mut books = self.books.lock().unwrap();
+        books.log.clear();
+        books.next_uid = 0;
     }
 
     /// `GET /nodes/{node}/tasks?since=&vmid=&typefilter=&limit=` (default 50), newest first.
@@ -225,6 +253,23 @@ impl Audit {
             .collect();
         json!({ "data": data })
     }
+}
+
+/// Text as pmxcfs writes it into its JSON (../shared/facts/proxmox.md, "Change signals"):
+/// `"` as `\"`, control characters as `#NNN`, other non-ASCII as `\uXXXX`, characters above
+/// U+FFFF dropped, and a backslash written as it is (not escaped).
+pub fn pmxcfs_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("#{:03}", c as u32)),
+            c if (c as u32) > 0xFFFF => {}
+            c if !c.is_ascii() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The value of `name` in a query string (no percent-decoding: the values here are numbers

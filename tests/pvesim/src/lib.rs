@@ -282,10 +282,15 @@ impl Cluster {
                     ),
                 }
             }
-            (&Method::GET, ["cluster", "log"]) => reply(
-                StatusCode::OK,
-                self.audit.log_answer(&query, &actor, syslog),
-            ),
+            (&Method::GET, ["cluster", "log"]) => {
+                match self.audit.log_answer(&query, &actor, syslog) {
+                    Ok(answer) => reply(StatusCode::OK, answer),
+                    Err(_) => fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "malformed JSON string (in the cluster log)",
+                    ),
+                }
+            }
             (&Method::GET, ["nodes"]) => {
                 let mut nodes: BTreeSet<String> = ["pve1".to_owned()].into();
                 nodes.extend(self.guests.lock().unwrap().values().map(|g| g.node.clone()));
