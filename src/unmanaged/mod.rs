@@ -220,10 +220,15 @@ struct ClientKey {
     ca: Option<Vec<u8>>,
 }
 
-/// The client of the current settings, secret and CA file, shared by the check and the
-/// attribution poller: its TLS configuration is built once and its connections are kept
-/// alive between requests and polls.
-static CLIENT: std::sync::Mutex<Option<(ClientKey, Arc<Client>)>> = std::sync::Mutex::new(None);
+/// The clients of the settings, secrets and CA files in use, the most recent first, shared
+/// by the check and the attribution poller: a client's TLS configuration is built once and
+/// its connections are kept alive between requests and polls. Several, so that settings in
+/// use side by side (a reload that comes back, several exporters in one test process) do
+/// not throw each other's client and connections away at every poll.
+static CLIENTS: std::sync::Mutex<Vec<(ClientKey, Arc<Client>)>> = std::sync::Mutex::new(Vec::new());
+
+/// Clients kept at most.
+const MAX_CLIENTS: usize = 4;
 
 /// The token's secret and the API client. Both files are read at every check (a rotated
 /// secret or CA is picked up), off the runtime's threads; the client is rebuilt only when
@@ -239,14 +244,18 @@ pub(crate) async fn prepare(
             proxmox,
             secret: secret.clone(),
         };
-        let mut current = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((known, client)) = current.as_ref()
-            && *known == key
-        {
-            return Ok((secret, Ok(client.clone())));
+        let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = clients.iter().position(|(known, _)| *known == key) {
+            let entry = clients.remove(i);
+            let client = entry.1.clone();
+            clients.insert(0, entry);
+            return Ok((secret, Ok(client)));
         }
         let client = Client::new(&key.proxmox, &secret).map(Arc::new);
-        *current = client.as_ref().ok().map(|c| (key, c.clone()));
+        if let Ok(c) = &client {
+            clients.insert(0, (key, c.clone()));
+            clients.truncate(MAX_CLIENTS);
+        }
         Ok((secret, client))
     })
     .await

@@ -385,18 +385,27 @@ fn a_change_scanned_at_once_names_its_author_with_the_default_interval_never_nob
 #[test]
 fn ten_polls_use_a_handful_of_connections_and_host_names_the_port() {
     use std::sync::atomic::Ordering;
-    let Some(lab) = Lab::new() else { return };
+    // Two exporters in this process, each with its own simulator: a client cache of one
+    // slot threw the other's client (and its connections) away at every poll.
+    let (Some(lab), Some(other)) = (Lab::new(), Lab::new()) else {
+        return;
+    };
     let before = lab.sim.cluster.connections.load(Ordering::SeqCst);
+    let other_before = other.sim.cluster.connections.load(Ordering::SeqCst);
     lab.sim.cluster.hosts.lock().unwrap().clear();
     let server = Server::in_process(&lab.config());
+    let other_server = Server::in_process(&other.config());
     for _ in 0..10 {
         next_poll(&server);
+        next_poll(&other_server);
     }
-    let opened = lab.sim.cluster.connections.load(Ordering::SeqCst) - before;
-    assert!(
-        (1..=5).contains(&opened),
-        "{opened} connections for ten polls and a check"
-    );
+    for (sim, before) in [(&lab.sim, before), (&other.sim, other_before)] {
+        let opened = sim.cluster.connections.load(Ordering::SeqCst) - before;
+        assert!(
+            (1..=5).contains(&opened),
+            "{opened} connections for ten polls and a check"
+        );
+    }
     let port = lab.sim.url().rsplit(':').next().unwrap().to_owned();
     let hosts = lab.sim.cluster.hosts.lock().unwrap().clone();
     assert_eq!(
