@@ -127,10 +127,13 @@ impl PollStatus {
         if let Some(e) = &self.error {
             return Some(e.reason.into());
         }
-        match self.read_started_at {
-            Some(t) if t >= plan_started => None,
-            _ => Some(AttributionError::Stale),
-        }
+        self.read_before(plan_started)
+            .then_some(AttributionError::Stale)
+    }
+
+    /// True when this read began before `t` (or says not when).
+    pub fn read_before(&self, t: DateTime<Utc>) -> bool {
+        self.read_started_at.is_none_or(|r| r < t)
     }
 }
 
@@ -291,19 +294,8 @@ mod tests {
     fn a_change_lists_what_changed_the_guest_since_the_conform_scan_and_never_its_creation() {
         let mut outcome = crate::report::PlanOutcome::no_changes();
         outcome.changes.push(crate::report::Change {
-            address: "pvesim_vm.web".into(),
-            module: None,
-            resource_type: "pvesim_vm".into(),
-            name: "web".into(),
-            index: None,
-            action: crate::report::Action::Update,
-            outside_terraform: true,
-            reason: None,
-            attributes: Vec::new(),
-            ignored_by: None,
-            since: None,
-            changed_by: None,
             vmid: Some(120),
+            ..crate::report::Change::outside_update("pvesim_vm.web")
         });
         let mut report = Report::from_outcome(outcome);
         let conform: DateTime<Utc> = "2026-12-02T10:00:00.700Z".parse().unwrap();

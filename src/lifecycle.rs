@@ -107,21 +107,7 @@ mod tests {
     }
 
     fn change(address: &str) -> Change {
-        Change {
-            address: address.into(),
-            module: None,
-            resource_type: "terraform_data".into(),
-            name: address.into(),
-            index: None,
-            action: Action::Update,
-            outside_terraform: true,
-            reason: None,
-            attributes: Vec::new(),
-            ignored_by: None,
-            since: None,
-            changed_by: None,
-            vmid: None,
-        }
+        Change::outside_update(address)
     }
 
     fn scan(minute: u32, addresses: &[&str]) -> Report {

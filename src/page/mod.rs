@@ -18,7 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
 use crate::report::{Report, Status};
-use crate::state::{EnvView, KEPT_CHANGES, State};
+use crate::state::{EnvView, State};
 use parts::{changes, more};
 
 /// Untrusted text as a page shows it: escaped by maud like every splice, and its hidden
@@ -220,6 +220,3 @@ fn unmanaged_section(state: &State) -> Markup {
         }
     }
 }
-
-/// Pages show at most this many changes (and as many ignored ones) of a report.
-const SHOWN: usize = KEPT_CHANGES;

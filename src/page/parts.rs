@@ -2,12 +2,13 @@
 
 use maud::{Markup, html};
 
-use super::{SHOWN, Text, time};
+use super::{Text, time};
 use crate::report::{Change, shown};
+use crate::state::KEPT_CHANGES;
 
 /// The changes of a report as people read them, on every page: one row per resource
 /// (address, action, why, each attribute actual -> expected, who and since when), at most
-/// [`SHOWN`]. Under 600 px each row is a block of labelled lines.
+/// [`KEPT_CHANGES`]. Under 600 px each row is a block of labelled lines.
 pub(super) fn changes(changes: &[Change]) -> Markup {
     html! {
         table.rows.changes {
@@ -18,7 +19,7 @@ pub(super) fn changes(changes: &[Change]) -> Markup {
                 }
             }
             tbody {
-                @for c in changes.iter().take(SHOWN) {
+                @for c in changes.iter().take(KEPT_CHANGES) {
                     tr.change {
                         td data-label="Resource" { code { (Text(&c.address)) } }
                         td data-label="Action" { (c.action) }
@@ -68,12 +69,12 @@ fn who(c: &Change) -> Markup {
     }
 }
 
-/// "and N more" under a list cut at [`SHOWN`], with the link to the whole report.
+/// "and N more" under a list cut at [`KEPT_CHANGES`], with the link to the whole report.
 pub(super) fn more(total: usize, env: &str, what: &str) -> Markup {
     html! {
-        @if total > SHOWN {
+        @if total > KEPT_CHANGES {
             p {
-                "and " (total - SHOWN) " more " (what) ": "
+                "and " (total - KEPT_CHANGES) " more " (what) ": "
                 a href={ "/detail/" (Text(env)) } { "the whole report (JSON)" }
             }
         }

@@ -3,8 +3,9 @@
 use maud::html;
 
 use super::parts::changes;
-use super::{SHOWN, Text, page, time};
+use super::{Text, page, time};
 use crate::report::Report;
+use crate::state::KEPT_CHANGES;
 
 /// The page of a stored report.
 pub fn render(env: &str, report: &Report) -> String {
@@ -42,9 +43,9 @@ pub fn render(env: &str, report: &Report) -> String {
             h2 { "Ignored" }
             (changes(&report.ignored))
         }
-        @if total > 2 * SHOWN {
+        @if total > 2 * KEPT_CHANGES {
             p {
-                "The page shows the first " (SHOWN) " of each; all " (total)
+                "The page shows the first " (KEPT_CHANGES) " of each; all " (total)
                 " are in the JSON of this address (" code { "Accept: application/json" } ")."
             }
         }

@@ -51,6 +51,28 @@ pub struct Change {
     pub vmid: Option<u32>,
 }
 
+#[cfg(test)]
+impl Change {
+    /// An `update` outside Terraform of `address` (a `terraform_data`), no attributes (tests).
+    pub fn outside_update(address: &str) -> Change {
+        Change {
+            address: address.into(),
+            module: None,
+            resource_type: "terraform_data".into(),
+            name: address.into(),
+            index: None,
+            action: Action::Update,
+            outside_terraform: true,
+            reason: None,
+            attributes: Vec::new(),
+            ignored_by: None,
+            since: None,
+            changed_by: None,
+            vmid: None,
+        }
+    }
+}
+
 /// A value as people read it, at most `max` UTF-16 units (`...` when cut; see
 /// [`crate::text::cut`]): JSON, except the markers `(sensitive)` and `(known after apply)`,
 /// written bare.

@@ -328,15 +328,6 @@ pub struct Scanned {
 }
 
 impl Scanned {
-    /// The guests (vmids) the scan found changed outside Terraform: what attribution asks about.
-    pub fn guests(&self) -> impl Iterator<Item = u32> + '_ {
-        self.findings
-            .changes
-            .iter()
-            .filter(|c| c.outside_terraform)
-            .filter_map(|c| c.vmid)
-    }
-
     /// The report as committed under `id`.
     pub fn into_report(self, id: String) -> (Report, Option<tempfile::NamedTempFile>) {
         let mut report = self.findings;

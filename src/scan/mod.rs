@@ -212,23 +212,18 @@ async fn attribute(
     if !wanted {
         return;
     }
-    let mut files = storage
+    let stale = storage
+        .attribution_status::<PollStatus>()
+        .await
+        .is_some_and(|s| s.read_before(plan_started));
+    if let (true, Some(reads)) = (stale, reads)
+        && !reads.after(plan_started, FRESH_READ).await
+    {
+        tracing::warn!(environment = %env, "no read of Proxmox's log after the plan: changed_by is null (stale)");
+    }
+    let files = storage
         .attribution::<PollStatus, Entry>(env, plan_started)
         .await;
-    let stale = files.as_ref().is_some_and(|f| {
-        f.status
-            .as_ref()
-            .is_some_and(|s| s.read_started_at.is_none_or(|t| t < plan_started))
-    });
-    if let (true, Some(reads)) = (stale, reads) {
-        if reads.after(plan_started, FRESH_READ).await {
-            files = storage
-                .attribution::<PollStatus, Entry>(env, plan_started)
-                .await;
-        } else {
-            tracing::warn!(environment = %env, "no read of Proxmox's log after the plan: changed_by is null (stale)");
-        }
-    }
     match files {
         Some(files) => {
             let entries = files.entries.as_deref().map_err(|e| {

@@ -61,6 +61,14 @@ pub fn attribution_journal<E: DeserializeOwned>(storage: &Path) -> Vec<E> {
 }
 
 impl Storage {
+    /// The poller's last status, if attribution is on (a small file: the journal is not read).
+    pub async fn attribution_status<S: DeserializeOwned + Send + 'static>(&self) -> Option<S> {
+        let path = self.layout.attribution_status();
+        blocking("reading the attribution status", move || load_json(&path))
+            .await
+            .flatten()
+    }
+
     /// Every kept attribution entry, oldest first.
     pub async fn load_attribution<E: DeserializeOwned + Send + 'static>(&self) -> Vec<E> {
         let path = self.layout.attribution();

@@ -102,7 +102,7 @@ impl History {
 /// A report id not given yet: `<env>-<start time>`, with a suffix on collision (with a
 /// stored scan, or with an id given to a report that could not be written).
 fn new_id(slot: &mut EnvIndex, env: &str, started_at: DateTime<Utc>) -> String {
-    let base = format!("{env}-{}", started_at.format("%Y%m%dT%H%M%SZ"));
+    let base = id_base(env, started_at);
     let mut n = match &slot.issued {
         Some((issued, n)) if *issued == base => n + 1,
         _ => 1,
@@ -118,6 +118,11 @@ fn new_id(slot: &mut EnvIndex, env: &str, started_at: DateTime<Utc>) -> String {
     }
     slot.issued = Some((base, n));
     id
+}
+
+/// `<env>-<start time>`: a report's id before any suffix.
+pub(super) fn id_base(env: &str, started_at: DateTime<Utc>) -> String {
+    format!("{env}-{}", started_at.format("%Y%m%dT%H%M%SZ"))
 }
 
 /// Writes a report file; a crash at any moment leaves either the old or the new file whole.

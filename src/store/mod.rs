@@ -121,7 +121,7 @@ impl Storage {
                 detail: String::new(),
             });
             report.stamp = Some(crate::report::Stamp {
-                id: format!("{env}-{}", started_at.format("%Y%m%dT%H%M%SZ")),
+                id: commit::id_base(&env, started_at),
                 environment: env,
                 started_at,
                 finished_at: Utc::now(),

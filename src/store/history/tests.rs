@@ -153,21 +153,7 @@ fn scanned(env: &str, t: DateTime<Utc>, addresses: &[&str]) -> crate::report::Sc
     let mut outcome = PlanOutcome::no_changes();
     outcome.changes = addresses
         .iter()
-        .map(|a| crate::report::Change {
-            address: (*a).to_owned(),
-            module: None,
-            resource_type: "terraform_data".into(),
-            name: (*a).to_owned(),
-            index: None,
-            action: crate::report::Action::Update,
-            outside_terraform: true,
-            reason: None,
-            attributes: Vec::new(),
-            ignored_by: None,
-            since: None,
-            changed_by: None,
-            vmid: None,
-        })
+        .map(|a| crate::report::Change::outside_update(a))
         .collect();
     crate::report::Scanned {
         environment: env.to_owned(),
