@@ -37,6 +37,12 @@ pub enum Change {
         status: Option<Box<PollStatus>>,
         new_gaps: u64,
     },
+    /// A read found change signals (counted per source); the batches are due: scan their
+    /// environments.
+    Signals {
+        found: Vec<crate::signals::SignalSource>,
+        due: Vec<(String, crate::signals::Batch)>,
+    },
 }
 
 /// The sending side: cheap to clone, one per component that changes the state.
@@ -105,6 +111,18 @@ impl Changes {
         .await;
     }
 
+    /// Hands over the change signals one read found, and the batches due.
+    pub async fn signals(
+        &self,
+        found: Vec<crate::signals::SignalSource>,
+        due: Vec<(String, crate::signals::Batch)>,
+    ) {
+        if found.is_empty() && due.is_empty() {
+            return;
+        }
+        self.tell(Change::Signals { found, due }).await;
+    }
+
     /// Sends a change without waiting for it to be applied.
     async fn tell(&self, change: Change) {
         let _ = self.queue.send(change).await;
@@ -137,6 +155,7 @@ impl Changes {
                         let _ = applied.send(());
                     }
                     Change::Running { .. }
+                    | Change::Signals { .. }
                     | Change::NextScan { .. }
                     | Change::Attribution { .. } => {}
                 }

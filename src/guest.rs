@@ -15,10 +15,16 @@ pub fn vmid_of(v: &Value) -> Option<u32> {
     .filter(|id| *id > 0)
 }
 
+/// A resource type that may hold a Proxmox guest: the Proxmox providers' (`proxmox_`) and
+/// the test simulator's (`pvesim_`).
+pub fn is_guest_type(resource_type: &str) -> bool {
+    resource_type.starts_with("proxmox_") || resource_type.starts_with("pvesim_")
+}
+
 /// The vmid of a Proxmox guest resource from its values (`vm_id`, else `vmid`); `None` for
 /// resources of other providers.
 pub fn guest_vmid(resource_type: &str, values: &Value) -> Option<u32> {
-    if !(resource_type.starts_with("proxmox_") || resource_type.starts_with("pvesim_")) {
+    if !is_guest_type(resource_type) {
         return None;
     }
     vmid_of(values.get("vm_id").or_else(|| values.get("vmid"))?)

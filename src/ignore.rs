@@ -182,6 +182,7 @@ mod tests {
             ignored: vec![],
             error: None,
             tool_version: None,
+            guests: None,
         };
         apply(&mut o, &[rule(Some("tags"), None)], today);
         assert!(o.changes.is_empty());
@@ -195,6 +196,7 @@ mod tests {
             ignored: vec![],
             error: None,
             tool_version: None,
+            guests: None,
         };
         apply(&mut o, &[rule(Some("tags"), None)], today);
         assert_eq!(
@@ -209,6 +211,7 @@ mod tests {
             ignored: vec![],
             error: None,
             tool_version: None,
+            guests: None,
         };
         apply(&mut o, &[rule(None, Some("2026-11-25"))], today);
         assert_eq!(o.changes.len(), 1, "an expired rule stops applying");

@@ -69,6 +69,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod sensitive;
 pub mod serve;
+pub mod signals;
 pub mod state;
 pub mod store;
 pub mod supervisor;

@@ -158,6 +158,15 @@ impl Metrics {
         self.touch();
     }
 
+    /// Counts the change signals one read of Proxmox found.
+    pub fn count_signals(&self, found: &[crate::signals::SignalSource]) {
+        if found.is_empty() {
+            return;
+        }
+        self.attribution.count_signals(found);
+        self.touch();
+    }
+
     /// Says how people reach the exporter.
     pub fn show_web(&self, external_url: Option<&str>, tls: bool) {
         self.web.clear();

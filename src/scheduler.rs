@@ -19,6 +19,7 @@ use crate::config::{Config, Environment};
 use crate::report::{Trigger, TriggerKind};
 use crate::scan::Finished;
 use crate::schedule::Schedule;
+use crate::signals::Batch;
 use crate::state::State;
 
 /// Runs one scan; the real one is [`crate::scan::scan_locked`], tests give their own.
@@ -60,16 +61,32 @@ pub enum Triggered {
     Started,
     /// A scan of the environment is already queued or running: the trigger joins it.
     Joined,
+    /// A scan is running: one more follows it (change signals it may have missed).
+    Follows,
     UnknownEnvironment,
 }
 
 struct EnvTask {
     settings: watch::Sender<Environment>,
     trigger: Arc<Notify>,
-    /// Set from the moment a scan is decided until it ends.
-    busy: Arc<Mutex<bool>>,
+    slot: Arc<Mutex<Slot>>,
     cancel: CancellationToken,
     handle: JoinHandle<()>,
+}
+
+/// What an environment's task is doing and what it was asked.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Set from the moment a scan is decided until it ends.
+    busy: bool,
+    /// Its terraform runs (the plan may already have read the guests).
+    running: bool,
+    /// A trigger asked for a scan that has not started yet.
+    requested: bool,
+    /// Change signals for the scan that starts next: a queued scan absorbs new ones; one
+    /// that arrives while a scan runs is kept for one scan after it (the running plan may
+    /// have read the guest before the change).
+    signals: Option<Batch>,
 }
 
 /// The per-environment tasks.
@@ -213,7 +230,7 @@ impl Scheduler {
     fn spawn(&self, env: Environment) -> EnvTask {
         let (settings, rx) = watch::channel(env.clone());
         let trigger = Arc::new(Notify::new());
-        let busy = Arc::new(Mutex::new(false));
+        let slot = Arc::new(Mutex::new(Slot::default()));
         let cancel = self.shutdown.child_token();
         let handle = tokio::spawn(env_loop(Loop {
             state: self.state.clone(),
@@ -223,13 +240,13 @@ impl Scheduler {
             name: env.name.clone(),
             settings: rx,
             trigger: trigger.clone(),
-            busy: busy.clone(),
+            slot: slot.clone(),
             cancel: cancel.clone(),
         }));
         EnvTask {
             settings,
             trigger,
-            busy,
+            slot,
             cancel,
             handle,
         }
@@ -241,14 +258,41 @@ impl Scheduler {
         let Some(task) = tasks.get(name) else {
             return Triggered::UnknownEnvironment;
         };
-        let mut busy = task.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if *busy {
+        let mut slot = task.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.busy {
             return Triggered::Joined;
         }
         // Marked here, under the lock, so that a second trigger joins this one.
-        *busy = true;
+        slot.busy = true;
+        slot.requested = true;
         task.trigger.notify_one();
         Triggered::Started
+    }
+
+    /// Asks for a scan of `name` for Proxmox's change signals: now when none is queued or
+    /// running; a queued scan takes them; a running one is followed by one more.
+    pub fn signal(&self, name: &str, batch: Batch) -> Triggered {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(task) = tasks.get(name) else {
+            return Triggered::UnknownEnvironment;
+        };
+        let mut slot = task.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.signals.as_mut() {
+            Some(kept) => kept.absorb(batch),
+            None => slot.signals = Some(batch),
+        }
+        let triggered = match (slot.busy, slot.running) {
+            (false, _) => {
+                slot.busy = true;
+                slot.requested = true;
+                task.trigger.notify_one();
+                Triggered::Started
+            }
+            (true, false) => Triggered::Joined,
+            (true, true) => Triggered::Follows,
+        };
+        tracing::info!(environment = %name, signals = slot.signals.as_ref().map_or(0, |b| b.total), outcome = ?triggered, "Proxmox recorded a change of a guest this environment manages");
+        triggered
     }
 
     /// Stops scheduling and interrupts running scans; waits until every task has ended
@@ -276,13 +320,38 @@ struct Loop {
     name: String,
     settings: watch::Receiver<Environment>,
     trigger: Arc<Notify>,
-    busy: Arc<Mutex<bool>>,
+    slot: Arc<Mutex<Slot>>,
     cancel: CancellationToken,
 }
 
 impl Loop {
-    fn set_busy(&self, value: bool) {
-        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The timer came due: a scan is decided (unless a trigger decided one first).
+    fn decide(&self) {
+        self.slot().busy = true;
+    }
+
+    /// The scan starts: it takes the signals waiting so far, and the request is served.
+    fn start(&self, kind: TriggerKind) -> Trigger {
+        let mut slot = self.slot();
+        slot.running = true;
+        slot.requested = false;
+        match slot.signals.take() {
+            Some(batch) => Trigger::proxmox(batch),
+            None => Trigger::of(kind),
+        }
+    }
+
+    /// The scan ended: true when signals came while it ran (one more scan now).
+    fn end(&self) -> bool {
+        let mut slot = self.slot();
+        slot.running = false;
+        let again = slot.signals.is_some();
+        slot.busy = again;
+        again
     }
 }
 
@@ -295,6 +364,8 @@ async fn env_loop(mut l: Loop) {
     let mut delay = first_delay(&first, last, Utc::now());
     // The first timer of an environment with run_on_start is its start scan.
     let mut on_start = first.run_on_start;
+    // Signals came during the last scan: the next one starts at once.
+    let mut follow = false;
     loop {
         let env = l.settings.borrow_and_update().clone();
         let due = chrono::Duration::from_std(delay)
@@ -304,11 +375,18 @@ async fn env_loop(mut l: Loop) {
             .next_scan(&l.name, due, env.schedule.period().as_secs_f64())
             .await;
         let kind = tokio::select! {
+            _ = std::future::ready(()), if follow => TriggerKind::Proxmox,
             _ = tokio::time::sleep(delay) => {
-                l.set_busy(true);
+                l.decide();
                 if on_start { TriggerKind::Start } else { TriggerKind::Schedule }
             }
-            _ = l.trigger.notified() => TriggerKind::Manual,
+            _ = l.trigger.notified() => {
+                // A permit left by a trigger that a timer's scan already served.
+                if !l.slot().requested {
+                    continue;
+                }
+                TriggerKind::Manual
+            }
             changed = l.settings.changed() => {
                 if changed.is_err() {
                     return;
@@ -326,14 +404,11 @@ async fn env_loop(mut l: Loop) {
             permit = l.limit.clone().acquire_owned() => permit,
             _ = l.cancel.cancelled() => return,
         };
+        let trigger = l.start(kind);
         l.changes.running(&l.name, true).await;
         // In a task of its own: a scan that panics ends as a logged error, and the
         // environment goes on being scheduled instead of staying "in progress" for ever.
-        let scan = tokio::spawn(l.scanner.scan(
-            env.clone(),
-            Trigger::of(kind),
-            l.cancel.child_token(),
-        ));
+        let scan = tokio::spawn(l.scanner.scan(env.clone(), trigger, l.cancel.child_token()));
         let result = scan.await.unwrap_or_else(|e| {
             tracing::error!(environment = %l.name, error = %e, "the scan task failed; the next scan runs as scheduled");
             None
@@ -345,7 +420,7 @@ async fn env_loop(mut l: Loop) {
             l.changes.scan_finished(finished).await;
         }
         l.changes.running(&l.name, false).await;
-        l.set_busy(false);
+        follow = l.end();
         if cancelled {
             return;
         }

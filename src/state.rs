@@ -62,8 +62,14 @@ pub struct State {
     envs: RwLock<BTreeMap<String, EnvView>>,
     /// The last unmanaged-guest check, when `[proxmox]` is configured.
     unmanaged: RwLock<Option<Arc<Unmanaged>>>,
+    /// The vmids each environment manages, from its last state pull or read plan: which
+    /// environment a change signal is for.
+    managed: RwLock<Arc<Managed>>,
     pub metrics: Metrics,
 }
+
+/// The vmids of the guests each environment manages.
+pub type Managed = BTreeMap<String, std::collections::BTreeSet<u32>>;
 
 /// Reads through a lock that a panicking writer may have poisoned (the data stays whole:
 /// every write replaces a value).
@@ -114,10 +120,15 @@ impl State {
                 );
                 Arc::new(stored)
             });
+        let managed = unmanaged
+            .as_ref()
+            .map(|u| u.managed.clone())
+            .unwrap_or_default();
         State {
             config: RwLock::new(Arc::new(config)),
             envs: RwLock::new(envs),
             unmanaged: RwLock::new(unmanaged),
+            managed: RwLock::new(Arc::new(managed)),
             metrics,
         }
     }
@@ -204,10 +215,33 @@ impl State {
             // A check that ended after a reload removed [proxmox].
             return;
         }
+        if result.error.is_none() {
+            let mut managed = write(&self.managed);
+            let mut map = (**managed).clone();
+            map.extend(result.managed.clone());
+            map.retain(|e, _| config.environments.contains_key(e));
+            *managed = Arc::new(map);
+        }
         let mut current = write(&self.unmanaged);
         self.metrics
             .show_unmanaged(Some(&result), config.max_resource_series);
         *current = Some(Arc::new(result));
+    }
+
+    /// The vmids each environment manages, as last known.
+    pub fn managed(&self) -> Arc<Managed> {
+        read(&self.managed).clone()
+    }
+
+    /// Takes the guests a scan's plan of `environment` holds.
+    pub fn set_managed(&self, environment: &str, vmids: std::collections::BTreeSet<u32>) {
+        let mut managed = write(&self.managed);
+        if managed.get(environment) == Some(&vmids) {
+            return;
+        }
+        let mut map = (**managed).clone();
+        map.insert(environment.to_owned(), vmids);
+        *managed = Arc::new(map);
     }
 
     /// Says how people reach the exporter (the base of alert links).

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::changes::Change;
 use crate::config::Config;
+use crate::report::Status;
 use crate::scan::Finished;
 use crate::scheduler::Scheduler;
 use crate::state::State;
@@ -72,6 +73,12 @@ impl Supervisor {
                 Change::Attribution { status, new_gaps } => {
                     self.state.record_attribution(status.as_deref(), new_gaps)
                 }
+                Change::Signals { found, due } => {
+                    self.state.metrics.count_signals(&found);
+                    for (environment, batch) in due {
+                        self.scheduler.signal(&environment, batch);
+                    }
+                }
             }
         }
     }
@@ -79,9 +86,14 @@ impl Supervisor {
     /// Commits a finished scan, shows it, releases its environment's scan lock, answers, and
     /// then prunes the history.
     async fn scan_finished(&self, finished: Finished, applied: oneshot::Sender<()>) {
-        let Finished { scanned, lock } = finished;
+        let Finished { mut scanned, lock } = finished;
+        let guests = scanned.guests.take();
+        let environment = scanned.environment.clone();
         let stored = self.storage.commit(scanned).await;
         crate::scan::committed(&stored);
+        if let Some(guests) = guests.filter(|_| stored.report.status != Status::Error) {
+            self.state.set_managed(&environment, guests);
+        }
         self.state.record(stored);
         drop(lock);
         let _ = applied.send(());

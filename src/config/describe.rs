@@ -75,6 +75,16 @@ fn describe_proxmox(out: &mut String, p: &Proxmox) {
         "off".to_owned()
     };
     let _ = writeln!(out, "  attribution:  {attribution}");
+    let signals = if p.signals {
+        format!(
+            "a scan soon after Proxmox records a change (cluster log and tasks every {}, config digests every {})",
+            d(p.attribution_interval),
+            d(p.digest_interval)
+        )
+    } else {
+        "off: scans follow the schedules only".to_owned()
+    };
+    let _ = writeln!(out, "  signals:      {signals}");
     let _ = writeln!(
         out,
         "  interval:     every {} (request timeout {})",

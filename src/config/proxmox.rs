@@ -61,8 +61,15 @@ pub struct Proxmox {
     pub allow_empty_inventory: bool,
     /// Read the cluster log and the nodes' task lists to tell who changed a guest.
     pub attribution: bool,
-    /// How often the cluster log is read (it is a ring of 128 KiB: minutes, not hours).
+    /// How often the cluster log and the task lists are read (the log is a ring of 128 KiB:
+    /// minutes, not hours); change signals are found at the same reads.
     pub attribution_interval: Duration,
+    /// Scan an environment soon after Proxmox records a change of one of its guests
+    /// ([`crate::signals`]).
+    pub signals: bool,
+    /// How often the config digest of each guest a state manages is read (for the edits
+    /// that write no log line: LXC configs).
+    pub digest_interval: Duration,
     /// The tokens Terraform applies with (`terraform@pve!apply`): their changes are
     /// Terraform's own.
     pub terraform_token_ids: Vec<String>,
@@ -125,7 +132,11 @@ pub(super) fn validate_proxmox(
     let ignore = guest_ignore(p.ignore)?;
     let attribution_interval = match p.attribution_interval {
         Some(d) => within(&key("attribution_interval"), d.0, ATTRIBUTION_INTERVAL)?,
-        None => Duration::from_secs(60),
+        None => Duration::from_secs(10),
+    };
+    let digest_interval = match p.digest_interval {
+        Some(d) => within(&key("digest_interval"), d.0, DIGEST_INTERVAL)?,
+        None => Duration::from_secs(30),
     };
     if let Some((i, id)) = p
         .terraform_token_ids
@@ -140,6 +151,13 @@ pub(super) fn validate_proxmox(
             ),
         ));
     }
+    let attribution = p.attribution.unwrap_or(true);
+    if p.signals == Some(true) && !attribution {
+        return Err(KeyError::new(
+            key("signals"),
+            "change signals are found at the reads of the cluster log and tasks: set attribution = true, or leave signals out",
+        ));
+    }
     Ok(Proxmox {
         api_url,
         token_id: p.token_id,
@@ -149,8 +167,10 @@ pub(super) fn validate_proxmox(
         interval,
         timeout,
         allow_empty_inventory: p.allow_empty_inventory,
-        attribution: p.attribution.unwrap_or(true),
+        attribution,
         attribution_interval,
+        signals: p.signals.unwrap_or(attribution),
+        digest_interval,
         terraform_token_ids: p.terraform_token_ids,
         ignore,
     })

@@ -171,7 +171,13 @@ fn the_external_url_and_terraform_tokens_are_checked_at_load() {
     let proxmox = "[proxmox]\napi_url = \"https://pve1:8006\"\ntoken_id = \"tfdrift@pve!m\"\ntoken_secret_env = \"S\"\n";
     let p = load(&format!("{proxmox}{env}")).unwrap().proxmox.unwrap();
     assert!(p.attribution, "on by default");
-    assert_eq!(p.attribution_interval, Duration::from_secs(60));
+    assert_eq!(p.attribution_interval, Duration::from_secs(10));
+    assert!(p.signals, "change signals on by default");
+    assert_eq!(p.digest_interval, Duration::from_secs(30));
+    let e = load(&format!("{proxmox}digest_interval = \"0s\"\n{env}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("proxmox.digest_interval"), "{e}");
     let e = load(&format!(
         "{proxmox}terraform_token_ids = [\"terraform@pve!apply\", \"terraform\"]\n{env}"
     ))

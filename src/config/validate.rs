@@ -45,6 +45,10 @@ pub(super) const ATTRIBUTION_INTERVAL: Bounds = Bounds {
     min: secs(1),
     max: secs(3_600),
 };
+pub(super) const DIGEST_INTERVAL: Bounds = Bounds {
+    min: secs(1),
+    max: secs(DAY),
+};
 pub(super) const PROXMOX_TIMEOUT: Bounds = Bounds {
     min: secs(1),
     max: secs(3_600),

@@ -232,7 +232,7 @@ async fn scan(State(app): AppState, Path(env): Path<String>, body: axum::body::B
     }
     let scan = match app.scheduler.trigger(&env) {
         Triggered::Started => "started",
-        Triggered::Joined => "joined",
+        Triggered::Joined | Triggered::Follows => "joined",
         Triggered::UnknownEnvironment => return unknown(&env),
     };
     json_response(

@@ -5,15 +5,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::labels::PollReasonLabel;
+use super::labels::{PollReasonLabel, SignalSourceLabel};
 use super::{FloatGauge, unix};
 use crate::attribution::{PollReason, PollStatus};
+use crate::signals::SignalSource;
 
 #[derive(Debug, Default)]
 pub(super) struct AttributionMetrics {
     error: Family<PollReasonLabel, Gauge>,
     polled: Family<Vec<(String, String)>, FloatGauge>,
     gaps: Family<Vec<(String, String)>, Counter>,
+    signals: Family<SignalSourceLabel, Counter>,
 }
 
 impl AttributionMetrics {
@@ -33,6 +35,20 @@ impl AttributionMetrics {
             "Times the Proxmox cluster log turned over between two reads: entries may be lost",
             self.gaps.clone(),
         );
+        r.register(
+            "signals",
+            "Change signals read from Proxmox (a cluster log line, a task or a changed config digest of a guest an environment manages), by source",
+            self.signals.clone(),
+        );
+    }
+
+    /// Counts the change signals of one read.
+    pub(super) fn count_signals(&self, found: &[SignalSource]) {
+        for source in found {
+            self.signals
+                .get_or_create(&SignalSourceLabel { source: *source })
+                .inc();
+        }
     }
 
     /// Shows a poll (`None`: attribution is off, every series goes).

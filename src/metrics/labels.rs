@@ -4,6 +4,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 
 use crate::attribution::PollReason;
 use crate::report::{Action, ErrorReason, Status};
+use crate::signals::SignalSource;
 use crate::unmanaged::CheckReason;
 use crate::unmanaged::api::GuestKind;
 
@@ -24,7 +25,8 @@ label_value_by_name!(
     Status,
     GuestKind,
     CheckReason,
-    PollReason
+    PollReason,
+    SignalSource
 );
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +81,11 @@ pub(super) struct GuestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Reason {
     pub(super) reason: CheckReason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SignalSourceLabel {
+    pub(super) source: SignalSource,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

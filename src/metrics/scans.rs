@@ -49,6 +49,7 @@ pub(super) struct ScanMetrics {
     storage_errors: Family<Env, Counter>,
     expired_rules: Family<Env, Gauge>,
     drift_since: Family<Env, FloatGauge>,
+    detection: Family<Env, FloatGauge>,
     /// The `tfdrift_scan_error_info` series of each environment.
     errors: Mutex<HashMap<String, ErrorInfo>>,
     /// The `tfdrift_resource_change_info` series of each environment, to replace them whole.
@@ -119,6 +120,11 @@ impl ScanMetrics {
             self.drift_since.clone(),
         );
         r.register(
+            "detection_latency_seconds",
+            "For the last drift a scan started by a Proxmox change signal found: seconds from the change to the end of that scan; present only while the environment drifts",
+            self.detection.clone(),
+        );
+        r.register(
             "ignore_rules_expired",
             "Ignore rules past their expiry date, no longer applied",
             self.expired_rules.clone(),
@@ -181,6 +187,21 @@ impl ScanMetrics {
         }
         if let Some(t) = last_success {
             self.last_success.get_or_create(&e).set(unix(t));
+        }
+        let latency = report
+            .trigger
+            .as_ref()
+            .zip(report.finished_at())
+            .and_then(|(trigger, found)| trigger.latency_to(found));
+        match (report.status, latency) {
+            (Status::Drift, Some(seconds)) => {
+                self.detection.get_or_create(&e).set(seconds);
+            }
+            // A drift found by the schedule keeps the signal's figure; an error says nothing.
+            (Status::Drift | Status::Error, _) => {}
+            (Status::Conform, _) => {
+                self.detection.remove(&e);
+            }
         }
         match report.drift_since {
             Some(t) => {
@@ -278,6 +299,7 @@ impl ScanMetrics {
             &self.last_scan,
             &self.last_success,
             &self.drift_since,
+            &self.detection,
         ] {
             family.remove(&e);
         }

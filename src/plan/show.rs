@@ -7,7 +7,7 @@
 //! of MB needs little more memory than the report made from it. Redaction by sensitive
 //! strings runs last, once every secret of the plan is known, whatever the key order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 
 use serde::Deserialize;
@@ -272,6 +272,8 @@ struct Gathered {
     drifted: HashSet<String>,
     /// The drift read as a refresh-only plan; used when the plan is one.
     refresh_changes: Vec<Change>,
+    /// The vmids of the Proxmox guests among `resource_changes`.
+    guests: BTreeSet<u32>,
 }
 
 /// As [`understand_plan`], with secrets known beforehand (values of `env_files`).
@@ -332,6 +334,7 @@ pub fn understand_plan_redacting(
         ignored: Vec::new(),
         error,
         tool_version: g.terraform_version,
+        guests: Some(g.guests),
     };
     Ok((outcome, redactor))
 }
@@ -433,12 +436,47 @@ impl Gathered {
                     if let Some(change) = change_of(&rc, Source::Drift)? {
                         self.refresh_changes.push(change);
                     }
-                } else if let Some(change) = change_of(&rc, Source::Planned)? {
-                    self.planned.push(change);
+                } else {
+                    self.guests.extend(rc.guest());
+                    if let Some(change) = change_of(&rc, Source::Planned)? {
+                        self.planned.push(change);
+                    }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Only the attributes that name a guest; the rest of a value is skipped.
+#[derive(Deserialize)]
+struct GuestIds {
+    #[serde(default)]
+    vm_id: Option<Value>,
+    #[serde(default)]
+    vmid: Option<Value>,
+}
+
+impl ResourceChange<'_> {
+    /// The vmid of the Proxmox guest this resource holds (before the change, else after).
+    fn guest(&self) -> Option<u32> {
+        if !crate::guest::is_guest_type(&self.resource_type) || self.deposed.is_some() {
+            return None;
+        }
+        [self.change.before, self.change.after]
+            .into_iter()
+            .flatten()
+            .filter_map(|raw| {
+                serde_json::from_str::<Option<GuestIds>>(raw.get())
+                    .ok()
+                    .flatten()
+            })
+            .find_map(|ids| {
+                ids.vm_id
+                    .or(ids.vmid)
+                    .as_ref()
+                    .and_then(crate::guest::vmid_of)
+            })
     }
 }
 

@@ -179,17 +179,48 @@ pub enum TriggerKind {
     Schedule,
     /// `POST /scan/<env>`, or the CLI's `scan`.
     Manual,
+    /// Proxmox recorded a change of a guest the environment manages ([`crate::signals`]).
+    Proxmox,
 }
 
 /// What started a scan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
     pub kind: TriggerKind,
+    /// For `proxmox`: the newest signals (at most 20), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<crate::signals::Signal>,
+    /// For `proxmox`: how many signals there were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub signals_total: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Trigger {
     pub fn of(kind: TriggerKind) -> Trigger {
-        Trigger { kind }
+        Trigger {
+            kind,
+            signals: Vec::new(),
+            signals_total: 0,
+        }
+    }
+
+    /// A scan started by Proxmox's signals.
+    pub fn proxmox(batch: crate::signals::Batch) -> Trigger {
+        Trigger {
+            kind: TriggerKind::Proxmox,
+            signals: batch.signals,
+            signals_total: batch.total,
+        }
+    }
+
+    /// Seconds from the earliest signalled change to `found_at` (the detection latency).
+    pub fn latency_to(&self, found_at: DateTime<Utc>) -> Option<f64> {
+        let changed = self.signals.iter().filter_map(|s| s.changed_at).min()?;
+        Some(((found_at - changed).num_milliseconds() as f64 / 1000.0).max(0.0))
     }
 }
 
@@ -325,6 +356,8 @@ pub struct Scanned {
     /// The plan as `/detail/<env>/plan` serves it, in a temporary file of the environment's
     /// directory (0600), when the plan had changes.
     pub plan: Option<tempfile::NamedTempFile>,
+    /// The vmids of the guests the environment manages, when the plan was read.
+    pub guests: Option<std::collections::BTreeSet<u32>>,
 }
 
 impl Scanned {
@@ -353,6 +386,9 @@ pub struct PlanOutcome {
     pub error: Option<ScanError>,
     /// `terraform_version` of the plan document, when present.
     pub tool_version: Option<String>,
+    /// The vmids of the Proxmox guests the plan's resources hold (`None`: the plan was
+    /// not read, as when it changed nothing).
+    pub guests: Option<std::collections::BTreeSet<u32>>,
 }
 
 impl PlanOutcome {
@@ -363,6 +399,7 @@ impl PlanOutcome {
             ignored: Vec::new(),
             error: None,
             tool_version: None,
+            guests: None,
         }
     }
 }

@@ -104,6 +104,7 @@ pub async fn scan_locked(
                     trigger,
                     findings: Report::failed(lock_timed_out(env)),
                     plan: None,
+                    guests: None,
                 };
                 return Some(Finished {
                     scanned,
@@ -145,8 +146,10 @@ pub async fn scan(
     let started_at = Utc::now();
     let clock = Instant::now();
     let mut scan = Scan::new(env, cancel);
+    let mut guests = None;
     let mut report = match scan.run(storage.path(), deadline).await {
         Ok(mut outcome) => {
+            guests = outcome.guests.take();
             let today = chrono::Local::now().date_naive();
             for rule in env
                 .ignore
@@ -187,6 +190,7 @@ pub async fn scan(
         trigger,
         findings: report,
         plan: scan.served_plan,
+        guests,
     })
 }
 

@@ -63,6 +63,7 @@ impl Scanner for Arc<FakeScanner> {
                     trigger,
                     findings,
                     plan: None,
+                    guests: None,
                 },
                 lock: None,
             })
@@ -91,7 +92,7 @@ fn applying(state: Arc<State>) -> Changes {
                 Change::ScanFinished(_, applied) | Change::UnmanagedFinished(_, applied) => {
                     let _ = applied.send(());
                 }
-                Change::Attribution { .. } => {}
+                Change::Attribution { .. } | Change::Signals { .. } => {}
             }
         }
     });
@@ -261,6 +262,62 @@ async fn a_trigger_during_a_run_joins_it() {
     advance(Duration::from_secs(11)).await;
     assert_eq!(fake.calls("lab"), 2);
     assert_eq!(scheduler.trigger("nope"), Triggered::UnknownEnvironment);
+    scheduler.shutdown().await;
+}
+
+fn batch(n: usize) -> crate::signals::Batch {
+    let signal = crate::signals::Signal {
+        source: crate::signals::SignalSource::ClusterLog,
+        vmid: 100,
+        node: "pve1".into(),
+        user: Some("root@pam".into()),
+        token: None,
+        by_terraform: false,
+        changed_at: Some(Utc::now()),
+        seen_at: Some(Utc::now()),
+        message: "update VM 100: -memory 3072".into(),
+    };
+    crate::signals::Batch {
+        signals: vec![signal; n],
+        total: n,
+    }
+}
+
+/// Signals never make two scans of one environment at once: a queued scan takes them, a
+/// running one is followed by exactly one more (its plan may have read the guest before).
+#[tokio::test(start_paused = true)]
+async fn signals_start_a_scan_join_a_queued_one_and_follow_a_running_one_once() {
+    let toml = "[scheduler]\nmax_concurrent_scans = 1\n\
+                [environments.lab]\ndir = \".\"\ninterval = \"1h\"\nrun_on_start = false\n\
+                [environments.prod]\ndir = \".\"\ninterval = \"1h\"\nrun_on_start = false\n";
+    let (_dir, fake, scheduler) = setup(toml, Duration::from_secs(10));
+    settle().await;
+    assert_eq!(scheduler.signal("lab", batch(1)), Triggered::Started);
+    settle().await;
+    // prod waits for the only permit: its signals join the queued scan.
+    assert_eq!(scheduler.signal("prod", batch(2)), Triggered::Started);
+    settle().await;
+    assert_eq!(scheduler.signal("prod", batch(3)), Triggered::Joined);
+    // lab runs: new signals make one scan after it, however many come.
+    assert_eq!(scheduler.signal("lab", batch(4)), Triggered::Follows);
+    assert_eq!(scheduler.signal("lab", batch(5)), Triggered::Follows);
+    advance(Duration::from_secs(45)).await;
+    assert_eq!(fake.calls("lab"), 2, "one scan and one that follows it");
+    assert_eq!(
+        fake.calls("prod"),
+        1,
+        "the joined signals started nothing more"
+    );
+    assert_eq!(fake.max_running.load(Ordering::SeqCst), 1);
+    let kinds = fake.triggers.lock().unwrap().clone();
+    assert!(
+        kinds.iter().all(|k| *k == TriggerKind::Proxmox),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        scheduler.signal("nope", batch(1)),
+        Triggered::UnknownEnvironment
+    );
     scheduler.shutdown().await;
 }
 

@@ -99,6 +99,10 @@ pub struct Unmanaged {
     /// The provider each environment's state uses for its guests (for import blocks).
     #[serde(default)]
     pub providers: BTreeMap<String, Provider>,
+    /// The vmids each environment's state manages (which environment a change signal is
+    /// for). After a failed check: those of the last successful one.
+    #[serde(default)]
+    pub managed: BTreeMap<String, BTreeSet<u32>>,
     pub error: Option<CheckError>,
 }
 
@@ -122,6 +126,7 @@ impl Unmanaged {
             inventory: previous.map(|p| p.inventory).unwrap_or_default(),
             ignored: previous.map(|p| p.ignored).unwrap_or_default(),
             providers: previous.map(|p| p.providers.clone()).unwrap_or_default(),
+            managed: previous.map(|p| p.managed.clone()).unwrap_or_default(),
             error: Some(error),
         }
     }
@@ -191,14 +196,14 @@ pub async fn check(
             "the API listed no guest: a token without VM.Audit sees none (give it the role PVEAuditor), or set proxmox.allow_empty_inventory = true if the cluster really has no guest".into(),
         )));
     }
-    let (managed, providers) = match managed_by_states(config, limit, cancel).await? {
+    let (by_environment, providers) = match managed_by_states(config, limit, cancel).await? {
         Ok(found) => found,
         Err(e) => return Ok(Err(scrub(e))),
     };
     let inventory = guests.len();
     let (ignored, mut unmanaged): (Vec<Guest>, Vec<Guest>) = guests
         .into_iter()
-        .filter(|g| !managed.contains(&g.vmid))
+        .filter(|g| !by_environment.values().any(|m| m.contains(&g.vmid)))
         .partition(|g| is_ignored(g, &proxmox.ignore));
     creation_times(&client, &mut unmanaged, proxmox.timeout).await;
     Ok(Ok(Unmanaged {
@@ -208,6 +213,7 @@ pub async fn check(
         inventory,
         ignored: ignored.len(),
         providers,
+        managed: by_environment,
         error: None,
     }))
 }
@@ -267,12 +273,15 @@ pub(crate) async fn prepare(
     })
 }
 
-/// The vmids every environment's state manages, and each environment's Proxmox provider.
+/// The vmids each environment's state manages, and each environment's Proxmox provider.
+type ManagedByStates = (BTreeMap<String, BTreeSet<u32>>, BTreeMap<String, Provider>);
+
+/// The vmids each environment's state manages, and each environment's Proxmox provider.
 async fn managed_by_states(
     config: &Config,
     limit: &Semaphore,
     cancel: &CancellationToken,
-) -> Result<Result<(BTreeSet<u32>, BTreeMap<String, Provider>), CheckError>, Cancelled> {
+) -> Result<Result<ManagedByStates, CheckError>, Cancelled> {
     let pulls = config.environments.values().map(|env| async move {
         let pulled = tokio::select! {
             permit = limit.acquire() => match permit {
@@ -284,7 +293,7 @@ async fn managed_by_states(
         };
         (env.name.clone(), pulled)
     });
-    let mut managed = BTreeSet::new();
+    let mut managed = BTreeMap::new();
     let mut providers = BTreeMap::new();
     for (name, pulled) in join_all(pulls).await {
         let document = match pulled {
@@ -305,9 +314,9 @@ async fn managed_by_states(
         match managed_guests(&document) {
             Ok(m) => {
                 if let Some(p) = m.main_provider() {
-                    providers.insert(name, p);
+                    providers.insert(name.clone(), p);
                 }
-                managed.extend(m.vmids);
+                managed.insert(name, m.vmids);
             }
             Err(e) => {
                 return Ok(Err(CheckError::new(
@@ -473,10 +482,15 @@ mod tests {
             inventory: 3,
             ignored: 0,
             providers: BTreeMap::new(),
+            managed: [("lab".to_owned(), [100].into())].into(),
             error: None,
         };
         let failed = Unmanaged::failed(CheckError::new(CheckReason::Auth, "401".into()), Some(&ok));
         assert_eq!(failed.guests, ok.guests);
+        assert_eq!(
+            failed.managed, ok.managed,
+            "signals still find their environment"
+        );
         assert_eq!(failed.guests_checked_at, ok.checked_at);
         assert_eq!(failed.exit_code(), 1);
         let again = Unmanaged::failed(

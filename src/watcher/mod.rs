@@ -6,13 +6,14 @@
 
 mod entries;
 mod poller;
+mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cancel::CancellationToken;
 use chrono::Utc;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -41,11 +42,16 @@ impl Watcher {
     ) -> Watcher {
         let (settings, rx) = watch::channel(state.config());
         let cancel = CancellationToken::new();
+        let check_now = Arc::new(Notify::new());
         let attribution = tokio::spawn(poller::run(
-            changes.clone(),
-            storage.clone(),
+            poller::Poller {
+                changes: changes.clone(),
+                storage: storage.clone(),
+                reads,
+                state: state.clone(),
+                check_now: check_now.clone(),
+            },
             rx.clone(),
-            reads,
             cancel.clone(),
         ));
         let check = tokio::spawn(watch_loop(
@@ -54,6 +60,7 @@ impl Watcher {
                 storage,
                 changes,
                 limit,
+                check_now,
             },
             rx,
             cancel.clone(),
@@ -99,6 +106,8 @@ struct Checker {
     changes: Changes,
     /// Terraform processes at once, shared with the scans.
     limit: Arc<Semaphore>,
+    /// A guest no state manages was created or destroyed: check now.
+    check_now: Arc<Notify>,
 }
 
 async fn watch_loop(
@@ -129,6 +138,9 @@ async fn watch_loop(
         };
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
+            _ = checker.check_now.notified() => {
+                tracing::info!("a guest was created or destroyed outside the states: checking now");
+            }
             changed = settings.changed() => {
                 if changed.is_err() {
                     return;

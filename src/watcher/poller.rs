@@ -9,13 +9,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::entries;
+use super::signals::Signals;
 use crate::attribution::{Entry, PollError, PollReason, PollStatus, ReadRequests};
 use crate::cancel::CancellationToken;
 use crate::changes::Changes;
 use crate::config::{Config, Proxmox};
+use crate::state::State;
 use crate::store::{MAX_ATTRIBUTION_ENTRIES, Storage};
 use crate::unmanaged::api::Client;
 use crate::unmanaged::{CheckError, CheckReason};
@@ -24,6 +26,8 @@ use crate::unmanaged::{CheckError, CheckReason};
 const LOG_MAX: usize = 10_000;
 /// Tasks asked for per node at each read.
 const TASKS_MAX: usize = 1_000;
+/// The read after one that found change signals comes at most this long after it.
+const QUIET_READ: std::time::Duration = std::time::Duration::from_secs(5);
 /// How often the journal is pruned to the history's retention.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
 
@@ -40,18 +44,37 @@ struct Cursor {
     gaps: u64,
     /// The failure last said in the log, so that it is said once.
     said: Option<PollReason>,
+    /// The same for the config digests.
+    digests_said: Option<CheckReason>,
     last_prune: Option<tokio::time::Instant>,
+}
+
+/// What the poller works with besides its settings.
+pub struct Poller {
+    pub changes: Changes,
+    pub storage: Storage,
+    pub reads: ReadRequests,
+    /// Which environment manages a vmid.
+    pub state: Arc<State>,
+    /// Asks the unmanaged-guest check to run now.
+    pub check_now: Arc<Notify>,
 }
 
 /// Polls until `cancel`, following the configuration on `settings`.
 pub async fn run(
-    changes: Changes,
-    storage: Storage,
+    poller: Poller,
     mut settings: watch::Receiver<Arc<Config>>,
-    reads: ReadRequests,
     cancel: CancellationToken,
 ) {
+    let Poller {
+        changes,
+        storage,
+        reads,
+        state,
+        check_now,
+    } = poller;
     let mut cursor = Cursor::default();
+    let mut signals = Signals::default();
     let mut active = false;
     loop {
         let config = settings.borrow_and_update().clone();
@@ -63,6 +86,7 @@ pub async fn run(
                 }
                 changes.attribution(None, 0).await;
                 cursor = Cursor::default();
+                signals.reset();
                 active = false;
             }
             tokio::select! {
@@ -76,10 +100,12 @@ pub async fn run(
             let kept: Vec<Entry> = storage.load_attribution().await;
             cursor.seen = kept.iter().map(entries::key).collect();
             cursor.loaded = true;
+            let last = storage.attribution_status::<PollStatus>().await;
+            signals.start(last.and_then(|s| s.read_started_at));
         }
         let gaps_before = cursor.gaps;
-        let status = tokio::select! {
-            status = poll(&proxmox, &storage, &mut cursor) => status,
+        let (status, read) = tokio::select! {
+            polled = poll(&proxmox, &storage, &mut cursor) => polled,
             _ = cancel.cancelled() => return,
         };
         say_once(&mut cursor, &status, &proxmox);
@@ -94,9 +120,28 @@ pub async fn run(
         changes
             .attribution(Some(status), cursor.gaps - gaps_before)
             .await;
+        if proxmox.signals {
+            let round = tokio::select! {
+                round = find_signals(&mut signals, read, &proxmox, &state, &mut cursor) => round,
+                _ = cancel.cancelled() => return,
+            };
+            if round.check {
+                check_now.notify_one();
+            }
+            changes.signals(round.found, round.due).await;
+        } else {
+            signals.reset();
+        }
         prune(&storage, &mut cursor, config.storage.retention).await;
+        // While signals wait for their burst to end, the next read comes sooner: it tells
+        // whether the burst is over.
+        let next = if signals.waiting() {
+            proxmox.attribution_interval.min(QUIET_READ)
+        } else {
+            proxmox.attribution_interval
+        };
         tokio::select! {
-            _ = tokio::time::sleep(proxmox.attribution_interval) => {}
+            _ = tokio::time::sleep(next) => {}
             // A scan found a guest changed after this read began: read again now.
             _ = reads.request.notified() => {}
             changed = settings.changed() => if changed.is_err() { return },
@@ -158,8 +203,49 @@ fn poll_error(e: CheckError, secret: &str) -> PollError {
     }
 }
 
+/// What a successful read leaves for the change signals: the client and the new entries.
+struct Read {
+    client: Arc<Client>,
+    fresh: Vec<Entry>,
+    at: DateTime<Utc>,
+}
+
+/// The change signals of a read (none when it failed: the burst waiting goes on waiting).
+async fn find_signals(
+    signals: &mut Signals,
+    read: Option<Read>,
+    proxmox: &Proxmox,
+    state: &State,
+    cursor: &mut Cursor,
+) -> super::signals::Round {
+    let config = state.config();
+    signals.retain(|e| config.environments.contains_key(e));
+    let Some(read) = read else {
+        return signals.idle();
+    };
+    let managed = state.managed();
+    let round = signals
+        .round(&read.client, proxmox, &read.fresh, &managed, read.at)
+        .await;
+    let reason = round.error.as_ref().map(|e| e.reason);
+    if reason != cursor.digests_said {
+        match &round.error {
+            Some(e) => {
+                tracing::warn!(reason = %e.reason, error = %e.summary, "cannot read the guests' config digests: an LXC edit is found at the next scheduled scan")
+            }
+            None => tracing::info!("the guests' config digests are read again"),
+        }
+        cursor.digests_said = reason;
+    }
+    round
+}
+
 /// One read: privileges, the cluster log, every node's tasks. New entries are stored.
-async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> PollStatus {
+async fn poll(
+    proxmox: &Proxmox,
+    storage: &Storage,
+    cursor: &mut Cursor,
+) -> (PollStatus, Option<Read>) {
     let started = Utc::now();
     let status = |error| PollStatus {
         polled_at: Some(Utc::now()),
@@ -170,8 +256,8 @@ async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> Poll
     };
     let (secret, client) = match crate::unmanaged::prepare(proxmox).await {
         Ok((secret, Ok(client))) => (secret, client),
-        Ok((secret, Err(e))) => return status(Some(poll_error(e, &secret))),
-        Err(e) => return status(Some(poll_error(e, ""))),
+        Ok((secret, Err(e))) => return (status(Some(poll_error(e, &secret))), None),
+        Err(e) => return (status(Some(poll_error(e, ""))), None),
     };
     let read = async {
         check_privileges(&client, &secret).await?;
@@ -186,7 +272,7 @@ async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> Poll
     };
     let found = match read.await {
         Ok(found) => found,
-        Err(e) => return status(Some(e)),
+        Err(e) => return (status(Some(e)), None),
     };
     let fresh: Vec<Entry> = found
         .into_iter()
@@ -195,6 +281,7 @@ async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> Poll
     let keys: Vec<String> = fresh.iter().map(|e| e.key.clone()).collect();
     let kept = cursor.seen.len() - fresh.len();
     let capped = kept + fresh.len() > MAX_ATTRIBUTION_ENTRIES;
+    let signalled = fresh.clone();
     match storage.append_attribution(fresh, kept).await {
         // The oldest entries made room: what is seen is what is kept.
         Ok(()) if capped => {
@@ -211,10 +298,16 @@ async fn poll(proxmox: &Proxmox, storage: &Storage, cursor: &mut Cursor) -> Poll
         }
     }
     cursor.tasks_since = Some(started - chrono::Duration::minutes(5));
-    PollStatus {
+    let status = PollStatus {
         gaps: cursor.gaps,
         ..status(None)
-    }
+    };
+    let read = Read {
+        client,
+        fresh: signalled,
+        at: started,
+    };
+    (status, Some(read))
 }
 
 /// The token must see every cluster log entry (`Sys.Syslog`) and every task (`Sys.Audit`):

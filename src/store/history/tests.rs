@@ -167,6 +167,7 @@ fn scanned(env: &str, t: DateTime<Utc>, addresses: &[&str]) -> crate::report::Sc
         trigger: crate::report::Trigger::of(crate::report::TriggerKind::Schedule),
         findings: Report::from_outcome(outcome),
         plan: None,
+        guests: None,
     }
 }
 
@@ -290,6 +291,7 @@ mod same_second {
                 ignored: vec![],
                 error: None,
                 tool_version: None,
+                guests: None,
             });
             r.status = status;
             r.stamp = Some(Stamp::at(id, "lab", t));

@@ -188,6 +188,16 @@ impl Audit {
         self.task(node, actor, task, vmid);
     }
 
+    /// A guest was destroyed through the API.
+    pub fn destroyed(&self, actor: &str, node: &str, kind: &str, vmid: u32) {
+        let task = if kind == "qemu" {
+            "qmdestroy"
+        } else {
+            "vzdestroy"
+        };
+        self.task(node, actor, task, vmid);
+    }
+
     /// `GET /cluster/log?max=N` (default 50), newest first; without `Sys.Syslog` only the
     /// caller's own entries. As pve-manager does, the entries are pmxcfs' text (see
     /// [`pmxcfs_text`]) decoded with `decode_json`: `Err` (HTTP 500) when that text is not

@@ -59,6 +59,30 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+impl Guest {
+    /// The config's `digest`: Proxmox's is the SHA-1 of the config file; this one is a hash
+    /// of the simulated config in the same shape (40 hex digits), changing with every edit.
+    pub fn digest(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let config = (
+            &self.name,
+            self.memory,
+            self.cores,
+            &self.tags,
+            &self.kind,
+            &self.node,
+        );
+        (0..3u8)
+            .map(|salt| {
+                let mut h = std::hash::DefaultHasher::new();
+                (salt, &config).hash(&mut h);
+                format!("{:016x}", h.finish())
+            })
+            .collect::<String>()[..40]
+            .to_owned()
+    }
+}
+
 /// The simulated cluster.
 #[derive(Debug, Default)]
 pub struct Cluster {
@@ -226,6 +250,7 @@ impl Cluster {
                         if g.kind == "qemu" && g.ctime > 0 {
                             data["meta"] = json!(format!("creation-qemu=8.1.2,ctime={}", g.ctime));
                         }
+                        data["digest"] = json!(g.digest());
                         reply(StatusCode::OK, json!({ "data": data }))
                     }
                     Method::PUT | Method::POST => {
@@ -269,13 +294,16 @@ impl Cluster {
                     json!({ "data": format!("UPID:{node}:0000:create:{vmid}:root@pam:") }),
                 )
             }
-            (&Method::DELETE, ["nodes", _node, "qemu" | "lxc", vmid]) => {
+            (&Method::DELETE, ["nodes", node, kind @ ("qemu" | "lxc"), vmid]) => {
                 let removed = vmid
                     .parse::<u32>()
                     .ok()
                     .and_then(|id| self.guests.lock().unwrap().remove(&id));
                 match removed {
-                    Some(_) => reply(StatusCode::OK, json!({ "data": "UPID:delete" })),
+                    Some(g) => {
+                        self.audit.destroyed(&actor, node, kind, g.vmid);
+                        reply(StatusCode::OK, json!({ "data": "UPID:delete" }))
+                    }
                     None => fail(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "Configuration file does not exist",
