@@ -52,6 +52,8 @@ mod s3;
 mod secrets;
 #[path = "suite/server.rs"]
 mod server;
+#[path = "suite/signals.rs"]
+mod signals;
 #[path = "suite/unmanaged.rs"]
 mod unmanaged;
 #[path = "suite/web.rs"]

@@ -19,7 +19,7 @@ mod pool;
 
 use super::{CheckError, CheckReason};
 use crate::config::{Proxmox, TokenSecret};
-use pool::Connection;
+use pool::{Connection, SendError};
 
 /// The largest inventory answer read (a cluster of 10,000 guests is about 3 MB).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -263,7 +263,16 @@ impl Client {
 
     /// The `data` of a GET of `/api2/json{path}`.
     pub async fn data(&self, path: &str) -> Result<serde_json::Value, CheckError> {
-        let body = self.get(path).await?;
+        self.data_within(path, MAX_ANSWER).await
+    }
+
+    /// The same, for an answer of at most `limit` bytes (a longer one is an API error).
+    pub async fn data_within(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<serde_json::Value, CheckError> {
+        let body = self.get_within(path, limit).await?;
         let mut answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
             CheckError::new(
                 CheckReason::Api,
@@ -275,8 +284,12 @@ impl Client {
 
     /// One GET of `/api2/json{path}`, bounded by the request timeout as a whole.
     async fn get(&self, path: &str) -> Result<Bytes, CheckError> {
+        self.get_within(path, MAX_ANSWER).await
+    }
+
+    async fn get_within(&self, path: &str, limit: usize) -> Result<Bytes, CheckError> {
         let url = format!("{}/api2/json{path}", self.api_url);
-        match tokio::time::timeout(self.timeout, self.get_unbounded(&url)).await {
+        match tokio::time::timeout(self.timeout, self.get_unbounded(&url, limit)).await {
             Ok(result) => result,
             Err(_) => Err(CheckError::new(
                 CheckReason::Connectivity,
@@ -288,14 +301,25 @@ impl Client {
         }
     }
 
-    async fn get_unbounded(&self, url: &str) -> Result<Bytes, CheckError> {
-        let connectivity =
-            |what: String| CheckError::new(CheckReason::Connectivity, format!("GET {url}: {what}"));
+    async fn get_unbounded(&self, url: &str, limit: usize) -> Result<Bytes, CheckError> {
+        let failed = |e: SendError| match e {
+            SendError::Http(what) => {
+                CheckError::new(CheckReason::Connectivity, format!("GET {url}: {what}"))
+            }
+            SendError::TooLarge(limit) => CheckError::new(
+                CheckReason::Api,
+                format!(
+                    "GET {url}: the answer is longer than {} MiB: not read",
+                    limit >> 20
+                ),
+            ),
+        };
         // An idle connection first; one the server closed meanwhile is replaced once.
         let answer = match self.idle() {
-            Some(mut reused) => match self.send(&mut reused, url).await {
+            Some(mut reused) => match self.send(&mut reused, url, limit).await {
                 Ok(answer) => Some((reused, answer)),
-                Err(_) => None,
+                Err(e @ SendError::TooLarge(_)) => return Err(failed(e)),
+                Err(SendError::Http(_)) => None,
             },
             None => None,
         };
@@ -303,10 +327,7 @@ impl Client {
             Some(done) => done,
             None => {
                 let mut fresh = self.connect(url).await?;
-                let answer = self
-                    .send(&mut fresh, url)
-                    .await
-                    .map_err(|e| connectivity(e.to_string()))?;
+                let answer = self.send(&mut fresh, url, limit).await.map_err(failed)?;
                 (fresh, answer)
             }
         };

@@ -24,6 +24,9 @@ use crate::unmanaged::{CheckError, CheckReason};
 
 /// Cluster log entries asked for at each read: more than a 128 KiB ring holds.
 const LOG_MAX: usize = 10_000;
+/// The longest cluster log answer read: the ring's 128 KiB, encoded, is far shorter; a
+/// longer answer is an API error (its memory stays bounded).
+const LOG_ANSWER_MAX: usize = 8 << 20;
 /// Tasks asked for per node at each read.
 const TASKS_MAX: usize = 1_000;
 /// The read after one that found change signals comes at most this long after it.
@@ -203,14 +206,16 @@ fn poll_error(e: CheckError, secret: &str) -> PollError {
     }
 }
 
-/// What a successful read leaves for the change signals: the client and the new entries.
+/// What a read leaves for the change signals: the client and the new entries (none when
+/// the log or the tasks could not be read).
 struct Read {
     client: Arc<Client>,
-    fresh: Vec<Entry>,
+    /// `None`: the log or the tasks could not be read.
+    fresh: Option<Vec<Entry>>,
     at: DateTime<Utc>,
 }
 
-/// The change signals of a read (none when it failed: the burst waiting goes on waiting).
+/// The change signals of a read (without a client, none: the burst waiting goes on waiting).
 async fn find_signals(
     signals: &mut Signals,
     read: Option<Read>,
@@ -225,7 +230,13 @@ async fn find_signals(
     };
     let managed = state.managed();
     let round = signals
-        .round(&read.client, proxmox, &read.fresh, &managed, read.at)
+        .round(
+            &read.client,
+            proxmox,
+            read.fresh.as_deref(),
+            &managed,
+            read.at,
+        )
         .await;
     let reason = round.error.as_ref().map(|e| e.reason);
     if reason != cursor.digests_said {
@@ -272,7 +283,15 @@ async fn poll(
     };
     let found = match read.await {
         Ok(found) => found,
-        Err(e) => return (status(Some(e)), None),
+        // The digests can still be read: an LXC or qemu edit is still a signal.
+        Err(e) => {
+            let read = Read {
+                client,
+                fresh: None,
+                at: started,
+            };
+            return (status(Some(e)), Some(read));
+        }
     };
     let fresh: Vec<Entry> = found
         .into_iter()
@@ -304,7 +323,7 @@ async fn poll(
     };
     let read = Read {
         client,
-        fresh: signalled,
+        fresh: Some(signalled),
         at: started,
     };
     (status, Some(read))
@@ -351,7 +370,7 @@ async fn read_log(
     cursor: &mut Cursor,
 ) -> Result<Vec<Entry>, CheckError> {
     let path = format!("/cluster/log?max={LOG_MAX}");
-    let data = client.data(&path).await?;
+    let data = client.data_within(&path, LOG_ANSWER_MAX).await?;
     let lines = entries::list(&data, &format!("GET {path}"))?;
     let key_of = |l: &Value| {
         format!(
@@ -413,7 +432,7 @@ async fn read_tasks(
             continue;
         };
         let path = format!("/nodes/{name}/tasks?since={since}&limit={TASKS_MAX}&source=archive");
-        let tasks = client.data(&path).await?;
+        let tasks = client.data_within(&path, LOG_ANSWER_MAX).await?;
         found.extend(
             entries::list(&tasks, &format!("GET {path}"))?
                 .iter()

@@ -50,6 +50,9 @@ pub(super) struct Round {
 pub(super) struct Signals {
     debounce: Debounce,
     digests: HashMap<u32, Known>,
+    /// When a cluster log line about a managed guest was last read: a VM's config change
+    /// always writes one, so its changed digest says nothing new.
+    logged: HashMap<u32, DateTime<Utc>>,
     /// The vmids of the last inventory (`None` before the first).
     inventory: Option<BTreeSet<u32>>,
     next_digests: Option<Instant>,
@@ -68,18 +71,23 @@ impl Signals {
         }
     }
 
-    /// One round: `fresh` are the entries this read kept, `managed` the vmids per
-    /// environment.
+    /// One round: `fresh` are the entries this read kept (`None`: the log or the tasks could
+    /// not be read), `managed` the vmids per environment.
     pub(super) async fn round(
         &mut self,
         client: &Client,
         proxmox: &Proxmox,
-        fresh: &[Entry],
+        fresh: Option<&[Entry]>,
         managed: &Managed,
         read_at: DateTime<Utc>,
     ) -> Round {
         let mut round = Round::default();
-        let since = self.since.take();
+        // The first read after a start is the one that reads the log.
+        let since = if fresh.is_some() {
+            self.since.take()
+        } else {
+            None
+        };
         let mut found: BTreeMap<String, Vec<Signal>> = BTreeMap::new();
         let mut add = |signal: Signal, round: &mut Round| {
             let mut any = false;
@@ -95,7 +103,7 @@ impl Signals {
             }
             any
         };
-        for entry in fresh {
+        for entry in fresh.unwrap_or_default() {
             let counts = match (since, entry.time) {
                 (Some(since), Some(t)) => t >= since,
                 (Some(_), None) => false,
@@ -105,6 +113,9 @@ impl Signals {
                 continue;
             }
             let managed_by_some = add(Signal::of_entry(entry, read_at), &mut round);
+            if managed_by_some && entry.via == crate::report::AttributionSource::ClusterLog {
+                self.logged.insert(entry.vmid, read_at);
+            }
             if !managed_by_some && (entry.creates() || destroys(entry)) {
                 round.check = true;
             }
@@ -160,6 +171,7 @@ impl Signals {
         }
         self.inventory = Some(all);
         self.digests.retain(|vmid, _| wanted.contains(vmid));
+        self.logged.retain(|vmid, _| wanted.contains(vmid));
         let mut order: Vec<&Guest> = guests.iter().filter(|g| wanted.contains(&g.vmid)).collect();
         // The guests never read first, then the longest unread.
         order.sort_by_key(|g| self.digests.get(&g.vmid).map(|k| k.read_at));
@@ -188,8 +200,16 @@ impl Signals {
                     read_at,
                 },
             );
-            if let Some(previous) = previous.filter(|p| !p.digest.is_empty() && p.digest != digest)
-            {
+            let Some(previous) = previous.filter(|p| !p.digest.is_empty() && p.digest != digest)
+            else {
+                continue;
+            };
+            let explained = guest.kind == GuestKind::Qemu
+                && self
+                    .logged
+                    .get(&guest.vmid)
+                    .is_some_and(|t| *t >= previous.read_at);
+            if !explained {
                 signals.push(digest_signal(
                     guest.vmid,
                     &previous,

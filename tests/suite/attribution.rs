@@ -14,7 +14,7 @@ use crate::support::have_terraform;
 use crate::unmanaged::terraform_in;
 
 /// The token Terraform applies with (`proxmox.terraform_token_ids`).
-const TERRAFORM: &str = "terraform@pve!apply=5e1f-terraform-secret";
+pub const TERRAFORM: &str = "terraform@pve!apply=5e1f-terraform-secret";
 /// A person in the web UI (a token of root@pam, as `pvesh` or a script would use).
 pub const ROOT: &str = "root@pam!admin=77aa-root-secret";
 

@@ -9,7 +9,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
-use super::{CheckError, CheckReason, Client, MAX_ANSWER, tls_failure};
+use super::{CheckError, CheckReason, Client, tls_failure};
+
+/// Why a GET got no answer.
+#[derive(Debug)]
+pub(super) enum SendError {
+    Http(String),
+    /// The answer was longer than this many bytes.
+    TooLarge(usize),
+}
 
 /// Idle connections a client keeps.
 const MAX_IDLE: usize = 4;
@@ -38,12 +46,14 @@ impl Client {
         Ok(Connection { sender, driver })
     }
 
-    /// One GET on `connection`: the status, its reason phrase and the body.
+    /// One GET on `connection`: the status, its reason phrase and the body (at most `limit`
+    /// bytes).
     pub(super) async fn send(
         &self,
         connection: &mut Connection,
         url: &str,
-    ) -> Result<(hyper::StatusCode, String, Bytes), String> {
+        limit: usize,
+    ) -> Result<(hyper::StatusCode, String, Bytes), SendError> {
         let path = url.trim_start_matches(&self.api_url);
         let request = Request::get(path)
             .header(hyper::header::HOST, self.host_header.as_str())
@@ -54,17 +64,17 @@ impl Client {
                 concat!("tfdrift-exporter/", env!("CARGO_PKG_VERSION")),
             )
             .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SendError::Http(e.to_string()))?;
         connection
             .sender
             .ready()
             .await
-            .map_err(|e| format!("HTTP: {e}"))?;
+            .map_err(|e| SendError::Http(format!("HTTP: {e}")))?;
         let answer = connection
             .sender
             .send_request(request)
             .await
-            .map_err(|e| format!("HTTP: {e}"))?;
+            .map_err(|e| SendError::Http(format!("HTTP: {e}")))?;
         let status = answer.status();
         // Proxmox says why in the reason phrase ("authentication failure", "No ticket").
         let phrase = answer
@@ -72,10 +82,16 @@ impl Client {
             .get::<hyper::ext::ReasonPhrase>()
             .map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned())
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
-        let body = Limited::new(answer.into_body(), MAX_ANSWER)
+        let body = Limited::new(answer.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| format!("reading the answer: {e}"))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    SendError::TooLarge(limit)
+                } else {
+                    SendError::Http(format!("reading the answer: {e}"))
+                }
+            })?
             .to_bytes();
         Ok((status, phrase, body))
     }
