@@ -23,8 +23,11 @@ pub enum Change {
     ScanFinished(Box<Finished>, oneshot::Sender<()>),
     /// An unmanaged-guest check ended (already stored).
     UnmanagedFinished(Unmanaged, oneshot::Sender<()>),
-    /// A scan of the environment started (`true`) or ended.
-    Running { environment: String, running: bool },
+    /// A scan of the environment started (with what started it) or ended (`None`).
+    Running {
+        environment: String,
+        started: Option<crate::report::TriggerKind>,
+    },
     /// The environment's next scan is due then; its schedule's period in seconds.
     NextScan {
         environment: String,
@@ -40,7 +43,7 @@ pub enum Change {
     /// A read found change signals (counted per source); the batches are due: scan their
     /// environments.
     Signals {
-        found: Vec<crate::signals::SignalSource>,
+        found: Vec<crate::report::SignalSource>,
         due: Vec<(String, crate::signals::Batch)>,
     },
 }
@@ -77,12 +80,12 @@ impl Changes {
             .await;
     }
 
-    /// Says that a scan of `environment` started or ended (not waiting: the queue keeps the
-    /// order).
-    pub async fn running(&self, environment: &str, running: bool) {
+    /// Says that a scan of `environment` started (`Some`: what started it) or ended (not
+    /// waiting: the queue keeps the order).
+    pub async fn running(&self, environment: &str, started: Option<crate::report::TriggerKind>) {
         self.tell(Change::Running {
             environment: environment.to_owned(),
-            running,
+            started,
         })
         .await;
     }
@@ -114,7 +117,7 @@ impl Changes {
     /// Hands over the change signals one read found, and the batches due.
     pub async fn signals(
         &self,
-        found: Vec<crate::signals::SignalSource>,
+        found: Vec<crate::report::SignalSource>,
         due: Vec<(String, crate::signals::Batch)>,
     ) {
         if found.is_empty() && due.is_empty() {

@@ -111,6 +111,12 @@ impl Metrics {
         }
     }
 
+    /// Counts a scan that started, by what started it.
+    pub fn count_trigger(&self, name: &str, kind: crate::report::TriggerKind) {
+        self.scans.count_trigger(name, kind);
+        self.touch();
+    }
+
     /// Counts a completed scan.
     pub fn count_scan(&self, name: &str, status: Status) {
         self.scans.count_scan(name, status);
@@ -159,7 +165,7 @@ impl Metrics {
     }
 
     /// Counts the change signals one read of Proxmox found.
-    pub fn count_signals(&self, found: &[crate::signals::SignalSource]) {
+    pub fn count_signals(&self, found: &[crate::report::SignalSource]) {
         if found.is_empty() {
             return;
         }

@@ -340,7 +340,7 @@ impl Loop {
         slot.running = true;
         slot.requested = false;
         match slot.signals.take() {
-            Some(batch) => Trigger::proxmox(batch),
+            Some(batch) => Trigger::proxmox(batch.signals, batch.total),
             None => Trigger::of(kind),
         }
     }
@@ -405,7 +405,7 @@ async fn env_loop(mut l: Loop) {
             _ = l.cancel.cancelled() => return,
         };
         let trigger = l.start(kind);
-        l.changes.running(&l.name, true).await;
+        l.changes.running(&l.name, Some(trigger.kind)).await;
         // In a task of its own: a scan that panics ends as a logged error, and the
         // environment goes on being scheduled instead of staying "in progress" for ever.
         let scan = tokio::spawn(l.scanner.scan(env.clone(), trigger, l.cancel.child_token()));
@@ -419,7 +419,7 @@ async fn env_loop(mut l: Loop) {
         if let Some(finished) = result {
             l.changes.scan_finished(finished).await;
         }
-        l.changes.running(&l.name, false).await;
+        l.changes.running(&l.name, None).await;
         follow = l.end();
         if cancelled {
             return;

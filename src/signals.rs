@@ -7,15 +7,11 @@
 //! per environment; the scheduler then scans, never two scans of one environment at once.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::attribution::Entry;
-use crate::report::AttributionSource;
+use crate::report::Signal;
 
 /// Signals kept per scan trigger (the newest); the rest are counted.
 pub const MAX_KEPT: usize = 20;
@@ -26,82 +22,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(45);
 pub const TERRAFORM_QUIET: Duration = Duration::from_secs(30);
 /// ... but not longer than this after the first one.
 pub const TERRAFORM_MAX_WAIT: Duration = Duration::from_secs(900);
-
-/// Where a signal was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignalSource {
-    /// A cluster log line (`update VM 100: -memory 3072`).
-    ClusterLog,
-    /// A node's task (`qmconfig`, `qmcreate`, `vzdestroy`, ...).
-    Task,
-    /// A guest's config digest changed between two reads (author unknown).
-    Digest,
-}
-
-impl SignalSource {
-    pub const ALL: [SignalSource; 3] = [
-        SignalSource::ClusterLog,
-        SignalSource::Task,
-        SignalSource::Digest,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignalSource::ClusterLog => "cluster_log",
-            SignalSource::Task => "task",
-            SignalSource::Digest => "digest",
-        }
-    }
-}
-
-impl fmt::Display for SignalSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One sign that a guest changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Signal {
-    pub source: SignalSource,
-    pub vmid: u32,
-    pub node: String,
-    /// Who, when Proxmox says it (not for a digest).
-    pub user: Option<String>,
-    pub token: Option<String>,
-    /// The actor is one of `proxmox.terraform_token_ids`.
-    pub by_terraform: bool,
-    /// When the change was made: the line's or the task's time; for a digest, the last
-    /// read that still saw the old digest (the change came after it).
-    #[serde(with = "crate::report::rfc3339_seconds")]
-    pub changed_at: Option<DateTime<Utc>>,
-    /// When the exporter read it.
-    #[serde(with = "crate::report::rfc3339_seconds")]
-    pub seen_at: Option<DateTime<Utc>>,
-    /// The log line, the task's type, or `config digest changed`.
-    pub message: String,
-}
-
-impl Signal {
-    /// A cluster log line or a task the poller kept.
-    pub fn of_entry(entry: &Entry, seen_at: DateTime<Utc>) -> Signal {
-        Signal {
-            source: match entry.via {
-                AttributionSource::ClusterLog => SignalSource::ClusterLog,
-                AttributionSource::Task => SignalSource::Task,
-            },
-            vmid: entry.vmid,
-            node: entry.node.clone(),
-            user: Some(entry.user.clone()),
-            token: entry.token.clone(),
-            by_terraform: entry.by_terraform,
-            changed_at: entry.time,
-            seen_at: Some(seen_at),
-            message: entry.message.clone(),
-        }
-    }
-}
 
 /// The signals that start one scan: the newest [`MAX_KEPT`] and how many there were.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -203,20 +123,10 @@ impl Debounce {
     }
 }
 
-/// The environments whose state manages `vmid`, from the map of managed guests.
-pub fn environments_of(
-    managed: &crate::state::Managed,
-    vmid: u32,
-) -> impl Iterator<Item = &String> {
-    managed
-        .iter()
-        .filter(move |(_, vmids)| vmids.contains(&vmid))
-        .map(|(e, _)| e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::SignalSource;
 
     fn signal(vmid: u32, by_terraform: bool) -> Signal {
         Signal {

@@ -63,8 +63,13 @@ impl Supervisor {
                 }
                 Change::Running {
                     environment,
-                    running,
-                } => self.state.set_running(&environment, running),
+                    started,
+                } => {
+                    if let Some(kind) = started {
+                        self.state.metrics.count_trigger(&environment, kind);
+                    }
+                    self.state.set_running(&environment, started.is_some())
+                }
                 Change::NextScan {
                     environment,
                     due,

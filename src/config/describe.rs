@@ -75,7 +75,7 @@ fn describe_proxmox(out: &mut String, p: &Proxmox) {
         "off".to_owned()
     };
     let _ = writeln!(out, "  attribution:  {attribution}");
-    let signals = if p.signals {
+    let signals = if p.events {
         format!(
             "a scan soon after Proxmox records a change (cluster log and tasks every {}, config digests every {})",
             d(p.attribution_interval),
@@ -84,7 +84,7 @@ fn describe_proxmox(out: &mut String, p: &Proxmox) {
     } else {
         "off: scans follow the schedules only".to_owned()
     };
-    let _ = writeln!(out, "  signals:      {signals}");
+    let _ = writeln!(out, "  events:       {signals}");
     let _ = writeln!(
         out,
         "  interval:     every {} (request timeout {})",

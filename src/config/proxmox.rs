@@ -66,7 +66,7 @@ pub struct Proxmox {
     pub attribution_interval: Duration,
     /// Scan an environment soon after Proxmox records a change of one of its guests
     /// ([`crate::signals`]).
-    pub signals: bool,
+    pub events: bool,
     /// How often the config digest of each guest a state manages is read (for the edits
     /// that write no log line: LXC configs).
     pub digest_interval: Duration,
@@ -152,10 +152,10 @@ pub(super) fn validate_proxmox(
         ));
     }
     let attribution = p.attribution.unwrap_or(true);
-    if p.signals == Some(true) && !attribution {
+    if p.events == Some(true) && !attribution {
         return Err(KeyError::new(
-            key("signals"),
-            "change signals are found at the reads of the cluster log and tasks: set attribution = true, or leave signals out",
+            key("events"),
+            "change signals are found at the reads of the cluster log and tasks: set attribution = true, or leave events out",
         ));
     }
     Ok(Proxmox {
@@ -169,7 +169,7 @@ pub(super) fn validate_proxmox(
         allow_empty_inventory: p.allow_empty_inventory,
         attribution,
         attribution_interval,
-        signals: p.signals.unwrap_or(attribution),
+        events: p.events.unwrap_or(attribution),
         digest_interval,
         terraform_token_ids: p.terraform_token_ids,
         ignore,

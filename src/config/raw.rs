@@ -64,7 +64,7 @@ pub(super) struct RawProxmox {
     pub(super) allow_empty_inventory: bool,
     pub(super) attribution: Option<bool>,
     pub(super) attribution_interval: Option<HumanDuration>,
-    pub(super) signals: Option<bool>,
+    pub(super) events: Option<bool>,
     pub(super) digest_interval: Option<HumanDuration>,
     #[serde(default)]
     pub(super) terraform_token_ids: Vec<String>,

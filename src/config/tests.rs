@@ -172,7 +172,7 @@ fn the_external_url_and_terraform_tokens_are_checked_at_load() {
     let p = load(&format!("{proxmox}{env}")).unwrap().proxmox.unwrap();
     assert!(p.attribution, "on by default");
     assert_eq!(p.attribution_interval, Duration::from_secs(10));
-    assert!(p.signals, "change signals on by default");
+    assert!(p.events, "change signals on by default");
     assert_eq!(p.digest_interval, Duration::from_secs(30));
     let e = load(&format!("{proxmox}digest_interval = \"0s\"\n{env}"))
         .unwrap_err()

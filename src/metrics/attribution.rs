@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use super::labels::{PollReasonLabel, SignalSourceLabel};
 use super::{FloatGauge, unix};
 use crate::attribution::{PollReason, PollStatus};
-use crate::signals::SignalSource;
+use crate::report::SignalSource;
 
 #[derive(Debug, Default)]
 pub(super) struct AttributionMetrics {
@@ -36,7 +36,7 @@ impl AttributionMetrics {
             self.gaps.clone(),
         );
         r.register(
-            "signals",
+            "change_signals",
             "Change signals read from Proxmox (a cluster log line, a task or a changed config digest of a guest an environment manages), by source",
             self.signals.clone(),
         );

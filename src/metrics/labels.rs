@@ -3,8 +3,8 @@
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
 use crate::attribution::PollReason;
-use crate::report::{Action, ErrorReason, Status};
-use crate::signals::SignalSource;
+use crate::report::SignalSource;
+use crate::report::{Action, ErrorReason, Status, TriggerKind};
 use crate::unmanaged::CheckReason;
 use crate::unmanaged::api::GuestKind;
 
@@ -26,7 +26,8 @@ label_value_by_name!(
     GuestKind,
     CheckReason,
     PollReason,
-    SignalSource
+    SignalSource,
+    TriggerKind
 );
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +45,12 @@ pub(super) struct EnvAction {
 pub(super) struct EnvReason {
     pub(super) environment: String,
     pub(super) reason: ErrorReason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct EnvTrigger {
+    pub(super) environment: String,
+    pub(super) trigger: TriggerKind,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -10,9 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::labels::{Env, EnvAction, EnvReason, EnvStatus, ErrorInfo, Resource};
+use super::labels::{Env, EnvAction, EnvReason, EnvStatus, EnvTrigger, ErrorInfo, Resource};
 use super::{FloatGauge, env, unix};
-use crate::report::{Action, ErrorReason, Report, Status};
+use crate::report::{Action, ErrorReason, Report, Status, TriggerKind};
 use crate::text::label;
 
 /// Each value in the `attributes` label is cut at this many UTF-16 units ...
@@ -46,6 +46,7 @@ pub(super) struct ScanMetrics {
     last_scan: Family<Env, FloatGauge>,
     last_success: Family<Env, FloatGauge>,
     scans: Family<EnvStatus, Counter>,
+    triggers: Family<EnvTrigger, Counter>,
     storage_errors: Family<Env, Counter>,
     expired_rules: Family<Env, Gauge>,
     drift_since: Family<Env, FloatGauge>,
@@ -110,6 +111,11 @@ impl ScanMetrics {
         );
         r.register("scans", "Completed scans by status", self.scans.clone());
         r.register(
+            "scan_triggers",
+            "Scans started, by what started them (start, schedule, manual, proxmox)",
+            self.triggers.clone(),
+        );
+        r.register(
             "storage_errors",
             "Reports that could not be written to the history",
             self.storage_errors.clone(),
@@ -120,7 +126,7 @@ impl ScanMetrics {
             self.drift_since.clone(),
         );
         r.register(
-            "detection_latency_seconds",
+            "detection_delay_seconds",
             "For the last drift a scan started by a Proxmox change signal found: seconds from the change to the end of that scan; present only while the environment drifts",
             self.detection.clone(),
         );
@@ -264,6 +270,15 @@ impl ScanMetrics {
         }
     }
 
+    pub(super) fn count_trigger(&self, name: &str, trigger: TriggerKind) {
+        self.triggers
+            .get_or_create(&EnvTrigger {
+                environment: name.to_owned(),
+                trigger,
+            })
+            .inc();
+    }
+
     pub(super) fn count_scan(&self, name: &str, status: Status) {
         self.scans
             .get_or_create(&EnvStatus {
@@ -304,6 +319,12 @@ impl ScanMetrics {
             family.remove(&e);
         }
         self.storage_errors.remove(&e);
+        for trigger in TriggerKind::ALL {
+            self.triggers.remove(&EnvTrigger {
+                environment: name.to_owned(),
+                trigger,
+            });
+        }
         for action in Action::COUNTED {
             self.changed.remove(&EnvAction {
                 environment: name.to_owned(),

@@ -8,11 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 mod change;
+mod trigger;
 mod wire;
 
 pub use change::{
     AttributeChange, Attribution, AttributionError, AttributionSource, Change, shown,
 };
+pub use trigger::{Signal, SignalSource, Trigger, TriggerKind};
 
 /// The outcome of a scan. The numbers are the `tfdrift_status` gauge values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -166,61 +168,6 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// What started a scan (interface §7, the report's `trigger`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TriggerKind {
-    /// The first scan of an environment with `run_on_start`.
-    Start,
-    /// Its schedule came due.
-    Schedule,
-    /// `POST /scan/<env>`, or the CLI's `scan`.
-    Manual,
-    /// Proxmox recorded a change of a guest the environment manages ([`crate::signals`]).
-    Proxmox,
-}
-
-/// What started a scan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Trigger {
-    pub kind: TriggerKind,
-    /// For `proxmox`: the newest signals (at most 20), oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signals: Vec<crate::signals::Signal>,
-    /// For `proxmox`: how many signals there were.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub signals_total: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-impl Trigger {
-    pub fn of(kind: TriggerKind) -> Trigger {
-        Trigger {
-            kind,
-            signals: Vec::new(),
-            signals_total: 0,
-        }
-    }
-
-    /// A scan started by Proxmox's signals.
-    pub fn proxmox(batch: crate::signals::Batch) -> Trigger {
-        Trigger {
-            kind: TriggerKind::Proxmox,
-            signals: batch.signals,
-            signals_total: batch.total,
-        }
-    }
-
-    /// Seconds from the earliest signalled change to `found_at` (the detection latency).
-    pub fn latency_to(&self, found_at: DateTime<Utc>) -> Option<f64> {
-        let changed = self.signals.iter().filter_map(|s| s.changed_at).min()?;
-        Some(((found_at - changed).num_milliseconds() as f64 / 1000.0).max(0.0))
     }
 }
 

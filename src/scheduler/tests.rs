@@ -81,8 +81,8 @@ fn applying(state: Arc<State>) -> Changes {
             match change {
                 Change::Running {
                     environment,
-                    running,
-                } => state.set_running(&environment, running),
+                    started,
+                } => state.set_running(&environment, started.is_some()),
                 Change::NextScan {
                     environment,
                     due,
@@ -266,8 +266,8 @@ async fn a_trigger_during_a_run_joins_it() {
 }
 
 fn batch(n: usize) -> crate::signals::Batch {
-    let signal = crate::signals::Signal {
-        source: crate::signals::SignalSource::ClusterLog,
+    let signal = crate::report::Signal {
+        source: crate::report::SignalSource::ClusterLog,
         vmid: 100,
         node: "pve1".into(),
         user: Some("root@pam".into()),

@@ -123,7 +123,7 @@ pub async fn run(
         changes
             .attribution(Some(status), cursor.gaps - gaps_before)
             .await;
-        if proxmox.signals {
+        if proxmox.events {
             let round = tokio::select! {
                 round = find_signals(&mut signals, read, &proxmox, &state, &mut cursor) => round,
                 _ = cancel.cancelled() => return,

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use crate::attribution::Entry;
 use crate::config::Proxmox;
-use crate::signals::{Batch, Debounce, Signal, SignalSource, environments_of};
+use crate::report::{AttributionSource, Signal, SignalSource};
+use crate::signals::{Batch, Debounce};
 use crate::state::Managed;
 use crate::unmanaged::api::{Client, Guest, GuestKind};
 use crate::unmanaged::{CheckError, CheckReason};
@@ -112,8 +113,8 @@ impl Signals {
             if !counts {
                 continue;
             }
-            let managed_by_some = add(Signal::of_entry(entry, read_at), &mut round);
-            if managed_by_some && entry.via == crate::report::AttributionSource::ClusterLog {
+            let managed_by_some = add(of_entry(entry, read_at), &mut round);
+            if managed_by_some && entry.via == AttributionSource::ClusterLog {
                 self.logged.insert(entry.vmid, read_at);
             }
             if !managed_by_some && (entry.creates() || destroys(entry)) {
@@ -244,9 +245,35 @@ impl Signals {
     }
 }
 
+/// A cluster log line or a task the poller kept, as a signal read at `seen_at`.
+fn of_entry(entry: &Entry, seen_at: DateTime<Utc>) -> Signal {
+    Signal {
+        source: match entry.via {
+            AttributionSource::ClusterLog => SignalSource::ClusterLog,
+            AttributionSource::Task => SignalSource::Task,
+        },
+        vmid: entry.vmid,
+        node: entry.node.clone(),
+        user: Some(entry.user.clone()),
+        token: entry.token.clone(),
+        by_terraform: entry.by_terraform,
+        changed_at: entry.time,
+        seen_at: Some(seen_at),
+        message: entry.message.clone(),
+    }
+}
+
+/// The environments whose state manages `vmid`.
+fn environments_of(managed: &Managed, vmid: u32) -> impl Iterator<Item = &String> {
+    managed
+        .iter()
+        .filter(move |(_, vmids)| vmids.contains(&vmid))
+        .map(|(e, _)| e)
+}
+
 /// A task that removed a guest.
 fn destroys(entry: &Entry) -> bool {
-    entry.via == crate::report::AttributionSource::Task
+    entry.via == AttributionSource::Task
         && matches!(entry.message.as_str(), "qmdestroy" | "vzdestroy")
 }
 

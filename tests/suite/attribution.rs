@@ -73,7 +73,8 @@ impl Lab {
         );
     }
 
-    /// Environment `lab` and `[proxmox]` with attribution every second.
+    /// Environment `lab` and `[proxmox]` with attribution every second; no change signals
+    /// (these tests scan when they choose: tests/suite/signals.rs has the signals').
     pub fn config(&self) -> PathBuf {
         let path = self.root.path().join("config.toml");
         std::fs::write(
@@ -81,7 +82,7 @@ impl Lab {
             format!(
                 "[storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\nkill_grace = \"2s\"\ninit = \"never\"\nrun_on_start = false\n\
                  [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\n\
-                 interval = \"1h\"\nattribution_interval = \"1s\"\nterraform_token_ids = [\"terraform@pve!apply\"]\n\
+                 interval = \"1h\"\nattribution_interval = \"1s\"\nevents = false\nterraform_token_ids = [\"terraform@pve!apply\"]\n\
                  [environments.lab]\ndir = \"ws\"\nenv = {{ TF_CLI_CONFIG_FILE = \"{}\" }}\n",
                 self.sim.url(),
                 self.sim.ca().display(),
@@ -206,13 +207,23 @@ fn a_person_a_terraform_token_and_a_container_edit_are_told_apart() {
     );
 
     // A VM created by hand: the unmanaged-guest check says who created it (its qmcreate
-    // task, read by the running exporter), and the VMs Terraform made say Terraform.
+    // task, read by the running exporter); one Terraform's token made from a workspace no
+    // environment has says Terraform. The states' guests are managed, not listed.
     assert_eq!(
         lab.sim.call_as(
             ROOT,
             "POST",
             "/nodes/pve1/qemu",
             Some(json!({"vmid": 150, "name": "web2"}))
+        ),
+        200
+    );
+    assert_eq!(
+        lab.sim.call_as(
+            TERRAFORM,
+            "POST",
+            "/nodes/pve1/qemu",
+            Some(json!({"vmid": 151, "name": "elsewhere"}))
         ),
         200
     );
@@ -241,7 +252,9 @@ fn a_person_a_terraform_token_and_a_container_edit_are_told_apart() {
     assert_eq!(made["message"], "qmcreate");
     assert_eq!(made["via"], "task");
     assert!(guest(150)["created_at"].is_string(), "{checked}");
-    assert_eq!(guest(120)["created_by"]["by_terraform"], true, "{checked}");
+    assert_eq!(guest(151)["created_by"]["by_terraform"], true, "{checked}");
+    assert_eq!(checked["managed"]["lab"], json!([120, 130]), "{checked}");
+    assert_eq!(checked["guests"].as_array().unwrap().len(), 2, "{checked}");
 }
 
 #[test]
@@ -427,7 +440,8 @@ fn a_flood_of_new_log_lines_leaves_the_journal_under_its_cap() {
     assert_eq!(scan(&server)["status"], "conform");
     next_poll(&server);
     let journal = lab.root.path().join("state/attribution.jsonl");
-    let filler = "x".repeat(1_000);
+    // Long lines, yet an answer under the 8 MiB a read takes (a 128 KiB ring is far less).
+    let filler = "x".repeat(500);
     for round in 0..6 {
         for i in 0..10_000 {
             lab.sim.cluster.audit.log(

@@ -315,7 +315,7 @@ fn changes_in_proxmox_reach_telegram_within_a_minute_with_their_author() {
     for env in ["lab", "dns"] {
         let latency = metric(
             &m,
-            "tfdrift_detection_latency_seconds",
+            "tfdrift_detection_delay_seconds",
             &[("environment", env)],
         );
         assert!(
@@ -323,9 +323,19 @@ fn changes_in_proxmox_reach_telegram_within_a_minute_with_their_author() {
             "{env}: {latency:?}"
         );
     }
+    assert_eq!(
+        metric(
+            &m,
+            "tfdrift_scan_triggers_total",
+            &[("environment", "lab"), ("trigger", "proxmox")]
+        ),
+        Some(1.0),
+        "one scan for one edit (its digest is no second signal): {m}"
+    );
     for source in ["cluster_log", "digest"] {
         assert!(
-            metric(&m, "tfdrift_signals_total", &[("source", source)]).is_some_and(|n| n >= 1.0),
+            metric(&m, "tfdrift_change_signals_total", &[("source", source)])
+                .is_some_and(|n| n >= 1.0),
             "{source}: {m}"
         );
     }
