@@ -30,7 +30,8 @@
 //! Around it: [`config`] comes in and [`serve`] binds and starts everything; [`changes`] are
 //! the messages the supervisor takes (reloads, finished scans and checks, the scheduler's
 //! and the poller's news); the [`watcher`] runs the [`unmanaged`]-guest check and reads
-//! Proxmox's cluster log; [`webconfig`] is TLS and basic authentication; [`cancel`] is how
+//! Proxmox's cluster log, tasks and config digests, whose change [`signals`] make the
+//! scheduler scan an environment soon after one of its guests changed; [`webconfig`] is TLS and basic authentication; [`cancel`] is how
 //! every task is asked to stop. [`cli`] is the command line, [`logging`] its logs.
 
 #![forbid(unsafe_code)]

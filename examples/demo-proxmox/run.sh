@@ -93,10 +93,6 @@ token_id = "${token%%=*}"
 token_secret_file = "pve-token"
 ca_file = "pve-root-ca.pem"
 interval = "30s"
-# The demo's own guests use the test provider's types (pvesim_vm, pvesim_lxc), which the
-# check does not read; a real homelab's bpg or Telmate states need no such line.
-[proxmox.ignore]
-vmids = ["100-121"]
 [environments.prod]
 dir = "prod"
 [environments.lab]

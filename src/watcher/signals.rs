@@ -17,6 +17,24 @@ use crate::state::Managed;
 use crate::unmanaged::api::{Client, Guest, GuestKind};
 use crate::unmanaged::{CheckError, CheckReason};
 
+/// The tasks that change a guest (../shared/facts/proxmox.md, "Change signals"); a
+/// clone's is handled apart.
+const CHANGE_TASKS: [&str; 13] = [
+    "qmconfig",
+    "qmcreate",
+    "qmdestroy",
+    "qmrestore",
+    "qmigrate",
+    "qmmove",
+    "qmrollback",
+    "vzcreate",
+    "vzdestroy",
+    "vzrestore",
+    "vzmigrate",
+    "move_volume",
+    "vzrollback",
+];
+
 /// Config digests read per round at most (the oldest first): the requests of one read stay
 /// bounded however many guests the states manage.
 const DIGESTS_PER_ROUND: usize = 100;
@@ -112,6 +130,14 @@ impl Signals {
             };
             if !counts {
                 continue;
+            }
+            match effect(entry) {
+                Effect::None => continue,
+                Effect::NewGuest => {
+                    round.check = true;
+                    continue;
+                }
+                Effect::Change => {}
             }
             let managed_by_some = add(of_entry(entry, read_at), &mut round);
             if managed_by_some && entry.via == AttributionSource::ClusterLog {
@@ -245,6 +271,28 @@ impl Signals {
     }
 }
 
+/// What a kept entry says of its guest.
+#[derive(Debug, PartialEq, Eq)]
+enum Effect {
+    /// It changed: a signal for the environments that manage it.
+    Change,
+    /// A clone: its task names its source, which it does not change; a new guest only.
+    NewGuest,
+    /// Starts, stops, backups and the like change no config.
+    None,
+}
+
+fn effect(entry: &Entry) -> Effect {
+    match entry.via {
+        AttributionSource::ClusterLog => Effect::Change,
+        AttributionSource::Task => match entry.message.as_str() {
+            "qmclone" | "vzclone" => Effect::NewGuest,
+            task if CHANGE_TASKS.contains(&task) => Effect::Change,
+            _ => Effect::None,
+        },
+    }
+}
+
 /// A cluster log line or a task the poller kept, as a signal read at `seen_at`.
 fn of_entry(entry: &Entry, seen_at: DateTime<Utc>) -> Signal {
     Signal {
@@ -319,4 +367,48 @@ async fn config_digest(client: &Client, guest: &Guest) -> Result<String, CheckEr
                 format!("GET {path}: the answer has no config digest"),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(via: AttributionSource, message: &str) -> Entry {
+        Entry {
+            vmid: 100,
+            node: "pve1".into(),
+            time: None,
+            user: "root@pam".into(),
+            token: None,
+            via,
+            message: message.into(),
+            by_terraform: false,
+            key: "k".into(),
+        }
+    }
+
+    #[test]
+    fn config_changes_signal_clones_check_and_starts_say_nothing() {
+        let task = |t: &str| effect(&entry(AttributionSource::Task, t));
+        assert_eq!(
+            effect(&entry(
+                AttributionSource::ClusterLog,
+                "update VM 100: -memory 3072"
+            )),
+            Effect::Change
+        );
+        for t in [
+            "qmconfig",
+            "qmdestroy",
+            "vzcreate",
+            "qmigrate",
+            "qmrollback",
+        ] {
+            assert_eq!(task(t), Effect::Change, "{t}");
+        }
+        assert_eq!(task("qmclone"), Effect::NewGuest);
+        for t in ["qmstart", "qmstop", "vzdump", "qmshutdown"] {
+            assert_eq!(task(t), Effect::None, "{t}");
+        }
+    }
 }

@@ -561,3 +561,63 @@ fn a_cluster_log_started_again_by_pmxcfs_loses_nothing_and_doubles_nothing() {
         "a restart is no gap"
     );
 }
+
+/// A hostile API: 10,000 new 4 KB guest lines at every read, every second, for a minute.
+/// An answer that long is refused (no 128 KiB ring is ever that long): the read fails with
+/// `api`, said once; the journal stays under its cap and the exporter (a process of its
+/// own) under 64 MiB resident at its peak.
+#[test]
+fn a_hostile_flood_of_long_lines_keeps_the_journal_and_the_memory_bounded() {
+    let Some(lab) = Lab::new() else { return };
+    lab.sim.cluster.audit.set_log_capacity(10_000);
+    let server = Server::start(&lab.config());
+    server.wait_served(Duration::from_secs(30));
+    next_poll(&server);
+    let filler = "y".repeat(4_000);
+    let started = Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        let tick = Instant::now();
+        for i in 0..10_000 {
+            lab.sim.cluster.audit.log(
+                "pve1",
+                "flood@pam",
+                &format!(
+                    "update VM {}: -description {round}-{i}-{filler}",
+                    500 + i % 7
+                ),
+            );
+        }
+        round += 1;
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+    }
+    next_poll(&server);
+    let m = server.metrics();
+    assert_eq!(
+        metric(&m, "tfdrift_attribution_error", &[("reason", "api")]),
+        Some(1.0),
+        "{m}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!(
+        "{round} floods; exporter peak resident memory {} MiB",
+        peak_kib / 1024
+    );
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+    let journal = lab.root.path().join("state/attribution.jsonl");
+    let lines = std::fs::read_to_string(&journal)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    assert!(lines <= 50_000, "{lines} lines");
+    let said = server
+        .logged()
+        .iter()
+        .filter(|l| l.contains("attribution unavailable"))
+        .count();
+    assert_eq!(said, 1, "said once");
+}
