@@ -225,6 +225,7 @@ fn explain(config: Option<&Path>, env: Option<&str>, input: &str, format: Format
 }
 
 fn scan(path: &Path, names: &[String], format: Format) -> u8 {
+    crate::environ::say_inherited();
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,

@@ -20,7 +20,8 @@
 //! scan failed, [`ignore`] drops known false positives (its [`glob`]s compiled at load),
 //! [`report`] is what comes out; [`lifecycle`] says since when the environment drifts and
 //! [`attribution`] which Proxmox user changed a guest (found by its [`guest`] vmid).
-//! [`sensitive`] finds the root module's secrets before terraform runs; [`orphans`] ends
+//! [`sensitive`] finds the root module's secrets before terraform runs; [`environ`] keeps the
+//! variables that would add arguments to terraform away from it; [`orphans`] ends
 //! terraform that outlived its scan.
 //!
 //! Showing: [`output`], [`page`] and [`reconcile`] show reports to people; [`text`] is the
@@ -51,6 +52,7 @@ pub mod changes;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod environ;
 pub mod glob;
 pub mod guest;
 pub mod http;

@@ -217,9 +217,12 @@ pub async fn run(
     mode: StdoutMode,
 ) -> Result<Output, RunError> {
     let mut command = Command::new(inv.binary);
+    command.args(cmd.argv()).current_dir(inv.dir);
+    // TF_CLI_ARGS and the like would change what the command does (crate::environ).
+    for name in crate::environ::inherited() {
+        command.env_remove(name);
+    }
     command
-        .args(cmd.argv())
-        .current_dir(inv.dir)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -244,6 +244,7 @@ impl Server {
         ));
         let web_mode = web.read().unwrap_or_else(|p| p.into_inner()).describe();
         tracing::info!(address = %local, config = %options.config_path.display(), environments = config.environments.len(), web = %web_mode, "listening");
+        crate::environ::say_inherited();
         let http_stop = CancellationToken::new();
         let http = tokio::spawn(crate::http::serve(listener, app, http_stop.clone()));
 

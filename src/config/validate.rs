@@ -334,6 +334,15 @@ fn merged_vars(
 ) -> Result<BTreeMap<String, String>, KeyError> {
     let mut vars = defaults.env.clone().unwrap_or_default();
     vars.extend(env.env.clone().unwrap_or_default());
+    if let Some((name, why)) = vars
+        .keys()
+        .find_map(|name| crate::environ::forbidden(name).map(|why| (name, why)))
+    {
+        return Err(KeyError::new(
+            key("env"),
+            format!("{name} is not allowed: {why}"),
+        ));
+    }
     for reserved in [
         "TF_DATA_DIR",
         "TF_IN_AUTOMATION",

@@ -100,9 +100,18 @@ fn environment_variables(env: &Environment) -> Result<(EnvVars, Vec<String>), Sc
                     n + 1
                 )));
             };
+            let key = key.trim();
+            if let Some(why) = crate::environ::forbidden(key) {
+                return Err(config_error(format!(
+                    "environments.{}.env_files: {}:{}: {key} is not allowed: {why}",
+                    env.name,
+                    file.display(),
+                    n + 1
+                )));
+            }
             let value = value.trim().trim_matches('"').to_owned();
             secrets.push(value.clone());
-            vars.push((key.trim().to_owned(), value));
+            vars.push((key.to_owned(), value));
         }
     }
     Ok((vars, secrets))

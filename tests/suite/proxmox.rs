@@ -416,3 +416,92 @@ fn api_failures_are_classified() {
         "the token never shows: {text}"
     );
 }
+
+/// Terraform adds arguments from its environment: an operator's
+/// `TF_CLI_ARGS_plan="-refresh=false"` would hide every change made by hand, and
+/// `TF_CLI_ARGS="-destroy"` made every scan fail to parse its flags. The exporter's terraform
+/// gets neither: the plan still refreshes (the drift is found) and the log says each
+/// variable was ignored.
+#[test]
+fn arguments_from_the_exporters_environment_never_reach_terraform() {
+    let Some(lab) = Homelab::new() else { return };
+    lab.sim.raise_memory_by_hand();
+    let config = lab.config("run_on_start = true");
+    let server = Server::start_in_env(
+        &config,
+        "",
+        &[],
+        &[
+            ("TF_CLI_ARGS_plan", "-refresh=false"),
+            ("TF_CLI_ARGS", "-destroy"),
+        ],
+    );
+    let detail = server.wait_detail(Duration::from_secs(60), |d| {
+        !d["environments"]["lab"]["status"].is_null()
+    });
+    let report = &detail["environments"]["lab"];
+    assert_eq!(report["status"], "drift", "refreshed: {report}");
+    assert_eq!(
+        report["changes"][0]["attributes"],
+        json!([{"path": "memory", "actual": 3072, "expected": 2048}])
+    );
+    let logged = server.logged();
+    for variable in ["TF_CLI_ARGS_plan", "TF_CLI_ARGS"] {
+        let said = logged
+            .iter()
+            .filter(|l| {
+                l.contains("ignored: terraform never gets")
+                    && l.contains(&format!("variable={variable}"))
+                    && !l.contains(&format!("variable={variable}_"))
+            })
+            .count();
+        assert_eq!(said, 1, "{variable}: {logged:#?}");
+    }
+}
+
+/// An environment's `env` that sets such a variable is refused at load, naming the key; an
+/// `env_files` line that does fails the scan with `config`, naming the file and line.
+#[test]
+fn an_environment_that_sets_terraform_arguments_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[environments.lab]\ndir = \".\"\nenv = { TF_CLI_ARGS_plan = \"-refresh=false\" }\n",
+    )
+    .unwrap();
+    let (code, _, stderr) =
+        crate::support::run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("environments.lab.env") && stderr.contains("TF_CLI_ARGS_plan"),
+        "{stderr}"
+    );
+
+    std::fs::write(dir.path().join("main.tf"), "").unwrap();
+    std::fs::write(
+        dir.path().join("lab.env"),
+        "PM_USER=x\nTF_CLI_ARGS=-destroy\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        "[storage]\npath = \"state\"\n[environments.lab]\ndir = \".\"\nenv_files = [\"lab.env\"]\n",
+    )
+    .unwrap();
+    let (_, stdout, stderr) = crate::support::run(&[
+        "scan",
+        "--config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let report = &report[0];
+    assert_eq!(report["error"]["reason"], "config", "{report}");
+    let summary = report["error"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("lab.env:2") && summary.contains("TF_CLI_ARGS"),
+        "{summary}"
+    );
+}
