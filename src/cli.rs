@@ -36,6 +36,19 @@ pub struct Cli {
     /// overrides web.config_file).
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config: Option<PathBuf>,
+    /// Path under which the metrics are served.
+    #[arg(
+        long = "web.telemetry-path",
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
+    telemetry_path: String,
+    /// Leave out the exporter's own process_* metrics.
+    #[arg(long = "web.disable-exporter-metrics")]
+    disable_exporter_metrics: bool,
+    /// Concurrent metrics requests at most (0: no limit); more are answered 503.
+    #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N")]
+    max_requests: usize,
     /// Log level: error, warn, info, debug, trace.
     #[arg(
         long = "log.level",
@@ -127,11 +140,27 @@ pub fn main() -> ExitCode {
         Some(Command::Unmanaged { format }) => {
             unmanaged(&config_path.unwrap_or_else(|| DEFAULT_PATH.into()), format)
         }
-        Some(Command::Serve) | None => serve(
-            config_path.unwrap_or_else(|| DEFAULT_PATH.into()),
-            cli.listen_address,
-            cli.web_config,
-        ),
+        Some(Command::Serve) | None => {
+            if !cli.telemetry_path.starts_with('/') || cli.telemetry_path == "/" {
+                return ExitCode::from(fail(
+                    EX_USAGE,
+                    format!(
+                        "--web.telemetry-path {:?}: a path like /metrics, not / (the landing page)",
+                        cli.telemetry_path
+                    ),
+                ));
+            }
+            serve(crate::serve::Options {
+                config_path: config_path.unwrap_or_else(|| DEFAULT_PATH.into()),
+                listen: cli.listen_address,
+                web_config: cli.web_config,
+                telemetry: crate::http::Telemetry {
+                    path: cli.telemetry_path,
+                    exporter_metrics: !cli.disable_exporter_metrics,
+                    max_requests: cli.max_requests,
+                },
+            })
+        }
     };
     ExitCode::from(code)
 }
@@ -319,18 +348,13 @@ fn unmanaged(path: &Path, format: Format) -> u8 {
     result.exit_code()
 }
 
-fn serve(path: PathBuf, listen: Option<String>, web_config: Option<PathBuf>) -> u8 {
+fn serve(options: crate::serve::Options) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
-    };
-    let options = crate::serve::Options {
-        config_path: path,
-        listen,
-        web_config,
     };
     match runtime.block_on(crate::serve::run(options, CancellationToken::new())) {
         Ok(()) => 0,

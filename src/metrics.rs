@@ -17,6 +17,7 @@ use crate::unmanaged::Unmanaged;
 
 mod attribution;
 mod labels;
+pub mod process;
 mod scans;
 mod schedule;
 mod unmanaged;

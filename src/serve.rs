@@ -53,13 +53,14 @@ pub fn load_web(config: &Config) -> Result<WebConfig, WebConfigError> {
 }
 
 /// What the command line gives the exporter.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub config_path: PathBuf,
     /// `--web.listen-address`, over the file's `web.listen_address`.
     pub listen: Option<String>,
     /// `--web.config.file`, over the file's `web.config_file`.
     pub web_config: Option<PathBuf>,
+    pub telemetry: crate::http::Telemetry,
 }
 
 impl Options {
@@ -241,6 +242,7 @@ impl Server {
             scheduler.clone(),
             changes.clone(),
             web.clone(),
+            options.telemetry.clone(),
         ));
         let web_mode = web.read().unwrap_or_else(|p| p.into_inner()).describe();
         tracing::info!(address = %local, config = %options.config_path.display(), environments = config.environments.len(), web = %web_mode, "listening");

@@ -32,6 +32,8 @@ mod edges;
 mod explain_fixtures;
 #[path = "suite/faults.rs"]
 mod faults;
+#[path = "suite/flags.rs"]
+mod flags;
 #[path = "suite/fuzz.rs"]
 mod fuzz;
 #[path = "suite/hostile_text.rs"]

@@ -38,6 +38,27 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const SCAN_BURST: f64 = 5.0;
 const SCAN_REFILL: Duration = Duration::from_secs(2);
 
+/// The exporter-toolkit flags of the metrics endpoint.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    /// `--web.telemetry-path` (default `/metrics`).
+    pub path: String,
+    /// The `process_*` metrics (off with `--web.disable-exporter-metrics`).
+    pub exporter_metrics: bool,
+    /// `--web.max-requests`: concurrent metrics requests at most (0: no limit).
+    pub max_requests: usize,
+}
+
+impl Default for Telemetry {
+    fn default() -> Telemetry {
+        Telemetry {
+            path: "/metrics".into(),
+            exporter_metrics: true,
+            max_requests: 40,
+        }
+    }
+}
+
 /// What the handlers need.
 pub struct App {
     state: Arc<State>,
@@ -47,6 +68,10 @@ pub struct App {
     changes: Changes,
     /// TLS and basic authentication; replaced by the supervisor on reload.
     web: Arc<RwLock<Arc<WebConfig>>>,
+    /// The metrics path, the process metrics, the limit of concurrent metrics requests.
+    telemetry: Telemetry,
+    /// Permits of concurrent metrics requests (`None`: no limit).
+    metrics_requests: Option<Arc<tokio::sync::Semaphore>>,
     /// Token buckets of `POST /scan/<env>`: (tokens, last refill). A std mutex: held for
     /// a few arithmetic operations, never across an await.
     scan_limits: Mutex<HashMap<String, (f64, Instant)>>,
@@ -59,13 +84,18 @@ impl App {
         scheduler: Arc<Scheduler>,
         changes: Changes,
         web: Arc<RwLock<Arc<WebConfig>>>,
+        telemetry: Telemetry,
     ) -> App {
+        let metrics_requests = (telemetry.max_requests > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(telemetry.max_requests)));
         App {
             state,
             storage,
             scheduler,
             changes,
             web,
+            telemetry,
+            metrics_requests,
             scan_limits: Mutex::new(HashMap::new()),
         }
     }

@@ -28,9 +28,10 @@ type Answer = Response<Body>;
 type AppState = State<Arc<App>>;
 
 pub(super) fn router(app: Arc<App>) -> Router {
+    let telemetry = app.telemetry.path.clone();
     Router::new()
         .route("/", get(landing))
-        .route("/metrics", get(metrics))
+        .route(&telemetry, get(metrics))
         .route("/detail", get(detail_all))
         .route("/detail/{env}", get(detail))
         .route("/detail/{env}/plan", get(detail_plan))
@@ -100,6 +101,22 @@ async fn landing(State(app): AppState) -> Answer {
 }
 
 async fn metrics(State(app): AppState, headers: HeaderMap) -> Answer {
+    // `--web.max-requests`: held until the answer is built.
+    let _permit = match &app.metrics_requests {
+        Some(limit) => match limit.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "more than {} concurrent metrics requests (--web.max-requests)",
+                        app.telemetry.max_requests
+                    ),
+                );
+            }
+        },
+        None => None,
+    };
     let openmetrics = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -109,11 +126,20 @@ async fn metrics(State(app): AppState, headers: HeaderMap) -> Answer {
     } else {
         TEXT_FORMAT
     };
-    vary_accept(respond(
-        StatusCode::OK,
-        content_type,
-        app.state.metrics.exposition(openmetrics),
-    ))
+    let body = app.state.metrics.exposition(openmetrics);
+    let body = if app.telemetry.exporter_metrics {
+        match tokio::task::spawn_blocking(move || crate::metrics::process::encode(openmetrics))
+            .await
+        {
+            Ok(process) => {
+                crate::metrics::process::with_process(&body, &process, openmetrics).into()
+            }
+            Err(_) => body,
+        }
+    } else {
+        body
+    };
+    vary_accept(respond(StatusCode::OK, content_type, body))
 }
 
 /// Says that the answer depends on `Accept` (text 0.0.4 or OpenMetrics; HTML or JSON), so

@@ -49,7 +49,7 @@ impl Server {
         let options = Options {
             config_path: config.to_owned(),
             listen: Some("127.0.0.1:0".into()),
-            web_config: None,
+            ..Options::default()
         };
         let stop = CancellationToken::new();
         let (tx, rx) = mpsc::channel();
@@ -687,7 +687,7 @@ fn metrics_detail_history_and_restart() {
     );
 }
 
-fn promtool_check(metrics: &str) {
+pub fn promtool_check(metrics: &str) {
     let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -1,0 +1,80 @@
+//! The exporter-toolkit flags every Prometheus exporter has, and the `process_*` metrics.
+
+use std::time::Duration;
+
+use crate::server::{Server, metric, promtool_check};
+
+fn config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[storage]\npath = \"state\"\n[environments.lab]\ndir = \".\"\nrun_on_start = false\n",
+    )
+    .unwrap();
+    (dir, path)
+}
+
+/// `process_*` as client_golang's process collector gives them, plausible for this
+/// process, in both formats; promtool finds nothing to say.
+#[test]
+fn process_metrics_are_there_and_plausible() {
+    let (_dir, path) = config();
+    let server = Server::start(&path);
+    server.wait_served(Duration::from_secs(20));
+    let m = server.metrics();
+    let value = |name: &str| metric(&m, name, &[]).unwrap_or_else(|| panic!("no {name}: {m}"));
+    let now = chrono::Utc::now().timestamp() as f64;
+    let rss = value("process_resident_memory_bytes");
+    assert!(rss > 1e6 && rss < 1e9, "{rss}");
+    assert!(value("process_virtual_memory_bytes") >= rss);
+    let open = value("process_open_fds");
+    assert!(open >= 3.0 && open <= value("process_max_fds"), "{open}");
+    let started = value("process_start_time_seconds");
+    assert!(
+        started > now - 300.0 && started <= now + 1.0,
+        "{started} vs {now}"
+    );
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    promtool_check(&m);
+    let (_, _, om) = server.request(
+        "GET",
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    );
+    assert!(
+        om.contains("# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total "),
+        "{om}"
+    );
+    assert!(om.ends_with("# EOF\n") && om.matches("# EOF").count() == 1);
+}
+
+#[test]
+fn disable_exporter_metrics_leaves_them_out() {
+    let (_dir, path) = config();
+    let server = Server::start_with(&path, "", &["--web.disable-exporter-metrics"]);
+    server.wait_served(Duration::from_secs(20));
+    let m = server.metrics();
+    assert!(m.contains("tfdrift_build_info"), "{m}");
+    assert!(!m.contains("process_"), "{m}");
+}
+
+/// `--web.telemetry-path` moves the metrics; the old path is then unknown; `/` is refused.
+#[test]
+fn the_telemetry_path_moves_the_metrics() {
+    let (_dir, path) = config();
+    let server = Server::start_with(&path, "", &["--web.telemetry-path", "/internal/metrics"]);
+    server.wait_served(Duration::from_secs(20));
+    let (status, _, body) = server.request("GET", "/internal/metrics", None);
+    assert_eq!(status, 200);
+    assert!(body.contains("tfdrift_build_info"), "{body}");
+    assert_eq!(server.request("GET", "/metrics", None).0, 404);
+    let (code, _, stderr) = crate::support::run(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--web.telemetry-path",
+        "/",
+    ]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("--web.telemetry-path"), "{stderr}");
+}
