@@ -32,13 +32,15 @@ pub struct Moto {
 impl Moto {
     /// Starts moto (None, with SKIP, when python3 or moto is missing outside CI).
     pub fn start() -> Option<Moto> {
-        let found = Command::new("python3")
+        let found = Command::new(crate::support::python())
             .args(["-c", "import moto.server, boto3"])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !found {
-            skip("python3 with moto[server] is not installed (pip install 'moto[server]')");
+            skip(
+                "python3 with moto[server] is not installed (./test.sh installs it into target/venv)",
+            );
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0")
@@ -46,14 +48,14 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("python3")
+        let child = Command::new(crate::support::python())
             .arg(tests_dir().join("moto_launcher.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 runs");
+            .expect("python runs");
         let moto = Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -84,7 +86,7 @@ impl Moto {
 
     /// `s3ctl.py` with the IAM user's key (once there is one); stdin from `input`.
     pub fn ctl(&self, args: &[&str], input: &[u8]) -> Vec<u8> {
-        let mut command = Command::new("python3");
+        let mut command = Command::new(crate::support::python());
         command
             .arg(tests_dir().join("s3ctl.py"))
             .arg(&self.endpoint)

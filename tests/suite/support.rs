@@ -152,3 +152,9 @@ pub fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The Python that has moto (`TFDRIFT_PYTHON`, set by ./test.sh to its virtualenv), else
+/// `python3`.
+pub fn python() -> std::ffi::OsString {
+    std::env::var_os("TFDRIFT_PYTHON").unwrap_or_else(|| "python3".into())
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Every test, set up first. Checks each tool the suite needs and installs what is missing
+# where it can (Debian or Ubuntu as root: apt-get; moto into a virtualenv under target/),
+# otherwise prints the exact command to run and stops. Then builds the test provider and
+# runs the whole suite with CI=true: a test whose tool is missing fails instead of skipping,
+# and any SKIP: line fails the run.
+set -euo pipefail
+cd "$(dirname "$0")"
+export CI=true
+
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo is missing: install Rust (https://rustup.rs)"; exit 1
+fi
+if ! command -v terraform >/dev/null 2>&1; then
+  say "terraform is missing: the real-terraform tests need it on PATH (https://developer.hashicorp.com/terraform/install)"
+  exit 1
+fi
+terraform version | sed -n 1p
+
+# Debian packages: Prometheus, promtool, Alertmanager and amtool run the alerting chain and
+# check the shipped files; protoc and the well-known .proto files build the test provider
+# (tests/pvesim); Chromium renders the pages; libfaketime moves the exporter's clock;
+# python3-venv holds moto.
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/empty.proto ] || missing+=(libprotobuf-dev)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  install="apt-get install -y --no-install-recommends ${missing[*]}"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $install >/dev/null
+  else
+    say "missing: ${missing[*]}. Install them (as root on Debian or Ubuntu):"
+    say "  $install"
+    exit 1
+  fi
+fi
+
+# moto's S3 server stands in for MinIO (tests/suite/s3.rs), from PyPI, in target/venv.
+venv=$PWD/target/venv
+if ! "$venv/bin/python3" -c 'import moto.server, boto3' 2>/dev/null; then
+  say "installing moto[server] into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install --quiet 'moto[server]>=5.2,<5.3'
+fi
+export TFDRIFT_PYTHON=$venv/bin/python3
+"$TFDRIFT_PYTHON" -c 'import moto; print("moto", moto.__version__)'
+promtool --version 2>&1 | sed -n 1p
+prometheus-alertmanager --version 2>&1 | sed -n 1p
+chromium --version 2>/dev/null | sed -n 1p
+
+# The test provider (tests/pvesim, a Terraform provider in Rust), built once here; the
+# tests find it through PVESIM_PROVIDER_DIR.
+cargo build --locked --quiet -p pvesim --features provider --bin terraform-provider-pvesim --target-dir target/pvesim
+export PVESIM_PROVIDER_DIR=$PWD/target/pvesim/debug
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Three test threads on two cores: many tests mostly wait (on schedules, polls, a minute of
+# edits).
+cargo test --locked -- --test-threads 3 2>&1 | tee "$log"
+# cargo's last summary is the (empty) doc-test run: close with the totals of every suite.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+if grep -q '^SKIP:' "$log"; then
+  say "a test skipped, and the suite does not skip:"
+  grep '^SKIP:' "$log" >&2
+  exit 1
+fi
