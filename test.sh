@@ -52,8 +52,8 @@ if ! "$venv/bin/python3" -c 'import moto.server, boto3' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/python3" -m pip install --quiet 'moto[server]>=5.2,<5.3'
 fi
-export TFDRIFT_PYTHON=$venv/bin/python3
-"$TFDRIFT_PYTHON" -c 'import moto; print("moto", moto.__version__)'
+export MOTO_PYTHON=$venv/bin/python3
+"$MOTO_PYTHON" -c 'import moto; print("moto", moto.__version__)'
 promtool --version 2>&1 | sed -n 1p
 prometheus-alertmanager --version 2>&1 | sed -n 1p
 chromium --version 2>/dev/null | sed -n 1p

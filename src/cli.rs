@@ -29,9 +29,12 @@ pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address the exporter listens on (overrides web.listen_address).
+    /// Address the exporter listens on (overrides web.listen_address; repeatable).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
-    listen_address: Option<String>,
+    listen_address: Vec<String>,
+    /// Listen on the sockets systemd passes (socket activation) instead.
+    #[arg(long = "web.systemd-socket")]
+    systemd_socket: bool,
     /// Web configuration file: TLS and basic authentication (exporter-toolkit format;
     /// overrides web.config_file).
     #[arg(long = "web.config.file", value_name = "FILE")]
@@ -153,6 +156,7 @@ pub fn main() -> ExitCode {
             serve(crate::serve::Options {
                 config_path: config_path.unwrap_or_else(|| DEFAULT_PATH.into()),
                 listen: cli.listen_address,
+                systemd_socket: cli.systemd_socket,
                 web_config: cli.web_config,
                 telemetry: crate::http::Telemetry {
                     path: cli.telemetry_path,

@@ -56,8 +56,10 @@ pub fn load_web(config: &Config) -> Result<WebConfig, WebConfigError> {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub config_path: PathBuf,
-    /// `--web.listen-address`, over the file's `web.listen_address`.
-    pub listen: Option<String>,
+    /// `--web.listen-address` (repeatable), over the file's `web.listen_address`.
+    pub listen: Vec<String>,
+    /// `--web.systemd-socket`: listen on the sockets systemd passes (`LISTEN_FDS`) instead.
+    pub systemd_socket: bool,
     /// `--web.config.file`, over the file's `web.config_file`.
     pub web_config: Option<PathBuf>,
     pub telemetry: crate::http::Telemetry,
@@ -70,14 +72,24 @@ impl Options {
         if let Some(file) = &self.web_config {
             config.web.config_file = Some(file.clone());
         }
-        if let Some(address) = &self.listen {
-            config.web.listen_address = address.parse().map_err(|_| ConfigError::Invalid {
-                file: path.to_owned(),
-                key: "--web.listen-address".into(),
-                message: format!("{address:?} is not an address like \"0.0.0.0:9847\""),
-            })?;
+        if let Some(first) = self.listen_addresses(path)?.first() {
+            config.web.listen_address = *first;
         }
         Ok(config)
+    }
+
+    /// The `--web.listen-address` flags, parsed.
+    fn listen_addresses(&self, path: &Path) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.listen
+            .iter()
+            .map(|address| {
+                address.parse().map_err(|_| ConfigError::Invalid {
+                    file: path.to_owned(),
+                    key: "--web.listen-address".into(),
+                    message: format!("{address:?} is not an address like \"0.0.0.0:9847\""),
+                })
+            })
+            .collect()
     }
 
     /// The same, for a reload: both files, errors as the message.
@@ -96,7 +108,8 @@ pub struct Server {
     options: Options,
     config: Config,
     web: WebConfig,
-    listener: TcpListener,
+    /// The first is the address the exporter says it listens on.
+    listeners: Vec<TcpListener>,
     /// SIGHUP reloads, SIGTERM/SIGINT stop: the process's signals are this exporter's
     /// (off for an exporter embedded in another program, a test).
     signals: bool,
@@ -156,18 +169,31 @@ impl Server {
             .await
             .map_err(|e| ServeError::Start(e.to_string()))??
         };
-        let address = config.web.listen_address;
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| ServeError::Listen {
-                address: address.to_string(),
-                source,
-            })?;
+        let listeners = if options.systemd_socket {
+            systemd_listeners()?
+        } else {
+            let mut addresses = options.listen_addresses(&options.config_path)?;
+            if addresses.is_empty() {
+                addresses.push(config.web.listen_address);
+            }
+            let mut listeners = Vec::new();
+            for address in addresses {
+                let listener =
+                    TcpListener::bind(address)
+                        .await
+                        .map_err(|source| ServeError::Listen {
+                            address: address.to_string(),
+                            source,
+                        })?;
+                listeners.push(listener);
+            }
+            listeners
+        };
         Ok(Server {
             options,
             config,
             web,
-            listener,
+            listeners,
             signals: true,
         })
     }
@@ -183,8 +209,9 @@ impl Server {
 
     /// The address the exporter listens on (the port the OS chose for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
+        self.listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
             .unwrap_or(self.config.web.listen_address)
     }
 
@@ -195,7 +222,7 @@ impl Server {
             options,
             config,
             web,
-            listener,
+            listeners,
             signals,
         } = self;
         let mut signals = if signals {
@@ -245,10 +272,15 @@ impl Server {
             options.telemetry.clone(),
         ));
         let web_mode = web.read().unwrap_or_else(|p| p.into_inner()).describe();
-        tracing::info!(address = %local, config = %options.config_path.display(), environments = config.environments.len(), web = %web_mode, "listening");
+        let all: Vec<String> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .collect();
+        tracing::info!(address = %local, addresses = %all.join(","), systemd_socket = options.systemd_socket, config = %options.config_path.display(), environments = config.environments.len(), web = %web_mode, "listening");
         crate::environ::say_inherited();
         let http_stop = CancellationToken::new();
-        let http = tokio::spawn(crate::http::serve(listener, app, http_stop.clone()));
+        let http = tokio::spawn(crate::http::serve(listeners, app, http_stop.clone()));
 
         loop {
             tokio::select! {
@@ -267,6 +299,33 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The TCP sockets systemd passed (`LISTEN_FDS`, `LISTEN_PID`), for `--web.systemd-socket`.
+fn systemd_listeners() -> Result<Vec<TcpListener>, ServeError> {
+    let failed = |what: String| ServeError::Listen {
+        address: "--web.systemd-socket".into(),
+        source: std::io::Error::other(what),
+    };
+    let mut passed = listenfd::ListenFd::from_env();
+    let mut listeners = Vec::new();
+    for i in 0..passed.len() {
+        let listener = passed
+            .take_tcp_listener(i)
+            .map_err(|e| failed(format!("socket {i} systemd passed: {e}")))?;
+        if let Some(listener) = listener {
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| failed(e.to_string()))?;
+            listeners.push(TcpListener::from_std(listener).map_err(|e| failed(e.to_string()))?);
+        }
+    }
+    if listeners.is_empty() {
+        return Err(failed(
+            "systemd passed no TCP socket (LISTEN_FDS is not set for this process): start it from a .socket unit".into(),
+        ));
+    }
+    Ok(listeners)
 }
 
 /// The scheduler with every environment's task, its scans held until what a dead exporter

@@ -130,20 +130,38 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// connection, so that a reload applies to new ones). At shutdown it stops accepting, lets
 /// every connection finish the request it is answering (idle ones close at once) and waits
 /// for them, at most [`DRAIN_TIMEOUT`].
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken) {
+pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: CancellationToken) {
     let connections = Arc::new(Connections::default());
     let router = routes::router(app.clone());
     let mut tasks = tokio::task::JoinSet::new();
+    // Every listener accepts into one queue; one loop bounds the connections of them all.
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(16);
+    let mut accepting = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let accepted = accepted_tx.clone();
+        accepting.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(a) => {
+                        if accepted.send(a).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(accepted_tx);
     loop {
         while tasks.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
+            next = accepted.recv() => match next {
+                Some(a) => a,
+                None => break,
             },
             _ = shutdown.cancelled() => break,
         };
@@ -165,7 +183,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: CancellationT
             connections.close(id);
         });
     }
-    drop(listener);
+    // The listeners close: no new connection while the open ones drain.
+    accepting.shutdown().await;
+    drop(accepted);
     let open = tasks.len();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while tasks.join_next().await.is_some() {}

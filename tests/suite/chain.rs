@@ -153,6 +153,15 @@ pub fn http_json(url: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// The body of a GET of `url` (empty on failure).
+pub fn http_text(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn prom_query(port: u16, query: &str) -> Vec<Value> {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "5", "-G", "--data-urlencode"])

@@ -78,3 +78,53 @@ fn the_telemetry_path_moves_the_metrics() {
     assert_eq!(code, 64, "{stderr}");
     assert!(stderr.contains("--web.telemetry-path"), "{stderr}");
 }
+
+/// `--web.listen-address` given twice: both addresses answer.
+#[test]
+fn every_listen_address_answers() {
+    let (_dir, path) = config();
+    let second = crate::chain::free_port();
+    let server = Server::start_with(
+        &path,
+        "",
+        &["--web.listen-address", &format!("127.0.0.1:{second}")],
+    );
+    server.wait_served(Duration::from_secs(20));
+    let other = crate::chain::http_text(&format!("http://127.0.0.1:{second}/metrics"));
+    assert!(other.contains("tfdrift_build_info"), "{other}");
+    assert!(server.metrics().contains("tfdrift_build_info"));
+}
+
+/// `--web.systemd-socket` serves on the socket systemd passes (systemd-socket-activate
+/// plays systemd: it listens, and starts the exporter with the socket as fd 3 at the first
+/// connection); without one it refuses to start, saying so.
+#[test]
+fn the_systemd_socket_is_served() {
+    let (_dir, path) = config();
+    let (code, _, stderr) =
+        crate::support::run(&["--config", path.to_str().unwrap(), "--web.systemd-socket"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("systemd passed no TCP socket"), "{stderr}");
+    if std::process::Command::new("systemd-socket-activate")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        crate::support::skip("systemd-socket-activate is not installed (Debian package systemd)");
+        return;
+    }
+    let port = crate::chain::free_port();
+    let exporter = env!("CARGO_BIN_EXE_tfdrift-exporter");
+    let _activator = crate::chain::Daemon(
+        std::process::Command::new("systemd-socket-activate")
+            .args(["-l", &format!("127.0.0.1:{port}"), exporter])
+            .args(["--config", path.to_str().unwrap(), "--web.systemd-socket"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let body = crate::chain::http_text(&format!("http://127.0.0.1:{port}/metrics"));
+    assert!(body.contains("tfdrift_build_info"), "{body}");
+}

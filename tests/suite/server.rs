@@ -48,7 +48,7 @@ impl Server {
     pub fn in_process(config: &Path) -> Server {
         let options = Options {
             config_path: config.to_owned(),
-            listen: Some("127.0.0.1:0".into()),
+            listen: vec!["127.0.0.1:0".into()],
             ..Options::default()
         };
         let stop = CancellationToken::new();

@@ -153,8 +153,8 @@ pub fn script(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// The Python that has moto (`TFDRIFT_PYTHON`, set by ./test.sh to its virtualenv), else
+/// The Python that has moto (`MOTO_PYTHON`, set by ./test.sh to its virtualenv), else
 /// `python3`.
 pub fn python() -> std::ffi::OsString {
-    std::env::var_os("TFDRIFT_PYTHON").unwrap_or_else(|| "python3".into())
+    std::env::var_os("MOTO_PYTHON").unwrap_or_else(|| "python3".into())
 }
