@@ -47,10 +47,11 @@ fi
 
 # moto's S3 server stands in for MinIO (tests/suite/s3.rs), from PyPI, in target/venv.
 venv=$PWD/target/venv
-if ! "$venv/bin/python3" -c 'import moto.server, boto3' 2>/dev/null; then
-  say "installing moto[server] into $venv"
+# prometheus-client's OpenMetrics parser checks the exporter's OpenMetrics output.
+if ! "$venv/bin/python3" -c 'import moto.server, boto3, prometheus_client.openmetrics.parser' 2>/dev/null; then
+  say "installing moto[server] and prometheus-client into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/python3" -m pip install --quiet 'moto[server]>=5.2,<5.3'
+  "$venv/bin/python3" -m pip install --quiet 'moto[server]>=5.2,<5.3' 'prometheus-client>=0.21,<1'
 fi
 export MOTO_PYTHON=$venv/bin/python3
 "$MOTO_PYTHON" -c 'import moto; print("moto", moto.__version__)'

@@ -128,3 +128,76 @@ fn the_systemd_socket_is_served() {
     let body = crate::chain::http_text(&format!("http://127.0.0.1:{port}/metrics"));
     assert!(body.contains("tfdrift_build_info"), "{body}");
 }
+
+/// The OpenMetrics answer of a populated exporter (a drift with its resources, a failed
+/// environment, the process metrics) passes the reference parser (PyPI prometheus-client's
+/// `openmetrics` parser, which agrees with the OpenMetrics test suite).
+#[test]
+fn openmetrics_passes_the_reference_parser() {
+    if !crate::support::have_terraform() {
+        return;
+    }
+    let python = crate::support::python();
+    let found = std::process::Command::new(&python)
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        crate::support::skip(
+            "python with prometheus-client is not installed (./test.sh installs it into target/venv)",
+        );
+        return;
+    }
+    let w = crate::support::Workspace::new(crate::real_terraform::VM);
+    let config = w.config("[environments.broken]\ndir = \"nowhere\"\n");
+    let server = Server::start(&config);
+    wait_until(|| {
+        let m = server.metrics();
+        metric(&m, "tfdrift_status", &[("environment", "lab")]) == Some(1.0)
+            && metric(&m, "tfdrift_status", &[("environment", "broken")]) == Some(2.0)
+    });
+    let (_, content_type, body) = server.request(
+        "GET",
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    );
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    let mut child = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nfor f in parse(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let families = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for family in [
+        "tfdrift_status gauge",
+        "tfdrift_resource_change_info gauge",
+        "tfdrift_scans counter",
+        "tfdrift_scan_error_info gauge",
+        "process_cpu_seconds counter",
+    ] {
+        assert!(families.contains(family), "{family}: {families}");
+    }
+}
+
+fn wait_until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reached within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
