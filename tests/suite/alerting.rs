@@ -181,11 +181,12 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         mon.ws().display()
     );
     // lab is scanned once the cluster log has been read (below), so that who changed it is
-    // known; hostile drifts in 200 resources whose addresses and values are full of <&>.
+    // known (this test scans when it chooses: no change signals; tests/suite/signals.rs has
+    // them); hostile drifts in 200 resources whose addresses and values are full of <&>.
     let config_text = format!(
         "[web]\nexternal_url = \"https://tfdrift.example:9847/\"\n\
              [storage]\npath = \"state\"\n[defaults]\ninterval = \"1h\"\njitter = \"0s\"\nkill_grace = \"2s\"\n\
-             [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\ninterval = \"2s\"\nattribution_interval = \"1s\"\n\
+             [proxmox]\napi_url = \"{}\"\ntoken_id = \"tfdrift@pve!ci\"\ntoken_secret_file = \"pve-token\"\nca_file = \"{}\"\ninterval = \"2s\"\nattribution_interval = \"1s\"\nevents = false\n\
              [proxmox.ignore]\nvmids = [\"120\", \"300-599\"]\n\
              [environments.prod]\ndir = \"{}\"\n{monitoring}\
              [environments.hostile]\ndir = \"{}\"\ntimeout = \"2m\"\n\
