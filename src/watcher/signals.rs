@@ -189,7 +189,12 @@ impl Signals {
                     if !all.contains(vmid)
                         && let Some(known) = self.digests.get(vmid)
                     {
-                        signals.push(digest_signal(*vmid, known, "guest gone from the inventory"));
+                        signals.push(digest_signal(
+                            *vmid,
+                            known,
+                            "guest gone from the inventory",
+                            read_at,
+                        ));
                     }
                 } else {
                     check = true;
@@ -241,6 +246,7 @@ impl Signals {
                     guest.vmid,
                     &previous,
                     "config digest changed",
+                    read_at,
                 ));
             }
         }
@@ -325,7 +331,9 @@ fn destroys(entry: &Entry) -> bool {
         && matches!(entry.message.as_str(), "qmdestroy" | "vzdestroy")
 }
 
-fn digest_signal(vmid: u32, previous: &Known, message: &str) -> Signal {
+/// A signal for a guest whose digest the read at `read_at` found changed (or gone) since the
+/// read of `previous`.
+fn digest_signal(vmid: u32, previous: &Known, message: &str, read_at: DateTime<Utc>) -> Signal {
     Signal {
         source: SignalSource::Digest,
         vmid,
@@ -334,7 +342,7 @@ fn digest_signal(vmid: u32, previous: &Known, message: &str) -> Signal {
         token: None,
         by_terraform: false,
         changed_at: Some(previous.read_at),
-        seen_at: Some(Utc::now()),
+        seen_at: Some(read_at),
         message: format!("{} {message}", previous.kind.as_str()),
     }
 }

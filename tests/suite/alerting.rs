@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::chain::{
-    Daemon, FakeTelegram, free_port, http_json, prom_query, telegram_html, wait_until,
+    FakeTelegram, alertmanager, free_port, http_json, prom_query, prometheus, shipped_alertmanager,
+    telegram_html, wait_until,
 };
 use crate::hostile_text::{HIDDEN, Style, drift_by_hand, fleet};
 use crate::proxmox::{Homelab, TOKEN};
@@ -24,7 +25,7 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tool(name: &str) -> bool {
+pub fn tool(name: &str) -> bool {
     let ok = Command::new(name)
         .arg("--version")
         .stdout(Stdio::null())
@@ -237,18 +238,9 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
     let second = Server::in_process(&second_config);
 
     let telegram = FakeTelegram::start();
-    let am_port = free_port();
-    let shipped = std::fs::read_to_string(repo().join("examples/alertmanager.yml")).unwrap();
+    let shipped = shipped_alertmanager(telegram.port);
     let am_config = shipped
-        .replace(
-            "api_url: https://api.telegram.org",
-            &format!("api_url: http://127.0.0.1:{}", telegram.port),
-        )
-        .replace(
-            "\"123456:REPLACE-WITH-YOUR-BOT-TOKEN\"",
-            "\"42:test-token\"",
-        )
-        .replace("chat_id: -1001234567890", "chat_id: -100777")
+        .clone()
         // A second receiver whose route groups by alert name only: one message for the
         // alerts of many environments and both exporters (the template's group bound).
         .replace(
@@ -257,51 +249,13 @@ fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
         )
         .replace("TELEGRAM", &format!("http://127.0.0.1:{}", telegram.port));
     assert_ne!(am_config, shipped);
-    std::fs::write(dir.join("alertmanager.yml"), am_config).unwrap();
-    std::fs::copy(
-        repo().join("examples/tfdrift.tmpl"),
-        dir.join("tfdrift.tmpl"),
-    )
-    .unwrap();
-    let _am = Daemon(
-        Command::new("prometheus-alertmanager")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-
-    let prom_port = free_port();
-    let prom_config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{am_port}\"]\nscrape_configs:\n  - job_name: tfdrift\n    static_configs:\n      - targets: [\"{}\", \"{}\"]\n",
-        repo().join("alert-rules/tfdrift.rules.yml").display(),
-        exporter.address,
-        second.address
-    );
-    std::fs::write(dir.join("prometheus.yml"), prom_config).unwrap();
-    let _prometheus = Daemon(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--rules.alert.resend-delay=1s")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (_am, am_port) = alertmanager(&dir, &am_config);
+    let (_prometheus, prom_port) = prometheus(
+        &dir,
+        "1s",
+        am_port,
+        &[&exporter.address, &second.address],
+        &["--rules.alert.resend-delay=1s"],
     );
 
     // 1. Drift: one message naming the environment and the resource. Failure: a distinct one

@@ -18,6 +18,31 @@ pub const TERRAFORM: &str = "terraform@pve!apply=5e1f-terraform-secret";
 /// A person in the web UI (a token of root@pam, as `pvesh` or a script would use).
 pub const ROOT: &str = "root@pam!admin=77aa-root-secret";
 
+/// Container 130 `dns` (512 MB).
+pub const CONTAINER: &str = "resource \"pvesim_lxc\" \"dns\" {\n  vmid   = 130\n  node   = \"pve1\"\n  name   = \"dns\"\n  memory = 512\n  cores  = 1\n}\n";
+
+/// A simulator under a new directory that knows Terraform's token and root@pam's, the
+/// exporter's token secret in `pve-token`, and the CLI configuration that loads the test
+/// provider; `None` without terraform or the provider (said).
+pub fn simulator() -> Option<(tempfile::TempDir, Sim, PathBuf)> {
+    if !have_terraform() {
+        return None;
+    }
+    let provider = provider_dir()?;
+    let root = tempfile::tempdir().unwrap();
+    let sim = Sim::start(root.path());
+    for token in [TERRAFORM, ROOT] {
+        sim.cluster.tokens.lock().unwrap().insert(token.to_owned());
+    }
+    let cli_config = dev_overrides(root.path(), &provider);
+    std::fs::write(
+        root.path().join("pve-token"),
+        TOKEN.split_once('=').unwrap().1,
+    )
+    .unwrap();
+    Some((root, sim, cli_config))
+}
+
 /// A VM and a container applied through the provider with Terraform's token.
 pub struct Lab {
     pub root: tempfile::TempDir,
@@ -27,28 +52,13 @@ pub struct Lab {
 
 impl Lab {
     pub fn new() -> Option<Lab> {
-        if !have_terraform() {
-            return None;
-        }
-        let provider = provider_dir()?;
-        let root = tempfile::tempdir().unwrap();
-        let sim = Sim::start(root.path());
-        for token in [TERRAFORM, ROOT] {
-            sim.cluster.tokens.lock().unwrap().insert(token.to_owned());
-        }
-        let cli_config = dev_overrides(root.path(), &provider);
+        let (root, sim, cli_config) = simulator()?;
         let ws = root.path().join("ws");
         std::fs::create_dir_all(&ws).unwrap();
         // Terraform's token applies; a container beside the VM.
-        let container = "resource \"pvesim_lxc\" \"dns\" {\n  vmid   = 130\n  node   = \"pve1\"\n  name   = \"dns\"\n  memory = 512\n  cores  = 1\n}\n";
         std::fs::write(
             ws.join("main.tf"),
-            homelab_code(sim.url(), TERRAFORM, sim.ca(), container),
-        )
-        .unwrap();
-        std::fs::write(
-            root.path().join("pve-token"),
-            TOKEN.split_once('=').unwrap().1,
+            homelab_code(sim.url(), TERRAFORM, sim.ca(), CONTAINER),
         )
         .unwrap();
         let lab = Lab {

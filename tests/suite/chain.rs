@@ -1,11 +1,12 @@
 //! The alerting chain's test support: a local fake of the Telegram Bot API (it imitates the
-//! documented `sendMessage` request and answer), daemons stopped when dropped, Prometheus
-//! queries, and a checker of what Telegram's HTML mode accepts.
+//! documented `sendMessage` request and answer), Debian's Alertmanager and Prometheus with
+//! the shipped files, daemons stopped when dropped, Prometheus queries, and a checker of
+//! what Telegram's HTML mode accepts.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::Child;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -135,6 +136,94 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `examples/alertmanager.yml` as shipped, sending to `telegram` (the fake's port) with a
+/// test bot token and the main chat ([`MAIN_CHAT`]).
+pub fn shipped_alertmanager(telegram: u16) -> String {
+    std::fs::read_to_string(repo().join("examples/alertmanager.yml"))
+        .unwrap()
+        .replace(
+            "api_url: https://api.telegram.org",
+            &format!("api_url: http://127.0.0.1:{telegram}"),
+        )
+        .replace(
+            "\"123456:REPLACE-WITH-YOUR-BOT-TOKEN\"",
+            "\"42:test-token\"",
+        )
+        .replace("chat_id: -1001234567890", "chat_id: -100777")
+}
+
+/// Debian's Alertmanager on `config` (written under `dir` beside the shipped template), and
+/// its port.
+pub fn alertmanager(dir: &Path, config: &str) -> (Daemon, u16) {
+    let port = free_port();
+    std::fs::write(dir.join("alertmanager.yml"), config).unwrap();
+    std::fs::copy(
+        repo().join("examples/tfdrift.tmpl"),
+        dir.join("tfdrift.tmpl"),
+    )
+    .unwrap();
+    let daemon = Daemon(
+        Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (daemon, port)
+}
+
+/// Debian's Prometheus with the shipped rules, scraping `targets` (job `tfdrift`) and
+/// evaluating every `interval`, alerting to Alertmanager on `alertmanager`; `extra` are more
+/// flags. Its data under `dir`; returns its port.
+pub fn prometheus(
+    dir: &Path,
+    interval: &str,
+    alertmanager: u16,
+    targets: &[&str],
+    extra: &[&str],
+) -> (Daemon, u16) {
+    let port = free_port();
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{alertmanager}\"]\nscrape_configs:\n  - job_name: tfdrift\n    static_configs:\n      - targets: [{}]\n",
+            repo().join("alert-rules/tfdrift.rules.yml").display(),
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prom-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (daemon, port)
 }
 
 pub fn free_port() -> u16 {

@@ -151,11 +151,15 @@ fn openmetrics_passes_the_reference_parser() {
     let w = crate::support::Workspace::new(crate::real_terraform::VM);
     let config = w.config("[environments.broken]\ndir = \"nowhere\"\n");
     let server = Server::start(&config);
-    wait_until(|| {
-        let m = server.metrics();
-        metric(&m, "tfdrift_status", &[("environment", "lab")]) == Some(1.0)
-            && metric(&m, "tfdrift_status", &[("environment", "broken")]) == Some(2.0)
-    });
+    crate::chain::wait_until(
+        "lab drifting and broken failing",
+        Duration::from_secs(60),
+        || {
+            let m = server.metrics();
+            metric(&m, "tfdrift_status", &[("environment", "lab")]) == Some(1.0)
+                && metric(&m, "tfdrift_status", &[("environment", "broken")]) == Some(2.0)
+        },
+    );
     let (_, content_type, body) = server.request(
         "GET",
         "/metrics",
@@ -188,16 +192,5 @@ fn openmetrics_passes_the_reference_parser() {
         "process_cpu_seconds counter",
     ] {
         assert!(families.contains(family), "{family}: {families}");
-    }
-}
-
-fn wait_until(done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not reached within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -277,6 +277,22 @@ impl Server {
         }
     }
 
+    /// Polls until `done` holds for the latest report of `env` (`/detail/<env>`).
+    pub fn wait_report(&self, env: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (_, report) = self.get_json(&format!("/detail/{env}"));
+            if done(&report) {
+                return report;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{env} not reached within {limit:?}: {report}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.pid();
         Command::new("kill")

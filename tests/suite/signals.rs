@@ -6,26 +6,25 @@
 //! `sendMessage` request and answer).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::attribution::{ROOT, TERRAFORM};
-use crate::chain::{Daemon, FakeTelegram, free_port, prom_query, wait_until};
-use crate::proxmox::{Sim, TOKEN, dev_overrides, homelab_code, provider_code, provider_dir};
+use crate::attribution::{CONTAINER, ROOT, TERRAFORM, simulator};
+use crate::chain::{
+    FakeTelegram, alertmanager, free_port, prom_query, prometheus, shipped_alertmanager, wait_until,
+};
+use crate::proxmox::{Sim, homelab_code, provider_code};
 use crate::server::{Server, metric};
-use crate::support::{have_terraform, skip};
+use crate::support::have_terraform;
 use crate::unmanaged::terraform_in;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Container 130 `dns` (512 MB), in a workspace of its own.
-const CONTAINER: &str = "resource \"pvesim_lxc\" \"dns\" {\n  vmid   = 130\n  node   = \"pve1\"\n  name   = \"dns\"\n  memory = 512\n  cores  = 1\n}\n";
-
-/// Two environments applied with Terraform's token: `lab` (VM 120) and `dns` (container 130).
+/// Two environments applied with Terraform's token: `lab` (VM 120) and `dns` (container
+/// 130, in a workspace of its own).
 pub struct Site {
     pub root: tempfile::TempDir,
     pub sim: Sim,
@@ -34,16 +33,7 @@ pub struct Site {
 
 impl Site {
     pub fn new() -> Option<Site> {
-        if !have_terraform() {
-            return None;
-        }
-        let provider = provider_dir()?;
-        let root = tempfile::tempdir().unwrap();
-        let sim = Sim::start(root.path());
-        for token in [TERRAFORM, ROOT] {
-            sim.cluster.tokens.lock().unwrap().insert(token.to_owned());
-        }
-        let cli_config = dev_overrides(root.path(), &provider);
+        let (root, sim, cli_config) = simulator()?;
         let site = Site {
             root,
             sim,
@@ -63,11 +53,6 @@ impl Site {
         for ws in ["lab", "dns"] {
             site.apply(ws);
         }
-        std::fs::write(
-            site.root.path().join("pve-token"),
-            TOKEN.split_once('=').unwrap().1,
-        )
-        .unwrap();
         Some(site)
     }
 
@@ -141,27 +126,6 @@ fn history(server: &Server, env: &str) -> Vec<Value> {
     h["scans"].as_array().cloned().unwrap_or_default()
 }
 
-/// Polls until `done` holds for the latest report of `env`.
-fn wait_report(
-    server: &Server,
-    env: &str,
-    limit: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (_, report) = server.get_json(&format!("/detail/{env}"));
-        if done(&report) {
-            return report;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{env} not reached within {limit:?}: {report}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn seconds_since(t: Instant) -> f64 {
     (t.elapsed().as_secs_f64() * 10.0).round() / 10.0
 }
@@ -173,79 +137,20 @@ fn seconds_since(t: Instant) -> f64 {
 /// creator. Prometheus scrapes and evaluates every 15 s, as examples/prometheus.yml does.
 #[test]
 fn changes_in_proxmox_reach_telegram_within_a_minute_with_their_author() {
-    for tool in ["prometheus", "prometheus-alertmanager"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            skip(&format!("{tool} is not installed (Debian package {tool})"));
-            return;
-        }
+    if !crate::alerting::tool("prometheus") || !crate::alerting::tool("prometheus-alertmanager") {
+        return;
     }
     let Some(site) = Site::new() else { return };
     let dir = site.root.path().to_owned();
     let exporter = Server::in_process(&site.config(""));
 
     let telegram = FakeTelegram::start();
-    let am_port = free_port();
-    let shipped = std::fs::read_to_string(repo().join("examples/alertmanager.yml")).unwrap();
-    let am_config = shipped
-        .replace(
-            "api_url: https://api.telegram.org",
-            &format!("api_url: http://127.0.0.1:{}", telegram.port),
-        )
-        .replace(
-            "\"123456:REPLACE-WITH-YOUR-BOT-TOKEN\"",
-            "\"42:test-token\"",
-        )
-        .replace("chat_id: -1001234567890", "chat_id: -100777");
-    std::fs::write(dir.join("alertmanager.yml"), am_config).unwrap();
-    std::fs::copy(
-        repo().join("examples/tfdrift.tmpl"),
-        dir.join("tfdrift.tmpl"),
-    )
-    .unwrap();
-    let _am = Daemon(
-        Command::new("prometheus-alertmanager")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_am, am_port) = alertmanager(&dir, &shipped_alertmanager(telegram.port));
     let shipped = std::fs::read_to_string(repo().join("examples/prometheus.yml")).unwrap();
     assert!(
         shipped.contains("scrape_interval: 15s") && shipped.contains("evaluation_interval: 15s")
     );
-    let prom_port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{am_port}\"]\nscrape_configs:\n  - job_name: tfdrift\n    static_configs:\n      - targets: [\"{}\"]\n",
-            repo().join("alert-rules/tfdrift.rules.yml").display(),
-            exporter.address
-        ),
-    )
-    .unwrap();
-    let _prometheus = Daemon(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_prometheus, prom_port) = prometheus(&dir, "15s", am_port, &[&exporter.address], &[]);
     ready(&exporter);
     wait_until(
         "Prometheus scraping the exporter",
@@ -278,9 +183,7 @@ fn changes_in_proxmox_reach_telegram_within_a_minute_with_their_author() {
     assert!(vm.contains("by root@pam"), "{vm}");
     assert!(vm.contains("memory: 3072 -&gt; 2048"), "{vm}");
     assert!(vm.contains("Changed in Proxmox at"), "{vm}");
-    let report = wait_report(&exporter, "lab", Duration::from_secs(5), |r| {
-        r["status"] == "drift"
-    });
+    let report = exporter.wait_report("lab", Duration::from_secs(5), |r| r["status"] == "drift");
     assert_eq!(report["trigger"]["kind"], "proxmox", "{report}");
     let signal = &report["trigger"]["signals"][0];
     assert_eq!(signal["vmid"], 120, "{report}");
@@ -359,9 +262,7 @@ fn an_apply_is_followed_by_one_scan_without_drift_or_lock_error() {
     let applied = Instant::now();
     site.apply("lab");
     assert!(applied.elapsed() >= Duration::from_secs(20));
-    let report = wait_report(&server, "lab", Duration::from_secs(90), |r| {
-        !r["id"].is_null()
-    });
+    let report = server.wait_report("lab", Duration::from_secs(90), |r| !r["id"].is_null());
     assert_eq!(report["status"], "conform", "{report}");
     assert_eq!(report["trigger"]["kind"], "proxmox", "{report}");
     assert!(
@@ -397,9 +298,7 @@ fn two_hundred_edits_within_a_minute_are_at_most_two_scans() {
         std::thread::sleep(due.saturating_sub(started.elapsed()));
     }
     assert!(started.elapsed() < Duration::from_secs(62));
-    wait_report(&server, "lab", Duration::from_secs(60), |r| {
-        r["status"] == "drift"
-    });
+    server.wait_report("lab", Duration::from_secs(60), |r| r["status"] == "drift");
     // The burst ended at about 60 s: its last signals are handed over at the first quiet
     // read (within 15 s) and scanned; a third scan would have started by about 90 s.
     std::thread::sleep(Duration::from_secs(35));
@@ -428,9 +327,7 @@ fn a_blinded_cluster_log_still_signals_through_digests() {
         "/nodes/pve1/qemu/120/config",
         json!({"memory": 3072}),
     );
-    let report = wait_report(&server, "lab", Duration::from_secs(90), |r| {
-        r["status"] == "drift"
-    });
+    let report = server.wait_report("lab", Duration::from_secs(90), |r| r["status"] == "drift");
     assert_eq!(
         report["trigger"]["signals"][0]["source"], "digest",
         "{report}"
