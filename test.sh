@@ -20,7 +20,7 @@ fi
 terraform version | sed -n 1p
 
 # Debian packages: Prometheus, promtool, Alertmanager and amtool run the alerting chain and
-# check the shipped files; protoc and the well-known .proto files build the test provider
+# check the shipped files; lintian and systemd-analyze check the Debian package; protoc and the well-known .proto files build the test provider
 # (tests/pvesim); Chromium renders the pages; libfaketime moves the exporter's clock;
 # python3-venv holds moto.
 missing=()
@@ -30,6 +30,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/empty.proto ] || missing+=(libprotobuf-dev)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -63,6 +65,19 @@ chromium --version 2>/dev/null | sed -n 1p
 # tests find it through PVESIM_PROVIDER_DIR.
 cargo build --locked --quiet -p pvesim --features provider --bin terraform-provider-pvesim --target-dir target/pvesim
 export PVESIM_PROVIDER_DIR=$PWD/target/pvesim/debug
+
+# The Debian package, built by cargo-deb (from crates.io, into ~/.cargo/bin once) from the
+# tests' own build of the binary (profile dev: a release build would double the run); the
+# tests in tests/suite/package.rs unpack, lint and run it.
+if ! cargo deb --version >/dev/null 2>&1; then
+  say "installing cargo-deb (cargo install --locked cargo-deb@3)"
+  cargo install --locked --quiet cargo-deb@3
+fi
+cargo build --locked --quiet
+# cargo deb prints the package's path.
+PACKAGE_DEB=$(cargo deb --profile dev --no-build --fast --quiet --output target/debian/)
+export PACKAGE_DEB
+say "package: $PACKAGE_DEB"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Three test threads on two cores: many tests mostly wait (on schedules, polls, a minute of

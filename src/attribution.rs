@@ -1,4 +1,4 @@
-//! Who changed a Proxmox guest, and when (../shared/facts/proxmox.md, "Who changed a guest").
+//! Who changed a Proxmox guest, and when (docs/proxmox.md, "Who changed a guest").
 //! The poller ([`crate::watcher`]) reads the cluster log (a ring of 128 KiB: read every
 //! `proxmox.attribution_interval`, and a turn-over between two reads is said) and the nodes'
 //! task lists, and keeps what it read under `storage.path`. A scan then [`attach`]es to each

@@ -1,6 +1,6 @@
 //! Change signals: what Proxmox records as it happens, used to scan an environment soon after
 //! one of its guests changed, instead of at its next scheduled scan
-//! (../shared/facts/proxmox.md, "Change signals"). The attribution poller
+//! (docs/proxmox.md, "Change signals"). The attribution poller
 //! ([`crate::watcher`]) finds them at each read: the cluster log's lines and the nodes'
 //! tasks about a guest, and the config `digest` of every guest a state manages (an LXC edit
 //! writes neither a line nor a task). [`Debounce`] turns a burst of them into one hand-over

@@ -40,6 +40,8 @@ mod fuzz;
 mod hostile_text;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
+#[path = "suite/package.rs"]
+mod package;
 #[path = "suite/pages.rs"]
 mod pages;
 #[path = "suite/proxmox.rs"]

@@ -25,6 +25,7 @@ use crate::webconfig::WebConfig;
 
 mod body;
 mod connections;
+mod limit;
 mod routes;
 
 use body::{error, too_large};
@@ -70,8 +71,8 @@ pub struct App {
     web: Arc<RwLock<Arc<WebConfig>>>,
     /// The metrics path, the process metrics, the limit of concurrent metrics requests.
     telemetry: Telemetry,
-    /// Permits of concurrent metrics requests (`None`: no limit).
-    metrics_requests: Option<Arc<tokio::sync::Semaphore>>,
+    /// Permits of concurrent metrics requests (`--web.max-requests`).
+    metrics_requests: limit::RequestLimit,
     /// Token buckets of `POST /scan/<env>`: (tokens, last refill). A std mutex: held for
     /// a few arithmetic operations, never across an await.
     scan_limits: Mutex<HashMap<String, (f64, Instant)>>,
@@ -86,8 +87,7 @@ impl App {
         web: Arc<RwLock<Arc<WebConfig>>>,
         telemetry: Telemetry,
     ) -> App {
-        let metrics_requests = (telemetry.max_requests > 0)
-            .then(|| Arc::new(tokio::sync::Semaphore::new(telemetry.max_requests)));
+        let metrics_requests = limit::RequestLimit::new(telemetry.max_requests);
         App {
             state,
             storage,

@@ -102,20 +102,9 @@ async fn landing(State(app): AppState) -> Answer {
 
 async fn metrics(State(app): AppState, headers: HeaderMap) -> Answer {
     // `--web.max-requests`: held until the answer is built.
-    let _permit = match &app.metrics_requests {
-        Some(limit) => match limit.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "more than {} concurrent metrics requests (--web.max-requests)",
-                        app.telemetry.max_requests
-                    ),
-                );
-            }
-        },
-        None => None,
+    let _permit = match app.metrics_requests.admit() {
+        Ok(permit) => permit,
+        Err(busy) => return busy.answer(),
     };
     let openmetrics = headers
         .get(ACCEPT)

@@ -1,5 +1,5 @@
 //! Which guests a Terraform state manages, and how each Proxmox provider names and imports
-//! them (../shared/facts/proxmox.md):
+//! them (docs/proxmox.md):
 //!
 //! | provider | types | vmid attribute | import id |
 //! |---|---|---|---|

@@ -17,7 +17,7 @@ use crate::state::Managed;
 use crate::unmanaged::api::{Client, Guest, GuestKind};
 use crate::unmanaged::{CheckError, CheckReason};
 
-/// The tasks that change a guest (../shared/facts/proxmox.md, "Change signals"); a
+/// The tasks that change a guest (docs/proxmox.md, "Who changed a guest"); a
 /// clone's is handled apart.
 const CHANGE_TASKS: [&str; 13] = [
     "qmconfig",

@@ -6,7 +6,7 @@
 //! API that records `sendMessage` calls (it imitates the documented request and answer).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,25 +19,10 @@ use crate::hostile_text::{HIDDEN, Style, drift_by_hand, fleet};
 use crate::proxmox::{Homelab, TOKEN};
 use crate::real_terraform::{S3_BACKEND, VM};
 use crate::server::Server;
-use crate::support::{Workspace, skip, terraform};
+use crate::support::{Workspace, terraform, tool};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn tool(name: &str) -> bool {
-    let ok = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        skip(&format!(
-            "{name} is not installed (Debian packages prometheus, prometheus-alertmanager)"
-        ));
-    }
-    ok
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -68,7 +53,7 @@ fn dashboard_queries() -> Vec<String> {
 
 #[test]
 fn shipped_rules_alertmanager_config_and_dashboard_pass_their_checkers() {
-    if !tool("promtool") || !tool("amtool") {
+    if !tool("promtool", "prometheus") || !tool("amtool", "prometheus-alertmanager") {
         return;
     }
     let rules = repo().join("alert-rules");
@@ -115,7 +100,9 @@ fn shipped_rules_alertmanager_config_and_dashboard_pass_their_checkers() {
 
 #[test]
 fn drift_and_failures_reach_telegram_through_prometheus_and_alertmanager() {
-    if !tool("prometheus") || !tool("prometheus-alertmanager") {
+    if !tool("prometheus", "prometheus")
+        || !tool("prometheus-alertmanager", "prometheus-alertmanager")
+    {
         return;
     }
     let Some(lab) = Homelab::new() else { return };

@@ -502,7 +502,7 @@ fn an_unreadable_journal_is_no_nobody() {
 
 /// pmxcfs writes a backslash as it is: one logged `C:\temp` makes the whole cluster log an
 /// invalid JSON text, and pve-manager answers every read with HTTP 500 until the line leaves
-/// the ring (../shared/facts/proxmox.md). Attribution says `api`, the drift is still found,
+/// the ring (docs/proxmox.md). Attribution says `api`, the drift is still found,
 /// nothing panics; once the line has left the ring, authors come back.
 #[test]
 fn a_cluster_log_blinded_by_a_backslash_gives_null_with_a_reason_and_the_drift_still() {

@@ -194,3 +194,25 @@ fn openmetrics_passes_the_reference_parser() {
         assert!(families.contains(family), "{family}: {families}");
     }
 }
+
+/// `--web.max-requests 1`: each answered request gives its permit back (the refusal
+/// itself, 503 past the limit, is `http::limit`'s unit test: a request cannot be held
+/// in flight from outside); a value that is not a count is refused at start.
+#[test]
+fn max_requests_gives_each_permit_back() {
+    let (_dir, path) = config();
+    let server = Server::start_with(&path, "", &["--web.max-requests", "1"]);
+    server.wait_served(Duration::from_secs(20));
+    for _ in 0..20 {
+        let (status, _, body) = server.request("GET", "/metrics", None);
+        assert_eq!(status, 200, "{body}");
+    }
+    let (code, _, stderr) = crate::support::run(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--web.max-requests",
+        "many",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--web.max-requests"), "{stderr}");
+}

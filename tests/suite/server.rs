@@ -113,8 +113,20 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        let mut child = bin()
-            .envs(env.iter().copied())
+        let mut command = bin();
+        command.envs(env.iter().copied());
+        Server::start_command(command, config, expected, extra)
+    }
+
+    /// Starts `command` (another build of the exporter: the packaged binary) with the
+    /// configuration on 127.0.0.1, port 0, and waits for "listening".
+    pub fn start_command(
+        mut command: Command,
+        config: &Path,
+        expected: &str,
+        extra: &[&str],
+    ) -> Server {
+        let mut child = command
             .args([
                 "--config",
                 config.to_str().unwrap(),

@@ -16,7 +16,7 @@ use crate::chain::{
 };
 use crate::proxmox::{Sim, homelab_code, provider_code};
 use crate::server::{Server, metric};
-use crate::support::have_terraform;
+use crate::support::{have_terraform, tool};
 use crate::unmanaged::terraform_in;
 
 fn repo() -> &'static Path {
@@ -137,7 +137,9 @@ fn seconds_since(t: Instant) -> f64 {
 /// creator. Prometheus scrapes and evaluates every 15 s, as examples/prometheus.yml does.
 #[test]
 fn changes_in_proxmox_reach_telegram_within_a_minute_with_their_author() {
-    if !crate::alerting::tool("prometheus") || !crate::alerting::tool("prometheus-alertmanager") {
+    if !tool("prometheus", "prometheus")
+        || !tool("prometheus-alertmanager", "prometheus-alertmanager")
+    {
         return;
     }
     let Some(site) = Site::new() else { return };

@@ -38,6 +38,23 @@ pub fn skip(what: &str) {
     let _ = writeln!(std::io::stderr(), "SKIP: {name}: {what}");
 }
 
+/// True when the command `name` runs (`name --version`); otherwise skips, naming the
+/// Debian `package` that has it.
+pub fn tool(name: &str, package: &str) -> bool {
+    let ok = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        skip(&format!(
+            "{name} is not installed (Debian package {package})"
+        ));
+    }
+    ok
+}
+
 /// `tests/fixtures/opentofu-show-json`: the plan and stream fixtures, inside the
 /// repository (their origins and licence in its PROVENANCE.md and LICENSE-MPL-2.0.txt).
 pub fn fixtures() -> Option<PathBuf> {

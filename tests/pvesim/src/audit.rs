@@ -1,5 +1,5 @@
 //! What the simulated cluster remembers of who did what, as the real one does
-//! (../shared/facts/proxmox.md, "Who changed a guest, and when"):
+//! (docs/proxmox.md, "Who changed a guest"):
 //!
 //! - the cluster log, an in-memory ring (the real one is 128 KiB; here a number of entries,
 //!   1,000 by default), answered newest first by `GET /cluster/log?max=N`. A qemu config
@@ -265,7 +265,7 @@ impl Audit {
     }
 }
 
-/// Text as pmxcfs writes it into its JSON (../shared/facts/proxmox.md, "Change signals"):
+/// Text as pmxcfs writes it into its JSON (docs/proxmox.md, "Text as pmxcfs writes it"):
 /// `"` as `\"`, control characters as `#NNN`, other non-ASCII as `\uXXXX`, characters above
 /// U+FFFF dropped, and a backslash written as it is (not escaped).
 pub fn pmxcfs_text(text: &str) -> String {

@@ -1,7 +1,7 @@
 //! A simulated Proxmox VE API for tfdrift-exporter's tests (never shipped in the exporter).
 //!
 //! It imitates the documented subset the exporter and the test provider use, with the
-//! response shapes of ../shared/facts/proxmox.md: token authentication
+//! response shapes of docs/proxmox.md: token authentication
 //! (`Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET`, else `401 authentication
 //! failure`), `GET /api2/json/cluster/resources?type=vm`, guest config read and update, guest
 //! create and delete, token deletion, the cluster log, the nodes and their task lists, and a
