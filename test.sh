@@ -70,8 +70,8 @@ export PVESIM_PROVIDER_DIR=$PWD/target/pvesim/debug
 # tests' own build of the binary (profile dev: a release build would double the run); the
 # tests in tests/suite/package.rs unpack, lint and run it.
 if ! cargo deb --version >/dev/null 2>&1; then
-  say "installing cargo-deb (cargo install --locked cargo-deb@3)"
-  cargo install --locked --quiet cargo-deb@3
+  say "installing cargo-deb (cargo install --locked cargo-deb --version ^3)"
+  cargo install --locked --quiet cargo-deb --version '^3'
 fi
 cargo build --locked --quiet
 # cargo deb prints the package's path.
