@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::report::{ErrorReason, ScanError};
+use crate::report::{CheckKind, CheckResult, CheckStatus, ErrorReason, ScanError};
 
 /// One `diagnostic` of the stream (or one `Error:` block of plain stderr).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -40,6 +40,21 @@ const HELD_LOCK: &[&str] = &[
     "StatusCode: 412",
     "ConditionalCheckFailed",
 ];
+
+/// The summaries of a false precondition or postcondition (Terraform and OpenTofu; an
+/// output's reads "Module output value precondition failed", the root module's too).
+const CONDITION_FAILED: &[&str] = &[
+    "resource precondition failed",
+    "resource postcondition failed",
+    "output value precondition failed",
+];
+
+/// True for the diagnostics of checks and conditions ("Check block assertion failed",
+/// "Resource postcondition failed", ...), warnings and errors alike.
+pub fn is_check_diagnostic(d: &Diagnostic) -> bool {
+    let summary = d.summary.to_lowercase();
+    summary.contains("check block") || CONDITION_FAILED.iter().any(|c| summary.contains(c))
+}
 
 /// What init says before listing configuration errors.
 const INIT_UMBRELLA: &str = "encountered problems during initiali";
@@ -148,12 +163,39 @@ const RULES: &[(ErrorReason, &[&str])] = &[
 ];
 
 /// The error a plan document carries: its error diagnostics, or `errored` (not redacted:
-/// the plan's reader knows its secrets).
-pub fn plan_error(diagnostics: &[Diagnostic], errored: Option<bool>) -> Option<ScanError> {
+/// the plan's reader knows its secrets). A saved errored plan has no diagnostics; its
+/// `checks` tell a false condition (reason `check`) or a check that could not be evaluated
+/// (`config`, as the plan's own diagnostic would have said).
+pub fn plan_error(
+    diagnostics: &[Diagnostic],
+    errored: Option<bool>,
+    checks: &[CheckResult],
+) -> Option<ScanError> {
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Some(classify(diagnostics, Phase::Plan));
     }
-    errored.unwrap_or(false).then(|| ScanError {
+    if !errored.unwrap_or(false) {
+        return None;
+    }
+    let condition = checks.iter().find(|c| {
+        c.status == CheckStatus::Fail
+            && matches!(c.kind, CheckKind::Resource | CheckKind::OutputValue)
+    });
+    if let Some(c) = condition {
+        return Some(ScanError {
+            reason: ErrorReason::Check,
+            summary: format!("{}: a precondition or postcondition is false", c.address),
+            detail: c.first_message().to_owned(),
+        });
+    }
+    if let Some(c) = checks.iter().find(|c| c.status == CheckStatus::Error) {
+        return Some(ScanError {
+            reason: ErrorReason::Config,
+            summary: format!("{}: the condition could not be evaluated", c.address),
+            detail: "The plan document has \"errored\": true; the evaluation error is in the plan's diagnostics, not in this file.".to_owned(),
+        });
+    }
+    Some(ScanError {
         reason: ErrorReason::Terraform,
         summary: "the plan is marked errored: terraform could not finish it".to_owned(),
         detail: "The plan document has \"errored\": true; the errors themselves are in the plan's diagnostics, not in this file.".to_owned(),
@@ -181,6 +223,24 @@ pub fn classify(diagnostics: &[Diagnostic], phase: Phase) -> ScanError {
         .map(|d| format!("{}\n{}", d.summary, d.detail).to_lowercase())
         .collect();
 
+    // A plan stopped only by false conditions: the failing objects are in its `checks`.
+    let condition = |d: &&Diagnostic| {
+        let summary = d.summary.to_lowercase();
+        CONDITION_FAILED.iter().any(|c| summary.contains(c))
+    };
+    if let Some(first) = errors.first()
+        && errors.iter().all(condition)
+    {
+        // The author's message is the point: it goes into the one-line summary.
+        let mut error = error_of(ErrorReason::Check, first);
+        if let Some(message) = first.detail.lines().map(str::trim).find(|l| !l.is_empty()) {
+            error.summary = format!("{}: {message}", error.summary);
+        }
+        if errors.len() > 1 {
+            error.summary = format!("{} (and {} more)", error.summary, errors.len() - 1);
+        }
+        return error;
+    }
     for (d, text) in errors.iter().zip(&texts) {
         if text.contains("error acquiring the state lock")
             && HELD_LOCK.iter().any(|t| text.contains(&t.to_lowercase()))

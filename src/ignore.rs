@@ -183,6 +183,7 @@ mod tests {
             error: None,
             tool_version: None,
             guests: None,
+            checks: vec![],
         };
         apply(&mut o, &[rule(Some("tags"), None)], today);
         assert!(o.changes.is_empty());
@@ -197,6 +198,7 @@ mod tests {
             error: None,
             tool_version: None,
             guests: None,
+            checks: vec![],
         };
         apply(&mut o, &[rule(Some("tags"), None)], today);
         assert_eq!(
@@ -212,6 +214,7 @@ mod tests {
             error: None,
             tool_version: None,
             guests: None,
+            checks: vec![],
         };
         apply(&mut o, &[rule(None, Some("2026-11-25"))], today);
         assert_eq!(o.changes.len(), 1, "an expired rule stops applying");

@@ -51,6 +51,7 @@ pub mod cancel;
 pub mod changes;
 pub mod classify;
 pub mod cli;
+pub mod conditions;
 pub mod config;
 pub mod environ;
 pub mod glob;

@@ -16,6 +16,7 @@ use crate::report::{Report, Status};
 use crate::unmanaged::Unmanaged;
 
 mod attribution;
+mod checks;
 mod labels;
 pub mod process;
 mod scans;
@@ -23,6 +24,7 @@ mod schedule;
 mod unmanaged;
 
 use attribution::AttributionMetrics;
+use checks::CheckMetrics;
 use labels::{Build, Env, WebLabels};
 use scans::ScanMetrics;
 use schedule::ScheduleMetrics;
@@ -36,6 +38,7 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 pub struct Metrics {
     registry: Registry,
     scans: ScanMetrics,
+    checks: CheckMetrics,
     schedule: ScheduleMetrics,
     unmanaged: UnmanagedMetrics,
     attribution: AttributionMetrics,
@@ -64,10 +67,12 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("tfdrift");
         let scans = ScanMetrics::default();
+        let checks = CheckMetrics::default();
         let schedule = ScheduleMetrics::default();
         let unmanaged = UnmanagedMetrics::default();
         let attribution = AttributionMetrics::default();
         scans.register(&mut registry);
+        checks.register(&mut registry);
         schedule.register(&mut registry);
         unmanaged.register(&mut registry);
         attribution.register(&mut registry);
@@ -87,6 +92,7 @@ impl Metrics {
         Metrics {
             registry,
             scans,
+            checks,
             schedule,
             unmanaged,
             attribution,
@@ -108,6 +114,7 @@ impl Metrics {
     ) {
         if let Some(name) = report.environment() {
             self.scans.show(name, report, last_success, max_series);
+            self.checks.show(name, report, max_series);
             self.touch();
         }
     }
@@ -147,6 +154,7 @@ impl Metrics {
     /// Makes every series of a removed environment disappear.
     pub fn forget(&self, name: &str) {
         self.scans.forget(name);
+        self.checks.forget(name);
         self.schedule.forget(name);
         self.touch();
     }

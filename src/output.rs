@@ -64,6 +64,7 @@ fn render_one(out: &mut String, r: &Report, colour: bool) {
         }
     }
     table(out, &rows_of(r));
+    checks(out, r);
     for ignored in &r.ignored {
         let _ = writeln!(
             out,
@@ -103,10 +104,42 @@ fn facts_of(r: &Report) -> Vec<String> {
             tool.binary.as_deref().unwrap_or("terraform")
         ));
     }
+    if !r.checks.is_empty() {
+        let counts: Vec<String> = crate::report::CheckStatus::ALL
+            .into_iter()
+            .zip(crate::report::count_checks(&r.checks))
+            .filter(|(_, n)| *n > 0)
+            .map(|(status, n)| format!("{n} {status}"))
+            .collect();
+        facts.push(format!("checks: {}", counts.join(", ")));
+    }
     if let Some(d) = r.duration_seconds() {
         facts.push(format!("{d:.1}s"));
     }
     facts
+}
+
+/// The failing checks, one line per failing instance with its message.
+fn checks(out: &mut String, r: &Report) {
+    for check in r.checks.iter().filter(|c| c.status.failed()) {
+        if check.problems.is_empty() {
+            let _ = writeln!(
+                out,
+                "  check {}: {} (could not be evaluated: see the error)",
+                check.status,
+                visible(&check.address)
+            );
+        }
+        for problem in &check.problems {
+            let _ = writeln!(
+                out,
+                "  check {}: {}: {}",
+                check.status,
+                visible(&problem.instance),
+                visible(&problem.message)
+            );
+        }
+    }
 }
 
 /// The change rows in aligned columns (the first row is the heading).

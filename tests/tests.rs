@@ -20,6 +20,8 @@ mod attribution;
 mod bad_input;
 #[path = "suite/chain.rs"]
 mod chain;
+#[path = "suite/checks.rs"]
+mod checks;
 #[path = "suite/classify_streams.rs"]
 mod classify_streams;
 #[path = "suite/cli_config.rs"]

@@ -4,7 +4,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 
 use crate::attribution::PollReason;
 use crate::report::SignalSource;
-use crate::report::{Action, ErrorReason, Status, TriggerKind};
+use crate::report::{Action, CheckKind, CheckStatus, ErrorReason, Status, TriggerKind};
 use crate::unmanaged::CheckReason;
 use crate::unmanaged::api::GuestKind;
 
@@ -27,7 +27,9 @@ label_value_by_name!(
     CheckReason,
     PollReason,
     SignalSource,
-    TriggerKind
+    TriggerKind,
+    CheckKind,
+    CheckStatus
 );
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +53,20 @@ pub(super) struct EnvReason {
 pub(super) struct EnvTrigger {
     pub(super) environment: String,
     pub(super) trigger: TriggerKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct EnvCheckStatus {
+    pub(super) environment: String,
+    pub(super) status: CheckStatus,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct CheckFailed {
+    pub(super) environment: String,
+    pub(super) address: String,
+    pub(super) kind: CheckKind,
+    pub(super) message: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
-use super::parts::{changes, more};
+use super::parts::{changes, checks, more};
 use super::{Text, page, time};
 use crate::report::Status;
 use crate::state::EnvView;
@@ -38,6 +38,7 @@ pub fn render(
                 (changes(&report.ignored))
                 (more(view.ignored_total, env, "ignored changes"))
             }
+            (checks(&report.checks))
         }
         h2 { "The last " (TIMELINE_DAYS) " days" }
         (super::timeline::render(env, marks, from, now))

@@ -3,7 +3,7 @@
 use maud::{Markup, html};
 
 use super::{Text, time};
-use crate::report::{Change, shown};
+use crate::report::{Change, CheckResult, CheckStatus, count_checks, shown};
 use crate::state::KEPT_CHANGES;
 
 /// The changes of a report as people read them, on every page: one row per resource
@@ -76,6 +76,58 @@ pub(super) fn more(total: usize, env: &str, what: &str) -> Markup {
             p {
                 "and " (total - KEPT_CHANGES) " more " (what) ": "
                 a href={ "/detail/" (Text(env)) } { "the whole report (JSON)" }
+            }
+        }
+    }
+}
+
+/// The plan's checks (continuous validation): the count per status, and each failing or
+/// errored object with its instance and message, at most [`KEPT_CHANGES`] rows.
+pub(super) fn checks(checks: &[CheckResult]) -> Markup {
+    let counts: Vec<String> = CheckStatus::ALL
+        .into_iter()
+        .zip(count_checks(checks))
+        .filter(|(_, n)| *n > 0)
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect();
+    let failed: Vec<(&CheckResult, &str, &str)> = checks
+        .iter()
+        .filter(|c| c.status.failed())
+        .flat_map(|c| {
+            let rows: Vec<(&CheckResult, &str, &str)> = if c.problems.is_empty() {
+                vec![(
+                    c,
+                    c.address.as_str(),
+                    "could not be evaluated: see the error",
+                )]
+            } else {
+                c.problems
+                    .iter()
+                    .map(|p| (c, p.instance.as_str(), p.message.as_str()))
+                    .collect()
+            };
+            rows
+        })
+        .take(KEPT_CHANGES)
+        .collect();
+    html! {
+        @if !checks.is_empty() {
+            h2 { "Checks" }
+            p.checks { (counts.join(", ")) }
+            @if !failed.is_empty() {
+                table.rows.checks {
+                    thead { tr { th { "Check" } th { "Kind" } th { "Status" } th { "Message" } } }
+                    tbody {
+                        @for (c, instance, message) in &failed {
+                            tr.check {
+                                td data-label="Check" { code { (Text(instance)) } }
+                                td data-label="Kind" { (c.kind.as_str()) }
+                                td data-label="Status" { span class="error" { (c.status) } }
+                                td data-label="Message" { (Text(message)) }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use maud::html;
 
-use super::parts::changes;
+use super::parts::{changes, checks};
 use super::{Text, page, time};
 use crate::report::Report;
 use crate::state::KEPT_CHANGES;
@@ -43,6 +43,7 @@ pub fn render(env: &str, report: &Report) -> String {
             h2 { "Ignored" }
             (changes(&report.ignored))
         }
+        (checks(&report.checks))
         @if total > 2 * KEPT_CHANGES {
             p {
                 "The page shows the first " (KEPT_CHANGES) " of each; all " (total)

@@ -19,8 +19,10 @@ use super::redact::{Mask, Redactor, SecretCollector};
 use super::split::{Piece, SplitError, Want, split};
 use super::stream::Diagnostic;
 use crate::guest::guest_vmid;
-use crate::report::{Action, AttributeChange, Change, PlanOutcome};
+use crate::report::{Action, AttributeChange, Change, CheckResult, PlanOutcome};
 
+mod body;
+mod checks;
 mod guests;
 
 /// How to read a plan.
@@ -120,65 +122,6 @@ struct ChangeBody<'a> {
     importing: Option<&'a RawValue>,
 }
 
-/// The parsed values of one change body.
-struct Values {
-    before: Option<Value>,
-    after: Option<Value>,
-    after_unknown: Option<Value>,
-    before_sensitive: Option<Value>,
-    after_sensitive: Option<Value>,
-}
-
-impl ChangeBody<'_> {
-    fn values(&self, address: &str, with_unknown: bool) -> Result<Values, PlanError> {
-        let parse =
-            |raw: Option<&RawValue>, field: &'static str| -> Result<Option<Value>, PlanError> {
-                raw.map(|r| serde_json::from_str(r.get()))
-                    .transpose()
-                    .map_err(|source| PlanError::Value {
-                        address: address.to_owned(),
-                        field,
-                        source,
-                    })
-            };
-        Ok(Values {
-            before: parse(self.before, "before")?,
-            after: parse(self.after, "after")?,
-            after_unknown: if with_unknown {
-                parse(self.after_unknown, "after_unknown")?
-            } else {
-                None
-            },
-            before_sensitive: parse(self.before_sensitive, "before_sensitive")?,
-            after_sensitive: parse(self.after_sensitive, "after_sensitive")?,
-        })
-    }
-
-    /// True when either side has a sensitive mark (a mask other than `false`/`{}`/`[]`).
-    fn has_sensitive(&self) -> bool {
-        let marked = |raw: Option<&RawValue>| raw.is_some_and(|r| r.get().contains("true"));
-        marked(self.before_sensitive) || marked(self.after_sensitive)
-    }
-
-    fn collect_secrets(
-        &self,
-        address: &str,
-        secrets: &mut SecretCollector,
-    ) -> Result<(), PlanError> {
-        if !self.has_sensitive() {
-            return Ok(());
-        }
-        let v = self.values(address, false)?;
-        if let Some(before) = &v.before {
-            secrets.collect_masked(before, Mask(v.before_sensitive.as_ref()), false);
-        }
-        if let Some(after) = &v.after {
-            secrets.collect_masked(after, Mask(v.after_sensitive.as_ref()), false);
-        }
-        Ok(())
-    }
-}
-
 impl ResourceChange<'_> {
     fn is_data(&self) -> bool {
         match self.mode.as_deref() {
@@ -276,6 +219,8 @@ struct Gathered {
     refresh_changes: Vec<Change>,
     /// The vmids of the Proxmox guests among `resource_changes`.
     guests: BTreeSet<u32>,
+    /// `checks`: the check results, not yet redacted.
+    checks: Vec<CheckResult>,
 }
 
 /// As [`understand_plan`], with secrets known beforehand (values of `env_files`).
@@ -307,6 +252,8 @@ pub fn understand_plan_redacting(
         }
     }
     let redactor = secrets.finish();
+    let mut found_checks = g.checks;
+    checks::redact(&mut found_checks, &redactor);
 
     let refresh_only = options.refresh_only || (!g.has_resource_changes && g.drift_entries > 0);
     let mut changes = if refresh_only {
@@ -326,17 +273,19 @@ pub fn understand_plan_redacting(
         redactor.redact_value(&mut attribute.expected);
     }
 
-    let error = crate::classify::plan_error(&g.diagnostics, g.errored).map(|mut error| {
-        error.summary = redactor.redact_text(&error.summary);
-        error.detail = redactor.redact_text(&error.detail);
-        error
-    });
+    let error =
+        crate::classify::plan_error(&g.diagnostics, g.errored, &found_checks).map(|mut error| {
+            error.summary = redactor.redact_text(&error.summary);
+            error.detail = redactor.redact_text(&error.detail);
+            error
+        });
     let outcome = PlanOutcome {
         changes,
         ignored: Vec::new(),
         error,
         tool_version: g.terraform_version,
         guests: Some(g.guests),
+        checks: found_checks,
     };
     Ok((outcome, redactor))
 }
@@ -348,7 +297,7 @@ fn gather(input: impl Read, secrets: &mut SecretCollector) -> Result<Gathered, P
     let want = |key: &str| match key {
         "resource_changes" | "resource_drift" => Want::Elements,
         "format_version" | "terraform_version" | "errored" | "diagnostics" | "variables"
-        | "configuration" | "output_changes" => Want::Whole,
+        | "configuration" | "output_changes" | "checks" => Want::Whole,
         _ => Want::Skip,
     };
     let mut failure: Option<PlanError> = None;
@@ -391,6 +340,10 @@ impl Gathered {
                 "format_version" => self.format_version = parse(key, value)?,
                 "terraform_version" => self.terraform_version = parse(key, value)?,
                 "errored" => self.errored = parse(key, value)?,
+                "checks" => {
+                    self.checks = checks::parse(value)
+                        .map_err(|e| PlanError::Malformed(format!("checks: {e}")))?
+                }
                 "diagnostics" => {
                     self.diagnostics =
                         parse::<Option<Vec<Diagnostic>>>(key, value)?.unwrap_or_default()

@@ -99,6 +99,14 @@ impl StreamSummary {
         }
     }
 
+    /// A diagnostic about a check or a condition was read: the plan's `checks` have
+    /// something to say.
+    pub fn mentions_checks(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(crate::classify::is_check_diagnostic)
+    }
+
     /// The error diagnostics, in order.
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.diagnostics.iter().filter(|d| d.is_error())

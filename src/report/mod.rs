@@ -8,12 +8,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 mod change;
+mod check;
 mod trigger;
 mod wire;
 
 pub use change::{
     AttributeChange, Attribution, AttributionError, AttributionSource, Change, shown,
 };
+pub use check::{CheckKind, CheckResult, CheckStatus, Problem, count as count_checks};
 pub use trigger::{Signal, SignalSource, Trigger, TriggerKind};
 
 /// The outcome of a scan. The numbers are the `tfdrift_status` gauge values.
@@ -86,12 +88,14 @@ pub enum ErrorReason {
     Timeout,
     Init,
     Config,
+    /// The plan stopped because a resource or output precondition/postcondition is false.
+    Check,
     Terraform,
 }
 
 impl ErrorReason {
     /// Every reason, in the order the metrics list them.
-    pub const ALL: [ErrorReason; 8] = [
+    pub const ALL: [ErrorReason; 9] = [
         ErrorReason::Auth,
         ErrorReason::Connectivity,
         ErrorReason::StateBackend,
@@ -99,6 +103,7 @@ impl ErrorReason {
         ErrorReason::Timeout,
         ErrorReason::Init,
         ErrorReason::Config,
+        ErrorReason::Check,
         ErrorReason::Terraform,
     ];
 
@@ -111,6 +116,7 @@ impl ErrorReason {
             ErrorReason::Timeout => "timeout",
             ErrorReason::Init => "init",
             ErrorReason::Config => "config",
+            ErrorReason::Check => "check",
             ErrorReason::Terraform => "terraform",
         }
     }
@@ -285,6 +291,8 @@ pub struct Report {
     pub attribution_error: Option<AttributionError>,
     /// What started the scan (`None` for `explain`, and reports stored before triggers).
     pub trigger: Option<Trigger>,
+    /// The plan's check results (empty when it had none, or was not read).
+    pub checks: Vec<CheckResult>,
 }
 
 /// A scan as it ended, complete: when, with what, what the plan said, and the plan to serve.
@@ -336,6 +344,8 @@ pub struct PlanOutcome {
     /// The vmids of the Proxmox guests the plan's resources hold (`None`: the plan was
     /// not read, as when it changed nothing).
     pub guests: Option<std::collections::BTreeSet<u32>>,
+    /// The plan's check results, redacted.
+    pub checks: Vec<CheckResult>,
 }
 
 impl PlanOutcome {
@@ -347,6 +357,7 @@ impl PlanOutcome {
             error: None,
             tool_version: None,
             guests: None,
+            checks: Vec::new(),
         }
     }
 }
@@ -378,6 +389,7 @@ impl Report {
             error: outcome.error,
             attribution_error: None,
             trigger: None,
+            checks: outcome.checks,
         }
     }
 
@@ -395,6 +407,7 @@ impl Report {
             error: Some(error),
             attribution_error: None,
             trigger: None,
+            checks: Vec::new(),
         }
     }
 

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{
-    AttributionError, Change, Report, ScanError, Stamp, Status, Summary, Tool, Trigger,
-    rfc3339_seconds,
+    AttributionError, Change, CheckResult, Report, ScanError, Stamp, Status, Summary, Tool,
+    Trigger, rfc3339_seconds,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -40,6 +40,9 @@ struct Wire<'a> {
     attribution_error: Option<AttributionError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     trigger: Option<Cow<'a, Trigger>>,
+    /// `[]` when the plan had none; reports stored before checks were read have none.
+    #[serde(default)]
+    checks: Cow<'a, [CheckResult]>,
 }
 
 impl Serialize for Report {
@@ -61,6 +64,7 @@ impl Serialize for Report {
             error: self.error.as_ref().map(Cow::Borrowed),
             attribution_error: self.attribution_error,
             trigger: self.trigger.as_ref().map(Cow::Borrowed),
+            checks: Cow::Borrowed(&self.checks),
         }
         .serialize(s)
     }
@@ -93,6 +97,7 @@ impl<'de> Deserialize<'de> for Report {
             error: w.error.map(Cow::into_owned),
             attribution_error: w.attribution_error,
             trigger: w.trigger.map(Cow::into_owned),
+            checks: w.checks.into_owned(),
         })
     }
 }

@@ -38,6 +38,8 @@ pub(super) struct Gathered {
     pub(super) recorded_fingerprint: Option<String>,
     /// The value of [`crate::orphans::VAR`] for this scan's processes (it reads the disk).
     pub(super) orphan_tag: String,
+    /// The configuration declares checks or conditions ([`crate::conditions`]).
+    pub(super) declares_checks: bool,
 }
 
 #[allow(
@@ -56,9 +58,11 @@ pub(super) fn gather(env: &Environment, storage: &Path) -> Result<Gathered, Scan
     secret_values.extend(crate::sensitive::values(&env.dir, &env.var_files, &vars));
     let store = EnvStore::open(storage, &env.name)
         .map_err(|e| config_error(format!("storage.path: {e}")))?;
+    let declares_checks = crate::conditions::declared(&env.dir, &store.tf_data_dir());
     Ok(Gathered {
         vars,
         secret_values,
+        declares_checks,
         fingerprint: init_fingerprint(env),
         recorded_fingerprint: store.init_fingerprint(),
         orphan_tag: crate::orphans::tag(storage, &env.name),

@@ -8,14 +8,15 @@ use tokio::time::Instant;
 use crate::cancel::{CancellationToken, Cancelled};
 use crate::classify::{Phase, classify};
 use crate::config::{Environment, InitMode};
-use crate::plan::ExplainOptions;
 use crate::plan::redact::{Redactor, SecretCollector};
 use crate::plan::stream::errors_from_text;
 use crate::report::{ErrorReason, PlanOutcome, ScanError, Tool};
 use crate::runner::{Invocation, Output, PlanArgs, RunError, StdoutMode, TfCommand, run};
 use crate::store::EnvStore;
 
-use super::files::{EnvVars, Gathered, config_error, gather, understand_and_serve};
+use super::files::{EnvVars, Gathered, config_error, gather};
+
+mod show;
 
 pub(super) struct Scan<'a> {
     pub(super) env: &'a Environment,
@@ -38,6 +39,9 @@ struct Prepared {
     /// Whether init ran in this preparation.
     initialised: bool,
     fingerprint: String,
+    /// The configuration declares checks or conditions: their results are read even from
+    /// a plan that changes nothing.
+    declares_checks: bool,
 }
 
 impl<'a> Scan<'a> {
@@ -79,6 +83,7 @@ impl Scan<'_> {
             fingerprint,
             recorded_fingerprint,
             orphan_tag,
+            declares_checks,
         } = gathered.map_err(|e| {
             config_error(format!(
                 "environments.{}: cannot prepare the scan: {e}",
@@ -110,6 +115,7 @@ impl Scan<'_> {
             secret_values,
             initialised: false,
             fingerprint,
+            declares_checks,
         };
         if needs_init {
             let inv = self.invocation(&prepared.vars, deadline);
@@ -184,6 +190,7 @@ impl Scan<'_> {
             secret_values,
             initialised,
             fingerprint,
+            declares_checks,
         } = self.prepare(storage, deadline, true).await?;
         let collector = || {
             let mut c = SecretCollector::default();
@@ -227,6 +234,8 @@ impl Scan<'_> {
             self.tool.version = Some(version);
         }
         let exit = plan.code();
+        // Continuous validation: `checks` is only in `show -json`.
+        let read_checks = declares_checks || plan.stream.mentions_checks();
         if exit == Some(0) && !plan.stream.reported_changes {
             // The exit code never decides alone: conform needs a plan that was really made.
             let made = tokio::fs::metadata(&plan_file)
@@ -239,65 +248,30 @@ impl Scan<'_> {
             if let Some(missing) = missing {
                 return Err(self.not_a_plan(&plan, missing).into());
             }
-            return Ok(PlanOutcome::no_changes());
+            if !read_checks {
+                return Ok(PlanOutcome::no_changes());
+            }
         }
         match exit {
             Some(0) | Some(2) => {
                 self.show_and_understand(&inv, &store, plan_dir.path(), &plan_file, collector())
                     .await
             }
+            Some(1) if read_checks && tokio::fs::try_exists(&plan_file).await.unwrap_or(false) => {
+                let error = self.failure(&plan, Phase::Plan);
+                self.errored_plan_checks(
+                    &inv,
+                    &store,
+                    plan_dir.path(),
+                    &plan_file,
+                    collector(),
+                    error,
+                )
+                .await
+            }
             _ => Err(self.failure(&plan, Phase::Plan).into()),
         }
         // plan_dir (and the plan file with its secrets) is removed here.
-    }
-
-    /// `show -json` of the saved plan, understood (and prepared for `/detail/<env>/plan`)
-    /// off the runtime's threads.
-    async fn show_and_understand(
-        &mut self,
-        inv: &Invocation<'_>,
-        store: &EnvStore,
-        plan_dir: &Path,
-        plan_file: &Path,
-        secrets: SecretCollector,
-    ) -> Result<PlanOutcome, Step> {
-        let env = self.env;
-        let document = plan_dir.join("show.json");
-        let show = self
-            .run_step(
-                &TfCommand::show(plan_file),
-                inv,
-                StdoutMode::File(document.clone()),
-                Phase::Show,
-            )
-            .await?;
-        if show.code() != Some(0) {
-            return Err(self.failure(&show, Phase::Show).into());
-        }
-        let options = ExplainOptions {
-            refresh_only: env.refresh_only,
-        };
-        let store = store.clone();
-        // Seconds of parsing on a plan of 100 MB: off the runtime's threads.
-        let (outcome, served) = tokio::task::spawn_blocking(move || {
-            let served = store
-                .temp_file()
-                .map_err(|e| config_error(format!("storage.path: {e}")))?;
-            understand_and_serve(&document, options, secrets, served)
-        })
-        .await
-        .map_err(|e| ScanError {
-            reason: ErrorReason::Terraform,
-            summary: format!("reading the output of show -json failed: {e}"),
-            detail: String::new(),
-        })??;
-        match served {
-            Ok(served) => self.served_plan = Some(served),
-            Err(e) => {
-                tracing::warn!(environment = %env.name, error = %e, "cannot prepare the plan for /detail/<env>/plan")
-            }
-        }
-        Ok(outcome)
     }
 
     async fn init(

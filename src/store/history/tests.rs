@@ -292,6 +292,7 @@ mod same_second {
                 error: None,
                 tool_version: None,
                 guests: None,
+                checks: vec![],
             });
             r.status = status;
             r.stamp = Some(Stamp::at(id, "lab", t));
