@@ -50,13 +50,16 @@ fi
 # moto's S3 server stands in for MinIO (tests/suite/s3.rs), from PyPI, in target/venv.
 venv=$PWD/target/venv
 # prometheus-client's OpenMetrics parser checks the exporter's OpenMetrics output.
+# pip mostly waits on the network and the disk: it installs while cargo builds below.
+venv_log=$(mktemp)
+installing=
 if ! "$venv/bin/python3" -c 'import moto.server, boto3, prometheus_client.openmetrics.parser' 2>/dev/null; then
-  say "installing moto[server] and prometheus-client into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/python3" -m pip install --quiet 'moto[server]>=5.2,<5.3' 'prometheus-client>=0.21,<1'
+  say "installing moto[server] and prometheus-client into $venv (beside the build)"
+  ( python3 -m venv "$venv" &&
+    "$venv/bin/python3" -m pip install --quiet 'moto[server]>=5.2,<5.3' 'prometheus-client>=0.21,<1' ) > "$venv_log" 2>&1 &
+  installing=$!
 fi
 export MOTO_PYTHON=$venv/bin/python3
-"$MOTO_PYTHON" -c 'import moto; print("moto", moto.__version__)'
 promtool --version 2>&1 | sed -n 1p
 prometheus-alertmanager --version 2>&1 | sed -n 1p
 chromium --version 2>/dev/null | sed -n 1p
@@ -78,6 +81,14 @@ cargo build --locked --quiet
 PACKAGE_DEB=$(cargo deb --profile dev --no-build --fast --quiet --output target/debian/)
 export PACKAGE_DEB
 say "package: $PACKAGE_DEB"
+
+if [ -n "$installing" ] && ! wait "$installing"; then
+  cat "$venv_log" >&2
+  say "installing moto into $venv failed (above); run: python3 -m venv $venv && $venv/bin/python3 -m pip install 'moto[server]>=5.2,<5.3' 'prometheus-client>=0.21,<1'"
+  exit 1
+fi
+rm -f "$venv_log"
+"$MOTO_PYTHON" -c 'import moto; print("moto", moto.__version__)'
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Three test threads on two cores: many tests mostly wait (on schedules, polls, a minute of

@@ -19,6 +19,9 @@ const QUEUE: usize = 64;
 pub enum Change {
     /// Read the configuration file again (SIGHUP, `POST /-/reload`); `Err` is the message.
     Reload(oneshot::Sender<Result<(), String>>),
+    /// `[discovery]`'s interval passed: look at the directories again, and reload when the
+    /// environments found differ from the running ones.
+    Rediscover,
     /// A scan ended: commit it, then show it.
     ScanFinished(Box<Finished>, oneshot::Sender<()>),
     /// An unmanaged-guest check ended (already stored).
@@ -71,6 +74,11 @@ impl Changes {
             return Err(STOPPING.into());
         }
         outcome.await.unwrap_or_else(|_| Err(STOPPING.into()))
+    }
+
+    /// Asks for a new look at `[discovery]`'s directories (not waited for).
+    pub async fn rediscover(&self) {
+        let _ = self.queue.send(Change::Rediscover).await;
     }
 
     /// Hands over a finished scan and waits until it is committed and the state shows it.
@@ -158,6 +166,7 @@ impl Changes {
                         let _ = applied.send(());
                     }
                     Change::Running { .. }
+                    | Change::Rediscover
                     | Change::Signals { .. }
                     | Change::NextScan { .. }
                     | Change::Attribution { .. } => {}

@@ -93,6 +93,8 @@ pub struct Config {
     pub max_concurrent_scans: usize,
     pub max_resource_series: usize,
     pub proxmox: Option<Proxmox>,
+    /// `[discovery]`: the environments found in directories, beside the listed ones.
+    pub discovery: Option<Discovery>,
     pub environments: BTreeMap<String, Environment>,
 }
 
@@ -242,11 +244,14 @@ fn one_line(e: figment::Error) -> String {
 }
 
 mod describe;
+mod discovery;
 mod env;
 mod proxmox;
 mod raw;
 mod validate;
 
+pub use discovery::Discovery;
+use discovery::RawDiscovery;
 #[cfg(test)]
 pub(crate) use proxmox::split_host_port;
 use proxmox::validate_proxmox;

@@ -283,11 +283,14 @@ impl Server {
         let http = tokio::spawn(crate::http::serve(listeners, app, http_stop.clone()));
 
         loop {
+            // `[discovery]`: its directories are looked at again every interval.
+            let rediscover = state.config().discovery.as_ref().map(|d| d.interval);
             tokio::select! {
                 asked = Signals::next(&mut signals) => match asked {
                     Asked::Reload => { let _ = changes.reload().await; }
                     Asked::Stop(signal) => { tracing::info!("{signal}: shutting down"); break; }
                 },
+                _ = after(rediscover) => changes.rediscover().await,
                 _ = stop.cancelled() => break,
             }
         }
@@ -385,5 +388,13 @@ async fn stop_scans(state: &State, scheduler: &Scheduler, watcher: &Watcher) {
         .is_err()
     {
         tracing::warn!("scans did not end in time; exiting anyway");
+    }
+}
+
+/// Sleeps `every`, or forever when it is `None`.
+async fn after(every: Option<std::time::Duration>) {
+    match every {
+        Some(every) => tokio::time::sleep(every).await,
+        None => std::future::pending().await,
     }
 }

@@ -54,6 +54,7 @@ impl Supervisor {
                 Change::Reload(answer) => {
                     let _ = answer.send(self.reload().await);
                 }
+                Change::Rediscover => self.rediscover().await,
                 Change::ScanFinished(finished, applied) => {
                     self.scan_finished(*finished, applied).await;
                 }
@@ -109,6 +110,44 @@ impl Supervisor {
     /// Reads the file again; applies it only when the whole of it is valid and it keeps the
     /// web protections in force.
     async fn reload(&self) -> Result<(), String> {
+        let (config, web) = self.load_checked().await?;
+        self.apply(config, web).await;
+        tracing::info!(file = %self.config_path.display(), "configuration reloaded");
+        Ok(())
+    }
+
+    /// Looks at `[discovery]`'s directories again: when the environments found (names and
+    /// directories) differ from the running ones, the file is applied as by a reload.
+    async fn rediscover(&self) {
+        let Ok((config, web)) = self.load_checked().await else {
+            return;
+        };
+        let dirs = |c: &Config| -> Vec<(String, PathBuf)> {
+            c.environments
+                .values()
+                .map(|e| (e.name.clone(), e.dir.clone()))
+                .collect()
+        };
+        let (now, running) = (dirs(&config), dirs(&self.state.config()));
+        if now == running {
+            return;
+        }
+        let added: Vec<&str> = now
+            .iter()
+            .filter(|e| !running.contains(e))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let removed: Vec<&str> = running
+            .iter()
+            .filter(|e| !now.contains(e))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        tracing::info!(added = %added.join(","), removed = %removed.join(","), "discovery: the environments changed; configuration reloaded");
+        self.apply(config, web).await;
+    }
+
+    /// The file read again and checked, or why it cannot be applied (said in the log).
+    async fn load_checked(&self) -> Result<(Config, WebConfig), String> {
         let loaded = {
             let (load, path) = (self.load.clone(), self.config_path.clone());
             tokio::task::spawn_blocking(move || load(&path))
@@ -121,13 +160,15 @@ impl Supervisor {
             Some(refused) => Err(refused),
             None => Ok((config, web)),
         });
-        let (mut config, web) = match checked {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::error!(error = %e, "reload failed: the running configuration stays");
-                return Err(e);
-            }
-        };
+        checked.map_err(|e| {
+            tracing::error!(error = %e, "reload failed: the running configuration stays");
+            e
+        })
+    }
+
+    /// Puts a loaded configuration in force: the state, the web protections, the
+    /// scheduler, the watcher.
+    async fn apply(&self, mut config: Config, web: WebConfig) {
         let old = self.state.config();
         if config.web.listen_address != old.web.listen_address
             || config.storage.path != old.storage.path
@@ -152,7 +193,5 @@ impl Supervisor {
         self.state.set_config(config.clone(), added);
         self.scheduler.apply(&config);
         self.watcher.apply(&config);
-        tracing::info!(file = %self.config_path.display(), "configuration reloaded");
-        Ok(())
     }
 }

@@ -28,6 +28,8 @@ mod classify_streams;
 mod cli_config;
 #[path = "suite/clock.rs"]
 mod clock;
+#[path = "suite/discovery.rs"]
+mod discovery;
 #[path = "suite/edges.rs"]
 mod edges;
 #[path = "suite/explain_fixtures.rs"]

@@ -21,6 +21,25 @@ impl Config {
             d(self.storage.retention)
         );
         let _ = writeln!(out, "max concurrent scans: {}", self.max_concurrent_scans);
+        if let Some(d) = &self.discovery {
+            let _ = writeln!(
+                out,
+                "discovery: {} include {} exclude {} named {} (looked at again every {}): {} environments under root",
+                d.root.display(),
+                d.include.join(", "),
+                if d.exclude.is_empty() {
+                    "-".to_owned()
+                } else {
+                    d.exclude.join(", ")
+                },
+                d.name,
+                humantime::format_duration(d.interval),
+                self.environments
+                    .values()
+                    .filter(|e| e.dir.starts_with(&d.root))
+                    .count()
+            );
+        }
         if let Some(p) = &self.proxmox {
             describe_proxmox(&mut out, p);
         }

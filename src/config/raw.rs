@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) proxmox: Option<RawProxmox>,
     #[serde(default)]
+    pub(super) discovery: Option<RawDiscovery>,
+    #[serde(default)]
     pub(super) environments: BTreeMap<String, RawEnvironment>,
 }
 

@@ -117,18 +117,39 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
             "dir is per environment; set it under [environments.NAME]",
         ));
     }
-    if raw.environments.is_empty() {
-        return Err(invalid(
-            "environments",
-            "no environment is configured; add an [environments.NAME] table with a dir",
-        ));
+    let mut listed = raw.environments;
+    let discovery = match raw.discovery {
+        Some(d) => {
+            let d = d.validate(&absolute).map_err(|e| e.in_file(file))?;
+            // A listed environment of a found name keeps its settings and, unless it sets
+            // its own, takes the found directory.
+            for (name, dir) in d.find().map_err(|e| e.in_file(file))? {
+                let env = listed.entry(name).or_default();
+                if env.dir.is_none() {
+                    env.dir = Some(dir);
+                }
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    if listed.is_empty() {
+        let message = match &discovery {
+            Some(d) => format!(
+                "no environment is configured and discovery found none under {}",
+                d.root.display()
+            ),
+            None => "no environment is configured; add an [environments.NAME] table with a dir"
+                .to_owned(),
+        };
+        return Err(invalid("environments", &message));
     }
     let retention = match raw.storage.retention {
         Some(d) => within("storage.retention", d.0, RETENTION).map_err(|e| e.in_file(file))?,
         None => Duration::from_secs(90 * DAY),
     };
     let mut environments = BTreeMap::new();
-    for (name, env) in &raw.environments {
+    for (name, env) in &listed {
         let environment =
             merge_environment(name, env, &raw.defaults, &absolute).map_err(|e| e.in_file(file))?;
         environments.insert(name.clone(), environment);
@@ -166,6 +187,7 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         max_concurrent_scans,
         max_resource_series: raw.metrics.max_resource_series.unwrap_or(100),
         proxmox,
+        discovery,
         environments,
     })
 }

@@ -92,7 +92,7 @@ fn applying(state: Arc<State>) -> Changes {
                 Change::ScanFinished(_, applied) | Change::UnmanagedFinished(_, applied) => {
                     let _ = applied.send(());
                 }
-                Change::Attribution { .. } | Change::Signals { .. } => {}
+                Change::Attribution { .. } | Change::Signals { .. } | Change::Rediscover => {}
             }
         }
     });
