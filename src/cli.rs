@@ -52,6 +52,13 @@ pub struct Cli {
     /// Concurrent metrics requests at most (0: no limit); more are answered 503.
     #[arg(long = "web.max-requests", default_value_t = 40, value_name = "N")]
     max_requests: usize,
+    /// This replica's shard, from 0, or "auto": the number after the last "-" of the host
+    /// name (a StatefulSet pod); overrides sharding.shard.
+    #[arg(long = "shard", value_name = "N|auto")]
+    shard: Option<String>,
+    /// Replicas sharing the environments (1: sharding off); overrides sharding.total_shards.
+    #[arg(long = "total-shards", value_name = "M")]
+    total_shards: Option<u32>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(
         long = "log.level",
@@ -158,6 +165,8 @@ pub fn main() -> ExitCode {
                 listen: cli.listen_address,
                 systemd_socket: cli.systemd_socket,
                 web_config: cli.web_config,
+                shard: cli.shard,
+                total_shards: cli.total_shards,
                 telemetry: crate::http::Telemetry {
                     path: cli.telemetry_path,
                     exporter_metrics: !cli.disable_exporter_metrics,

@@ -95,6 +95,9 @@ pub struct Config {
     pub proxmox: Option<Proxmox>,
     /// `[discovery]`: the environments found in directories, beside the listed ones.
     pub discovery: Option<Discovery>,
+    /// `[sharding]`: this replica's part of the environments (`--shard` and
+    /// `--total-shards` override it).
+    pub sharding: crate::shard::Shard,
     pub environments: BTreeMap<String, Environment>,
 }
 
@@ -257,6 +260,7 @@ pub(crate) use proxmox::split_host_port;
 use proxmox::validate_proxmox;
 pub use proxmox::{ApiUrl, GuestIgnore, Proxmox, TokenSecret};
 use raw::*;
+pub(crate) use validate::host_name;
 use validate::*;
 
 #[cfg(test)]

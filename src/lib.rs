@@ -73,6 +73,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod sensitive;
 pub mod serve;
+pub mod shard;
 pub mod signals;
 pub mod state;
 pub mod store;

@@ -25,7 +25,7 @@ mod unmanaged;
 
 use attribution::AttributionMetrics;
 use checks::CheckMetrics;
-use labels::{Build, Env, WebLabels};
+use labels::{Build, Env, ShardLabels, WebLabels};
 use scans::ScanMetrics;
 use schedule::ScheduleMetrics;
 use unmanaged::UnmanagedMetrics;
@@ -43,6 +43,9 @@ pub struct Metrics {
     unmanaged: UnmanagedMetrics,
     attribution: AttributionMetrics,
     web: Family<WebLabels, Gauge>,
+    /// `tfdrift_shard_ordinal{shard_ordinal}` and `tfdrift_total_shards` (kube-state-metrics' shape).
+    shard_ordinal: Family<ShardLabels, Gauge>,
+    total_shards: Gauge,
     /// Bumped by every change, so that scrapes between two changes share one encoding.
     generation: AtomicU64,
     /// The last encodings: (generation, body) for text 0.0.4 and for OpenMetrics.
@@ -83,6 +86,24 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "The exporter build", build);
+        let shard_ordinal: Family<ShardLabels, Gauge> = Family::default();
+        registry.register(
+            "shard_ordinal",
+            "This replica's shard (from 0), also as the value",
+            shard_ordinal.clone(),
+        );
+        let total_shards = Gauge::default();
+        total_shards.set(1);
+        registry.register(
+            "total_shards",
+            "Replicas sharing the environments (1: sharding off)",
+            total_shards.clone(),
+        );
+        shard_ordinal
+            .get_or_create(&ShardLabels {
+                shard_ordinal: "0".into(),
+            })
+            .set(0);
         let web: Family<WebLabels, Gauge> = Family::default();
         registry.register(
             "web_info",
@@ -97,6 +118,8 @@ impl Metrics {
             unmanaged,
             attribution,
             web,
+            shard_ordinal,
+            total_shards,
             generation: AtomicU64::new(0),
             cache: Mutex::new([None, None]),
         }
@@ -191,6 +214,18 @@ impl Metrics {
                 scheme: if tls { "https" } else { "http" }.to_owned(),
             })
             .set(1);
+        self.touch();
+    }
+
+    /// Shows this replica's shard.
+    pub fn show_shard(&self, shard: crate::shard::Shard) {
+        self.shard_ordinal.clear();
+        self.shard_ordinal
+            .get_or_create(&ShardLabels {
+                shard_ordinal: shard.ordinal.to_string(),
+            })
+            .set(i64::from(shard.ordinal));
+        self.total_shards.set(i64::from(shard.total));
         self.touch();
     }
 

@@ -62,6 +62,9 @@ pub struct Options {
     pub systemd_socket: bool,
     /// `--web.config.file`, over the file's `web.config_file`.
     pub web_config: Option<PathBuf>,
+    /// `--shard` and `--total-shards`, over the file's `[sharding]`.
+    pub shard: Option<String>,
+    pub total_shards: Option<u32>,
     pub telemetry: crate::http::Telemetry,
 }
 
@@ -75,7 +78,37 @@ impl Options {
         if let Some(first) = self.listen_addresses(path)?.first() {
             config.web.listen_address = *first;
         }
+        self.shard(path, &mut config)?;
         Ok(config)
+    }
+
+    /// The shard from the flags over the file's, and only its environments kept.
+    fn shard(&self, path: &Path, config: &mut Config) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: path.to_owned(),
+            key: key.into(),
+            message,
+        };
+        if self.shard.is_some() || self.total_shards.is_some() {
+            let total = self.total_shards.unwrap_or(config.sharding.total);
+            let shard = self
+                .shard
+                .clone()
+                .unwrap_or_else(|| config.sharding.ordinal.to_string());
+            config.sharding =
+                crate::shard::Shard::resolve(&shard, total, crate::config::host_name().as_deref())
+                    .map_err(|m| invalid("--shard", m))?;
+        }
+        if config.sharding.total > 1 && config.proxmox.is_some() {
+            // Each replica would compare the inventory with its own shard's states only.
+            return Err(invalid(
+                "proxmox",
+                "[proxmox] with more than one shard is not supported yet: each replica's unmanaged-guest check would see only its own environments' states".into(),
+            ));
+        }
+        let shard = config.sharding;
+        config.environments.retain(|name, _| shard.owns(name));
+        Ok(())
     }
 
     /// The `--web.listen-address` flags, parsed.
@@ -241,6 +274,7 @@ impl Server {
             .await;
         let state = Arc::new(State::new(config.clone(), restored, unmanaged));
         state.show_web(config.web.external_url.as_deref(), web.tls.is_some());
+        state.show_shard(config.sharding);
         let (changes, queue) = Changes::channel();
         let (reads, read_requests) = crate::attribution::Reads::pair();
         let scheduler = start_scheduler(&config, &state, &changes, &storage, reads);

@@ -187,6 +187,7 @@ impl Supervisor {
         }
         self.state
             .show_web(config.web.external_url.as_deref(), web.tls.is_some());
+        self.state.show_shard(config.sharding);
         *self.web.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(web);
         // The state first, so that the scheduler's first word on a new environment (its
         // next scan) has a place to land; then the watcher.

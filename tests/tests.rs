@@ -60,6 +60,8 @@ mod s3;
 mod secrets;
 #[path = "suite/server.rs"]
 mod server;
+#[path = "suite/sharding.rs"]
+mod sharding;
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/unmanaged.rs"]

@@ -20,6 +20,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) discovery: Option<RawDiscovery>,
     #[serde(default)]
+    pub(super) sharding: RawSharding,
+    #[serde(default)]
     pub(super) environments: BTreeMap<String, RawEnvironment>,
 }
 
@@ -115,4 +117,19 @@ pub(super) struct RawIgnoreRule {
     pub(super) attribute: Option<String>,
     pub(super) reason: String,
     pub(super) expires: Option<NaiveDate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSharding {
+    pub(super) total_shards: Option<u32>,
+    pub(super) shard: Option<RawShard>,
+}
+
+/// `shard = 2` or `shard = "auto"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawShard {
+    Number(u32),
+    Text(String),
 }

@@ -188,6 +188,7 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         max_resource_series: raw.metrics.max_resource_series.unwrap_or(100),
         proxmox,
         discovery,
+        sharding: sharding(raw.sharding).map_err(|e| e.in_file(file))?,
         environments,
     })
 }
@@ -459,4 +460,32 @@ pub(super) fn schedule_of(raw: &RawEnvironment, key: &str) -> Result<Schedule, K
         (None, Some(expr)) => Schedule::cron(expr).map_err(|e| KeyError::new(cron_key, e)),
         (None, None) => unreachable!("schedule_of is only called when one is set"),
     }
+}
+
+/// `[sharding]`; `"auto"` takes the ordinal from the host name.
+fn sharding(raw: RawSharding) -> Result<crate::shard::Shard, KeyError> {
+    let total = raw.total_shards.unwrap_or(1);
+    let shard = match raw.shard {
+        None => "0".to_owned(),
+        Some(RawShard::Number(n)) => n.to_string(),
+        Some(RawShard::Text(text)) => text,
+    };
+    crate::shard::Shard::resolve(&shard, total, host_name().as_deref())
+        .map_err(|message| KeyError::new("sharding.shard", message))
+}
+
+/// `$HOSTNAME` (a pod's name in Kubernetes), else the kernel's host name.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "read where the configuration is read: before the runtime, or in spawn_blocking"
+)]
+pub(crate) fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
 }

@@ -136,3 +136,8 @@ pub(super) struct WebLabels {
 pub(super) struct Build {
     pub(super) version: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ShardLabels {
+    pub(super) shard_ordinal: String,
+}
