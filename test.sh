@@ -2,8 +2,8 @@
 # Every test, set up first. Checks each tool the suite needs and installs what is missing
 # where it can (Debian or Ubuntu as root: apt-get; moto into a virtualenv under target/),
 # otherwise prints the exact command to run and stops. Then builds the test provider and
-# runs the whole suite with CI=true: a test whose tool is missing fails instead of skipping,
-# and any SKIP: line fails the run.
+# runs the whole suite (or the cargo test command given as arguments) with CI=true: a test
+# whose tool is missing fails instead of skipping, and any SKIP: line fails the run.
 set -euo pipefail
 cd "$(dirname "$0")"
 export CI=true
@@ -91,9 +91,13 @@ rm -f "$venv_log"
 "$MOTO_PYTHON" -c 'import moto; print("moto", moto.__version__)'
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# Three test threads on two cores: many tests mostly wait (on schedules, polls, a minute of
-# edits).
-cargo test --locked -- --test-threads 3 2>&1 | tee "$log"
+# The tests: `cargo test --locked -- --test-threads 3` unless a command is given
+# (`./test.sh cargo test --test tests -- checks::` runs a part with the same setup). Three
+# test threads on two cores: many tests mostly wait (on schedules, polls, a minute of edits).
+if [ $# -eq 0 ]; then
+  set -- cargo test --locked -- --test-threads 3
+fi
+"$@" 2>&1 | tee "$log"
 # cargo's last summary is the (empty) doc-test run: close with the totals of every suite.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 if grep -q '^SKIP:' "$log"; then

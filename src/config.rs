@@ -260,7 +260,6 @@ pub(crate) use proxmox::split_host_port;
 use proxmox::validate_proxmox;
 pub use proxmox::{ApiUrl, GuestIgnore, Proxmox, TokenSecret};
 use raw::*;
-pub(crate) use validate::host_name;
 use validate::*;
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl Options {
                 .clone()
                 .unwrap_or_else(|| config.sharding.ordinal.to_string());
             config.sharding =
-                crate::shard::Shard::resolve(&shard, total, crate::config::host_name().as_deref())
+                crate::shard::Shard::resolve(&shard, total, crate::shard::host_name().as_deref())
                     .map_err(|m| invalid("--shard", m))?;
         }
         if config.sharding.total > 1 && config.proxmox.is_some() {

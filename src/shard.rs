@@ -52,6 +52,22 @@ impl Shard {
     }
 }
 
+/// `$HOSTNAME` (a pod's name in Kubernetes), else the kernel's host name.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "read where the configuration is read: before the runtime, or in spawn_blocking"
+)]
+pub fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+}
+
 /// The number after the last `-` of a host name (`tfdrift-2` -> 2).
 fn ordinal_of(host: &str) -> Option<u32> {
     let (_, number) = host.rsplit_once('-')?;

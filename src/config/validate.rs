@@ -470,22 +470,6 @@ fn sharding(raw: RawSharding) -> Result<crate::shard::Shard, KeyError> {
         Some(RawShard::Number(n)) => n.to_string(),
         Some(RawShard::Text(text)) => text,
     };
-    crate::shard::Shard::resolve(&shard, total, host_name().as_deref())
+    crate::shard::Shard::resolve(&shard, total, crate::shard::host_name().as_deref())
         .map_err(|message| KeyError::new("sharding.shard", message))
-}
-
-/// `$HOSTNAME` (a pod's name in Kubernetes), else the kernel's host name.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "read where the configuration is read: before the runtime, or in spawn_blocking"
-)]
-pub(crate) fn host_name() -> Option<String> {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
 }

@@ -38,7 +38,7 @@ pub(super) struct Gathered {
     pub(super) recorded_fingerprint: Option<String>,
     /// The value of [`crate::orphans::VAR`] for this scan's processes (it reads the disk).
     pub(super) orphan_tag: String,
-    /// The configuration declares checks or conditions ([`crate::conditions`]).
+    /// For a plan: the configuration declares checks or conditions ([`crate::conditions`]).
     pub(super) declares_checks: bool,
 }
 
@@ -46,7 +46,11 @@ pub(super) struct Gathered {
     clippy::disallowed_methods,
     reason = "runs in the scan's spawn_blocking gather step"
 )]
-pub(super) fn gather(env: &Environment, storage: &Path) -> Result<Gathered, ScanError> {
+pub(super) fn gather(
+    env: &Environment,
+    storage: &Path,
+    for_plan: bool,
+) -> Result<Gathered, ScanError> {
     if !env.dir.is_dir() {
         return Err(config_error(format!(
             "environments.{}.dir: {} is not a directory",
@@ -58,7 +62,8 @@ pub(super) fn gather(env: &Environment, storage: &Path) -> Result<Gathered, Scan
     secret_values.extend(crate::sensitive::values(&env.dir, &env.var_files, &vars));
     let store = EnvStore::open(storage, &env.name)
         .map_err(|e| config_error(format!("storage.path: {e}")))?;
-    let declares_checks = crate::conditions::declared(&env.dir, &store.tf_data_dir());
+    // Only a plan has checks to read; a `state pull` needs no look at the files.
+    let declares_checks = for_plan && crate::conditions::declared(&env.dir, &store.tf_data_dir());
     Ok(Gathered {
         vars,
         secret_values,

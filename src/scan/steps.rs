@@ -63,7 +63,8 @@ impl<'a> Scan<'a> {
 impl Scan<'_> {
     /// Checks the directory, reads `env_files`, opens the storage and runs init when needed
     /// (`init = "auto"`: when `eager` and the fingerprint changed; `state pull` is not eager,
-    /// as init would install providers it does not need).
+    /// as init would install providers it does not need). Only an eager preparation (a
+    /// plan's) looks for the configuration's checks.
     async fn prepare(
         &mut self,
         storage: &Path,
@@ -74,7 +75,7 @@ impl Scan<'_> {
         // Files of the environment and of the storage: read off the runtime's threads.
         let gathered = {
             let (env, storage) = (env.clone(), storage.to_owned());
-            tokio::task::spawn_blocking(move || gather(&env, &storage)).await
+            tokio::task::spawn_blocking(move || gather(&env, &storage, eager)).await
         };
         let Gathered {
             mut vars,
@@ -259,15 +260,12 @@ impl Scan<'_> {
             }
             Some(1) if read_checks && tokio::fs::try_exists(&plan_file).await.unwrap_or(false) => {
                 let error = self.failure(&plan, Phase::Plan);
-                self.errored_plan_checks(
-                    &inv,
-                    &store,
-                    plan_dir.path(),
-                    &plan_file,
-                    collector(),
-                    error,
-                )
-                .await
+                let read = self
+                    .show_and_understand(&inv, &store, plan_dir.path(), &plan_file, collector())
+                    .await;
+                // An errored plan is not served at /detail/<env>/plan.
+                self.served_plan = None;
+                show::errored_plan_checks(&env.name, read, error)
             }
             _ => Err(self.failure(&plan, Phase::Plan).into()),
         }

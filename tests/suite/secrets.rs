@@ -40,7 +40,7 @@ fn assert_clean(what: &str, text: &str) {
 }
 
 /// Every file under `dir`, read whole; modes of what the exporter made.
-fn walk(dir: &Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>, u32)>) {
+pub fn walk(dir: &Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>, u32)>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         let mode = entry.metadata().unwrap().permissions().mode() & 0o777;

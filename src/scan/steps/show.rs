@@ -14,37 +14,6 @@ use crate::store::EnvStore;
 use super::super::files::{config_error, understand_and_serve};
 
 impl Scan<'_> {
-    /// A plan that failed but was saved (a false condition, an assertion that cannot be
-    /// evaluated): its `checks` are read; the plan's own error stays the scan's, and its
-    /// partial changes are not reported.
-    pub(super) async fn errored_plan_checks(
-        &mut self,
-        inv: &Invocation<'_>,
-        store: &EnvStore,
-        plan_dir: &Path,
-        plan_file: &Path,
-        secrets: SecretCollector,
-        error: ScanError,
-    ) -> Result<PlanOutcome, Step> {
-        let read = self
-            .show_and_understand(inv, store, plan_dir, plan_file, secrets)
-            .await;
-        self.served_plan = None;
-        match read {
-            Ok(outcome) => Ok(PlanOutcome {
-                error: Some(error),
-                checks: outcome.checks,
-                tool_version: outcome.tool_version,
-                ..PlanOutcome::no_changes()
-            }),
-            Err(Step::Failed(failed)) if failed.reason != ErrorReason::Timeout => {
-                tracing::warn!(environment = %self.env.name, error = %failed.summary, "cannot read the checks of the errored plan");
-                Err(error.into())
-            }
-            Err(step) => Err(step),
-        }
-    }
-
     /// `show -json` of the saved plan, understood (and prepared for `/detail/<env>/plan`)
     /// off the runtime's threads.
     pub(super) async fn show_and_understand(
@@ -92,5 +61,29 @@ impl Scan<'_> {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// What a plan that failed but was saved (a false condition, an assertion that cannot be
+/// evaluated) yields once its `show -json` was `read`: its `checks`, with the plan's own
+/// `error` as the scan's and none of its partial changes. A read that failed leaves the
+/// plan's error as it was; a timeout or a stop stays what it is.
+pub(super) fn errored_plan_checks(
+    environment: &str,
+    read: Result<PlanOutcome, Step>,
+    error: ScanError,
+) -> Result<PlanOutcome, Step> {
+    match read {
+        Ok(outcome) => Ok(PlanOutcome {
+            error: Some(error),
+            checks: outcome.checks,
+            tool_version: outcome.tool_version,
+            ..PlanOutcome::no_changes()
+        }),
+        Err(Step::Failed(failed)) if failed.reason != ErrorReason::Timeout => {
+            tracing::warn!(environment = %environment, error = %failed.summary, "cannot read the checks of the errored plan");
+            Err(error.into())
+        }
+        Err(step) => Err(step),
     }
 }
