@@ -333,7 +333,7 @@ fn unmanaged(path: &Path, format: Format) -> u8 {
     };
     let previous = crate::store::load_unmanaged(&config.storage.path);
     // As many terraform at once as the exporter would start.
-    let limit = tokio::sync::Semaphore::new(config.max_concurrent_scans);
+    let limit = crate::gate::Gate::new(config.max_concurrent_scans);
     let checked = runtime.block_on(crate::unmanaged::check(&config, &proxmox, &limit, &cancel));
     let result = match checked {
         Ok(Ok(mut result)) => {

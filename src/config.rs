@@ -99,6 +99,9 @@ pub struct Config {
     /// `--total-shards` override it).
     pub sharding: crate::shard::Shard,
     pub environments: BTreeMap<String, Environment>,
+    /// The other shards' environments (empty without sharding): never scanned here; shard
+    /// 0's unmanaged-guest check reads their states too.
+    pub elsewhere: BTreeMap<String, Environment>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +146,16 @@ pub struct Environment {
 }
 
 impl Config {
+    /// The same, with the other shards' environments beside this one's (what the
+    /// unmanaged-guest check compares the inventory with).
+    pub fn with_every_shard(&self) -> Config {
+        let mut every = self.clone();
+        every
+            .environments
+            .extend(self.elsewhere.iter().map(|(n, e)| (n.clone(), e.clone())));
+        every
+    }
+
     /// Reads `path` plus the `TFDRIFT_` environment overrides.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Self::load_with_env(path, std::env::vars_os())

@@ -8,7 +8,8 @@
 //! scheduler -> scan -> supervisor -> store -> state -> metrics / http
 //! ```
 //!
-//! The [`scheduler`] decides when (its [`schedule`]) and takes the environment's scan lock;
+//! The [`scheduler`] decides when (its [`schedule`]), waits its turn at the [`gate`] (the
+//! one limit of terraform at once, most urgent first) and takes the environment's scan lock;
 //! [`scan`] drives terraform through [`runner`] and hands back a complete
 //! [`report::Scanned`]; the [`supervisor`], the one task that changes the exporter, gives it
 //! to the [`store`], which commits it (lifecycle carried, id given, report and index line
@@ -54,6 +55,7 @@ pub mod cli;
 pub mod conditions;
 pub mod config;
 pub mod environ;
+pub mod gate;
 pub mod glob;
 pub mod guest;
 pub mod http;

@@ -1,6 +1,12 @@
 //! When each environment is scanned: one task per environment (so never two scans of one
-//! environment at once), a shared limit of concurrent scans, triggers that start a scan now
-//! or join the running one, and cancellation for reload and shutdown.
+//! environment at once), the shared [`Gate`] of concurrent terraform (asked-for scans first,
+//! then the longest due), triggers that start a scan now or join the running one, and
+//! cancellation for reload and shutdown.
+//!
+//! At start-up every environment due at once (`run_on_start`, or overdue after a restart)
+//! queues at the gate: never more than `max_concurrent_scans` terraform run, the environment
+//! never scanned or scanned longest ago first. Each next scan is due one interval (plus
+//! jitter) after the environment's own scan ended, so the first round's spread carries on.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,11 +17,12 @@ use std::time::Duration;
 use crate::cancel::CancellationToken;
 use chrono::{DateTime, Local, Utc};
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::changes::Changes;
 use crate::config::{Config, Environment};
+use crate::gate::{Gate, Priority};
 use crate::report::{Trigger, TriggerKind};
 use crate::scan::Finished;
 use crate::schedule::Schedule;
@@ -51,6 +58,21 @@ impl Scanner for TerraformScanner {
         Box::pin(async move {
             crate::scan::scan_locked(&env, &storage, Some(&reads), trigger, &cancel).await
         })
+    }
+}
+
+/// When a new environment's first scan is due, as the state shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub environment: String,
+    pub due: DateTime<Utc>,
+    pub period_seconds: f64,
+}
+
+impl Planned {
+    /// Shows it in the state (by the supervisor, or at start before it runs).
+    pub fn show(&self, state: &State) {
+        state.set_next_scan(&self.environment, Some(self.due), self.period_seconds);
     }
 }
 
@@ -95,7 +117,7 @@ pub struct Scheduler {
     /// Where finished scans go (the supervisor).
     changes: Changes,
     scanner: Arc<dyn Scanner>,
-    limit: Arc<Semaphore>,
+    limit: Arc<Gate>,
     limit_size: usize,
     tasks: Mutex<BTreeMap<String, EnvTask>>,
     shutdown: CancellationToken,
@@ -133,6 +155,38 @@ pub fn first_delay(
     }
 }
 
+/// Since when the first scan of an environment is due, for its place at the gate: one
+/// period after its last scan (at most now), or ever when it was never scanned.
+pub fn first_due_since(
+    env: &Environment,
+    last_finished: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    delay: Duration,
+) -> DateTime<Utc> {
+    if !env.run_on_start && !delay.is_zero() {
+        return at(now, delay);
+    }
+    match last_finished {
+        Some(t) => at(t.min(now), env.schedule.period()).min(now),
+        None => DateTime::<Utc>::MIN_UTC,
+    }
+}
+
+/// `now` plus `delay`, the latest time there is when it overflows.
+fn at(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// When the first scan of an environment task starts, and its place at the gate.
+#[derive(Debug, Clone, Copy)]
+struct First {
+    delay: Duration,
+    since: DateTime<Utc>,
+}
+
 /// Delay before the next scheduled scan, counted from `now` (the end of the last scan).
 pub fn next_delay(env: &Environment, now: DateTime<Utc>) -> Duration {
     let base = match &env.schedule {
@@ -157,7 +211,7 @@ impl Scheduler {
             state,
             changes,
             scanner,
-            limit: Arc::new(Semaphore::new(max_concurrent)),
+            limit: Gate::new(max_concurrent),
             limit_size: max_concurrent,
             tasks: Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
@@ -172,27 +226,28 @@ impl Scheduler {
         scanner: Arc<dyn Scanner>,
         max_concurrent: usize,
     ) -> Scheduler {
-        let scheduler = Scheduler::new(state, changes, scanner, max_concurrent);
-        scheduler.limit.forget_permits(max_concurrent);
+        let mut scheduler = Scheduler::new(state, changes, scanner, max_concurrent);
+        scheduler.limit = Gate::new(0);
         scheduler
     }
 
     /// The limit of terraform processes at once (`scheduler.max_concurrent_scans`): every
     /// other terraform the exporter starts (the unmanaged check's state pulls) takes a
     /// permit of it too.
-    pub fn terraform_limit(&self) -> Arc<Semaphore> {
+    pub fn terraform_limit(&self) -> Arc<Gate> {
         self.limit.clone()
     }
 
     /// Lets the scans of a [`Scheduler::paused`] scheduler run.
     pub fn resume(&self) {
-        self.limit.add_permits(self.limit_size);
+        self.limit.add(self.limit_size);
     }
 
     /// Starts, updates or stops environment tasks to match `config`. An unchanged
     /// environment keeps its timer; a changed one starts a new period; a removed one is
-    /// cancelled (its running scan interrupted).
-    pub fn apply(&self, config: &Config) {
+    /// cancelled (its running scan interrupted). Returns when each new environment is first
+    /// scanned, for the state to show before the task's own word arrives.
+    pub fn apply(&self, config: &Config) -> Vec<Planned> {
         if config.max_concurrent_scans != self.limit_size {
             tracing::warn!(
                 running = self.limit_size,
@@ -211,6 +266,8 @@ impl Scheduler {
                 task.cancel.cancel();
             }
         }
+        let mut planned = Vec::new();
+        let now = Utc::now();
         for (name, env) in &config.environments {
             match tasks.get(name) {
                 Some(task) => {
@@ -220,24 +277,39 @@ impl Scheduler {
                     }
                 }
                 None => {
-                    let task = self.spawn(env.clone());
+                    let last = self
+                        .state
+                        .view(name)
+                        .and_then(|v| v.latest.as_ref().and_then(|r| r.finished_at()));
+                    let delay = first_delay(env, last, now);
+                    let first = First {
+                        delay,
+                        since: first_due_since(env, last, now, delay),
+                    };
+                    planned.push(Planned {
+                        environment: name.clone(),
+                        due: at(now, delay),
+                        period_seconds: env.schedule.period().as_secs_f64(),
+                    });
+                    let task = self.spawn(env.clone(), first);
                     tasks.insert(name.clone(), task);
                 }
             }
         }
+        planned
     }
 
-    fn spawn(&self, env: Environment) -> EnvTask {
+    fn spawn(&self, env: Environment, first: First) -> EnvTask {
         let (settings, rx) = watch::channel(env.clone());
         let trigger = Arc::new(Notify::new());
         let slot = Arc::new(Mutex::new(Slot::default()));
         let cancel = self.shutdown.child_token();
         let handle = tokio::spawn(env_loop(Loop {
-            state: self.state.clone(),
             changes: self.changes.clone(),
             scanner: self.scanner.clone(),
             limit: self.limit.clone(),
             name: env.name.clone(),
+            first,
             settings: rx,
             trigger: trigger.clone(),
             slot: slot.clone(),
@@ -313,11 +385,11 @@ impl Scheduler {
 }
 
 struct Loop {
-    state: Arc<State>,
     changes: Changes,
     scanner: Arc<dyn Scanner>,
-    limit: Arc<Semaphore>,
+    limit: Arc<Gate>,
     name: String,
+    first: First,
     settings: watch::Receiver<Environment>,
     trigger: Arc<Notify>,
     slot: Arc<Mutex<Slot>>,
@@ -355,33 +427,54 @@ impl Loop {
     }
 }
 
+/// The timer of an environment's next scheduled scan.
+struct Timer {
+    /// When it fires.
+    deadline: tokio::time::Instant,
+    /// The same, as the state shows it.
+    due: DateTime<Utc>,
+    /// Its place at the gate: since when the scan is due.
+    since: DateTime<Utc>,
+}
+
+impl Timer {
+    fn after(delay: Duration) -> Timer {
+        let due = at(Utc::now(), delay);
+        Timer {
+            deadline: tokio::time::Instant::now() + delay,
+            due,
+            since: due,
+        }
+    }
+}
+
 async fn env_loop(mut l: Loop) {
-    let first = l.settings.borrow().clone();
-    let last = l
-        .state
-        .view(&l.name)
-        .and_then(|v| v.latest.as_ref().and_then(|r| r.finished_at()));
-    let mut delay = first_delay(&first, last, Utc::now());
+    let mut timer = Timer {
+        since: l.first.since,
+        ..Timer::after(l.first.delay)
+    };
     // The first timer of an environment with run_on_start is its start scan.
-    let mut on_start = first.run_on_start;
+    let mut on_start = l.settings.borrow().run_on_start;
     // Signals came during the last scan: the next one starts at once.
     let mut follow = false;
+    // The scheduler's apply already told the state of the first timer.
+    let mut told = true;
     loop {
         let env = l.settings.borrow_and_update().clone();
-        let due = chrono::Duration::from_std(delay)
-            .ok()
-            .and_then(|d| Utc::now().checked_add_signed(d));
-        l.changes
-            .next_scan(&l.name, due, env.schedule.period().as_secs_f64())
-            .await;
+        if !told {
+            let period = env.schedule.period().as_secs_f64();
+            l.changes.next_scan(&l.name, Some(timer.due), period).await;
+            told = true;
+        }
         let kind = tokio::select! {
             _ = std::future::ready(()), if follow => TriggerKind::Proxmox,
-            _ = tokio::time::sleep(delay) => {
+            _ = tokio::time::sleep_until(timer.deadline) => {
                 l.decide();
                 if on_start { TriggerKind::Start } else { TriggerKind::Schedule }
             }
             _ = l.trigger.notified() => {
-                // A permit left by a trigger that a timer's scan already served.
+                // A permit left by a trigger that a timer's scan already served: the
+                // timer goes on as it was.
                 if !l.slot().requested {
                     continue;
                 }
@@ -393,15 +486,20 @@ async fn env_loop(mut l: Loop) {
                 }
                 on_start = false;
                 let env = l.settings.borrow().clone();
-                delay = next_delay(&env, Utc::now());
+                timer = Timer::after(next_delay(&env, Utc::now()));
+                told = false;
                 tracing::info!(environment = %l.name, schedule = %env.schedule.describe(), "settings changed: new schedule");
                 continue;
             }
             _ = l.cancel.cancelled() => return,
         };
         on_start = false;
+        let priority = match kind {
+            TriggerKind::Manual | TriggerKind::Proxmox => Priority::asked(),
+            TriggerKind::Start | TriggerKind::Schedule => Priority::due(timer.since),
+        };
         let permit = tokio::select! {
-            permit = l.limit.clone().acquire_owned() => permit,
+            permit = l.limit.acquire(priority) => permit,
             _ = l.cancel.cancelled() => return,
         };
         let trigger = l.start(kind);
@@ -424,7 +522,8 @@ async fn env_loop(mut l: Loop) {
         if cancelled {
             return;
         }
-        delay = next_delay(&env, Utc::now());
+        timer = Timer::after(next_delay(&env, Utc::now()));
+        told = false;
     }
 }
 

@@ -99,15 +99,12 @@ impl Options {
                 crate::shard::Shard::resolve(&shard, total, crate::shard::host_name().as_deref())
                     .map_err(|m| invalid("--shard", m))?;
         }
-        if config.sharding.total > 1 && config.proxmox.is_some() {
-            // Each replica would compare the inventory with its own shard's states only.
-            return Err(invalid(
-                "proxmox",
-                "[proxmox] with more than one shard is not supported yet: each replica's unmanaged-guest check would see only its own environments' states".into(),
-            ));
-        }
         let shard = config.sharding;
-        config.environments.retain(|name, _| shard.owns(name));
+        let (mine, elsewhere) = std::mem::take(&mut config.environments)
+            .into_iter()
+            .partition(|(name, _)| shard.owns(name));
+        config.environments = mine;
+        config.elsewhere = elsewhere;
         Ok(())
     }
 
@@ -266,8 +263,8 @@ impl Server {
 
         let (storage, restored) = Storage::load(&config.storage.path).await;
         let unmanaged = match &config.proxmox {
-            Some(_) => storage.load_unmanaged().await,
-            None => None,
+            Some(_) if config.sharding.checks_unmanaged() => storage.load_unmanaged().await,
+            _ => None,
         };
         storage
             .prune(config.storage.retention, chrono::Utc::now())
@@ -385,7 +382,9 @@ fn start_scheduler(
         scanner,
         config.max_concurrent_scans,
     ));
-    scheduler.apply(config);
+    for planned in scheduler.apply(config) {
+        planned.show(state);
+    }
     let resumed = scheduler.clone();
     let storage = config.storage.path.clone();
     let grace: BTreeMap<String, Duration> = config

@@ -47,6 +47,12 @@ impl Shard {
     }
 
     /// True when this replica scans `environment`.
+    /// The unmanaged-guest check runs on shard 0 alone, over every shard's states: once
+    /// across the fleet, and a guest managed by any shard's environment is never reported.
+    pub fn checks_unmanaged(&self) -> bool {
+        self.ordinal == 0
+    }
+
     pub fn owns(&self, environment: &str) -> bool {
         self.total <= 1 || jump(fnv1a64(environment.as_bytes()), self.total) == self.ordinal
     }

@@ -192,7 +192,9 @@ impl Supervisor {
         // The state first, so that the scheduler's first word on a new environment (its
         // next scan) has a place to land; then the watcher.
         self.state.set_config(config.clone(), added);
-        self.scheduler.apply(&config);
+        for planned in self.scheduler.apply(&config) {
+            planned.show(&self.state);
+        }
         self.watcher.apply(&config);
     }
 }

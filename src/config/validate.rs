@@ -190,6 +190,7 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         discovery,
         sharding: sharding(raw.sharding).map_err(|e| e.in_file(file))?,
         environments,
+        elsewhere: BTreeMap::new(),
     })
 }
 

@@ -220,6 +220,13 @@ async fn unmanaged(State(app): AppState) -> Answer {
             StatusCode::NOT_FOUND,
             "the unmanaged-guest check is not configured: add a [proxmox] section",
         ),
+        None if !app.state.config().sharding.checks_unmanaged() => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "the unmanaged-guest check runs on shard 0 only (this is shard {})",
+                app.state.config().sharding.ordinal
+            ),
+        ),
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the first unmanaged-guest check has not finished yet",

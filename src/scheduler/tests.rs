@@ -168,12 +168,14 @@ async fn a_scan_that_panics_does_not_leave_its_environment_stuck_in_progress() {
         Arc::new(scanner.clone()),
         1,
     );
-    scheduler.apply(&config);
-    settle().await;
+    for planned in scheduler.apply(&config) {
+        planned.show(&state);
+    }
     assert!(
         state.view("lab").unwrap().next_scan.is_some(),
-        "the scheduler's word reaches the state"
+        "the first scan is known as soon as the environment is"
     );
+    settle().await;
     advance(Duration::from_secs(2)).await;
     assert_eq!(scanner.0.load(Ordering::SeqCst), 1);
     assert!(
@@ -363,6 +365,34 @@ fn the_first_scan_follows_the_last_stored_one_without_run_on_start() {
         first_delay(&env, Some(year_2099), now),
         Duration::from_secs(3600),
         "a report from a wrong clock never pushes the next scan past one interval"
+    );
+}
+
+#[test]
+fn after_a_restart_the_environment_due_longest_goes_first() {
+    let env = env_of("[environments.lab]\ndir = \".\"\ninterval = \"1h\"\njitter = \"0s\"\n");
+    let now = Utc::now();
+    let since = |last: Option<DateTime<Utc>>| {
+        first_due_since(&env, last, now, first_delay(&env, last, now))
+    };
+    let never = since(None);
+    let long_ago = since(Some(now - chrono::Duration::hours(5)));
+    let recently = since(Some(now - chrono::Duration::minutes(10)));
+    assert_eq!(
+        long_ago,
+        now - chrono::Duration::hours(4),
+        "due one interval after it"
+    );
+    assert_eq!(recently, now, "run on start: due now at the latest");
+    assert!(never < long_ago && long_ago < recently);
+    let later = env_of(
+        "[environments.lab]\ndir = \".\"\ninterval = \"1h\"\njitter = \"0s\"\nrun_on_start = false\n",
+    );
+    let last = Some(now - chrono::Duration::minutes(10));
+    assert_eq!(
+        first_due_since(&later, last, now, first_delay(&later, last, now)),
+        now + chrono::Duration::minutes(50),
+        "not due yet: its place is when it comes due"
     );
 }
 

@@ -17,9 +17,9 @@ use crate::cancel::{CancellationToken, Cancelled};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use crate::config::{Config, GuestIgnore, Proxmox};
+use crate::gate::{Gate, Priority};
 use crate::scan::{PullError, pull_state};
 use api::{Client, Guest};
 use state::{Provider, managed_guests};
@@ -170,7 +170,7 @@ pub fn is_ignored(guest: &Guest, ignore: &GuestIgnore) -> bool {
 pub async fn check(
     config: &Config,
     proxmox: &Proxmox,
-    limit: &Semaphore,
+    limit: &Arc<Gate>,
     cancel: &CancellationToken,
 ) -> Result<Result<Unmanaged, CheckError>, Cancelled> {
     let (secret, client) = match prepare(proxmox).await {
@@ -282,16 +282,14 @@ type ManagedByStates = (BTreeMap<String, BTreeSet<u32>>, BTreeMap<String, Provid
 /// The vmids each environment's state manages, and each environment's Proxmox provider.
 async fn managed_by_states(
     config: &Config,
-    limit: &Semaphore,
+    limit: &Arc<Gate>,
     cancel: &CancellationToken,
 ) -> Result<Result<ManagedByStates, CheckError>, Cancelled> {
+    // Each pull waits its turn among the scans, as due since the check started.
+    let since = Priority::due(Utc::now());
     let pulls = config.environments.values().map(|env| async move {
         let pulled = tokio::select! {
-            permit = limit.acquire() => match permit {
-                Ok(_permit) => pull_state(env, &config.storage.path, cancel).await,
-                // Closed: the exporter is stopping.
-                Err(_) => Err(PullError::Cancelled(Cancelled)),
-            },
+            _permit = limit.acquire(since) => pull_state(env, &config.storage.path, cancel).await,
             _ = cancel.cancelled() => Err(PullError::Cancelled(Cancelled)),
         };
         (env.name.clone(), pulled)

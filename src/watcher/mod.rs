@@ -1,8 +1,9 @@
-//! The periodic unmanaged-guest check of the running exporter: every `proxmox.interval`
-//! (counted from the end of the last check, also across a restart), stored under
-//! `storage.path` and handed to the supervisor for the exporter's state. A reload that changes `[proxmox]`
-//! checks again at once; one that removes it stops the checks. The attribution poller
-//! (the `poller` submodule) runs beside it on the same settings.
+//! The periodic unmanaged-guest check of the running exporter (on shard 0 alone, over
+//! every shard's states): every `proxmox.interval` (counted from the end of the last check,
+//! also across a restart), stored under `storage.path` and handed to the supervisor for the
+//! exporter's state. A reload that changes `[proxmox]` checks again at once; one that
+//! removes it stops the checks. The attribution poller (the `poller` submodule) runs beside
+//! it on the same settings, on every shard, for that shard's environments.
 
 mod entries;
 mod poller;
@@ -13,12 +14,13 @@ use std::time::Duration;
 
 use crate::cancel::CancellationToken;
 use chrono::Utc;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::changes::Changes;
 use crate::config::Config;
+use crate::gate::Gate;
 use crate::state::State;
 use crate::store::Storage;
 use crate::unmanaged::{Unmanaged, check};
@@ -37,7 +39,7 @@ impl Watcher {
         state: Arc<State>,
         storage: Storage,
         changes: Changes,
-        limit: Arc<Semaphore>,
+        limit: Arc<Gate>,
         reads: crate::attribution::ReadRequests,
     ) -> Watcher {
         let (settings, rx) = watch::channel(state.config());
@@ -105,7 +107,7 @@ struct Checker {
     storage: Storage,
     changes: Changes,
     /// Terraform processes at once, shared with the scans.
-    limit: Arc<Semaphore>,
+    limit: Arc<Gate>,
     /// A guest no state manages was created or destroyed: check now.
     check_now: Arc<Notify>,
 }
@@ -129,7 +131,9 @@ async fn watch_loop(
             current = config.proxmox.clone();
             due = Instant::now();
         }
-        let Some(proxmox) = config.proxmox.clone() else {
+        // Shard 0 alone checks, over every shard's states.
+        let checking = config.sharding.checks_unmanaged();
+        let Some(proxmox) = config.proxmox.clone().filter(|_| checking) else {
             tokio::select! {
                 changed = settings.changed() => if changed.is_err() { return },
                 _ = cancel.cancelled() => return,
@@ -150,7 +154,8 @@ async fn watch_loop(
             _ = cancel.cancelled() => return,
         }
         tracing::debug!("unmanaged-guest check started");
-        let Ok(result) = check(&config, &proxmox, &checker.limit, &cancel).await else {
+        let fleet = config.with_every_shard();
+        let Ok(result) = check(&fleet, &proxmox, &checker.limit, &cancel).await else {
             return;
         };
         let previous = checker.state.unmanaged();

@@ -780,3 +780,147 @@ fn state_pulls_take_the_scans_concurrency_limit() {
         "at most max_concurrent_scans at once, and that many: {events}"
     );
 }
+
+#[test]
+fn with_two_shards_shard_0_checks_once_over_every_shards_states() {
+    use tfdrift_exporter::shard::Shard;
+    let Some(c) = Cluster::new() else { return };
+    let config = c.config("interval = \"2s\"\n[proxmox.ignore]\ntags = [\"unmanaged\"]");
+    let elsewhere: Vec<&str> = ["prod", "lab", "monitoring"]
+        .into_iter()
+        .filter(|e| {
+            !Shard {
+                ordinal: 0,
+                total: 2,
+            }
+            .owns(e)
+        })
+        .collect();
+    assert!(
+        !elsewhere.is_empty(),
+        "shard 1 owns an environment, whose guests shard 0 must still see"
+    );
+    // Each replica its own storage.
+    let second = c.root.path().join("config-1.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &second,
+        text.replace("path = \"storage\"", "path = \"storage-1\""),
+    )
+    .unwrap();
+    let shard = |config: &std::path::Path, ordinal: &str| {
+        Server::start_with(config, "", &["--shard", ordinal, "--total-shards", "2"])
+    };
+    let (zero, one) = (shard(&config, "0"), shard(&second, "1"));
+    let first = wait_unmanaged(&zero, Duration::from_secs(30), |v| {
+        v["checked_at"].is_string()
+    });
+    assert_eq!(
+        first["guests"],
+        json!([]),
+        "the guests of {elsewhere:?} (shard 1) are managed: {first}"
+    );
+    assert_eq!(first["error"], Value::Null, "{first}");
+
+    c.create("pve1", "qemu", json!({"vmid": 150, "name": "web2"}));
+    let v = wait_unmanaged(&zero, Duration::from_secs(30), |v| {
+        !v["guests"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(vmids(&v), [150]);
+
+    let (status, body) = one.get_json("/unmanaged");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.to_string().contains("shard 0 only (this is shard 1)"),
+        "{body}"
+    );
+    let m = one.metrics();
+    assert!(
+        !m.contains("tfdrift_unmanaged_resource") && !m.contains("tfdrift_unmanaged_last_check"),
+        "shard 1 exports no unmanaged series: {m}"
+    );
+    assert!(
+        !one.logged()
+            .iter()
+            .any(|l| l.contains("unmanaged-guest check finished")),
+        "shard 1 never checks"
+    );
+    assert!(!c.root.path().join("storage-1/unmanaged.json").exists());
+}
+
+#[test]
+fn two_hundred_environments_never_run_more_terraform_at_once_than_the_limit() {
+    let Some(c) = Cluster::new() else { return };
+    let log = c.root.path().join("terraform.log");
+    let fake = c.root.path().join("fake-terraform");
+    // Every invocation logs its start and end; plans find nothing to change.
+    crate::support::script(
+        &fake,
+        &format!(
+            "echo \"start $1\" >> '{log}'\n\
+             sleep 0.02\n\
+             case \"$1 $2\" in\n\
+             \"state pull\") cat terraform.tfstate 2>/dev/null;;\n\
+             version*) echo '{{\"terraform_version\":\"1.11.4\"}}';;\n\
+             plan*) echo '{{\"@level\":\"info\",\"@message\":\"Plan: 0 to add, 0 to change, 0 to destroy.\",\"type\":\"change_summary\",\"changes\":{{\"add\":0,\"change\":0,\"import\":0,\"remove\":0,\"operation\":\"plan\"}}}}';;\n\
+             esac\n\
+             echo end >> '{log}'\nexit 0\n",
+            log = log.display()
+        ),
+    );
+    let mut extra = String::new();
+    for i in 0..197 {
+        let dir = c.root.path().join(format!("envs/e{i:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.tf"), "terraform {}\n").unwrap();
+        extra.push_str(&format!("[environments.e{i:03}]\ndir = \"envs/e{i:03}\"\n"));
+    }
+    let config = c.config("interval = \"1h\"\n[proxmox.ignore]\ntags = [\"unmanaged\"]");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[defaults]\n",
+        &format!(
+            "[scheduler]\nmax_concurrent_scans = 2\n[defaults]\nbinary = \"{}\"\ninit = \"never\"\n",
+            fake.display()
+        ),
+    );
+    // Scans at start and the check's 200 state pulls at once.
+    let text = text.replace("run_on_start = false\n", "run_on_start = true\n");
+    std::fs::write(&config, format!("{text}{extra}")).unwrap();
+    let server = Server::start(&config);
+    let checked = wait_unmanaged(&server, Duration::from_secs(120), |v| {
+        v["checked_at"].is_string()
+    });
+    assert_eq!(checked["error"], Value::Null, "{checked}");
+    assert_eq!(checked["guests"], json!([]), "{checked}");
+    crate::chain::wait_until(
+        "every environment scanned",
+        Duration::from_secs(120),
+        || {
+            let m = server.metrics();
+            m.lines()
+                .filter(|l| l.starts_with("tfdrift_last_scan_timestamp_seconds{"))
+                .count()
+                == 200
+        },
+    );
+    drop(server);
+    let events = std::fs::read_to_string(&log).unwrap();
+    let (mut running, mut most, mut pulls, mut plans) = (0i32, 0i32, 0, 0);
+    for event in events.lines() {
+        match event {
+            "end" => running -= 1,
+            start => {
+                running += 1;
+                pulls += i32::from(start == "start state");
+                plans += i32::from(start == "start plan");
+            }
+        }
+        most = most.max(running);
+    }
+    assert_eq!(pulls, 200, "one pull per environment");
+    assert!(plans >= 200, "one scan per environment at least: {plans}");
+    assert_eq!(
+        most, 2,
+        "never more terraform at once than max_concurrent_scans, and that many"
+    );
+}
