@@ -92,6 +92,8 @@ pub struct Config {
     pub storage: Storage,
     pub max_concurrent_scans: usize,
     pub max_resource_series: usize,
+    /// `tfdrift_resource_change_info` series across every environment.
+    pub max_resource_series_total: usize,
     pub proxmox: Option<Proxmox>,
     /// `[discovery]`: the environments found in directories, beside the listed ones.
     pub discovery: Option<Discovery>,

@@ -34,6 +34,16 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric family of the exporter, registered by the component that sets it, and the
 /// encoding shared by the scrapes between two changes.
+/// How many `tfdrift_resource_change_info` series there may be: per environment
+/// (`metrics.max_resource_series`) and across all of them
+/// (`metrics.max_resource_series_total`), so that `/metrics` stays bounded however many
+/// environments drift at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesLimits {
+    pub per_environment: usize,
+    pub total: usize,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -133,11 +143,11 @@ impl Metrics {
         &self,
         report: &Report,
         last_success: Option<DateTime<Utc>>,
-        max_series: usize,
+        limits: SeriesLimits,
     ) {
         if let Some(name) = report.environment() {
-            self.scans.show(name, report, last_success, max_series);
-            self.checks.show(name, report, max_series);
+            self.scans.show(name, report, last_success, limits);
+            self.checks.show(name, report, limits.per_environment);
             self.touch();
         }
     }

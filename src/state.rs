@@ -103,7 +103,7 @@ impl State {
                 ..EnvView::default()
             };
             if let Some(report) = latest {
-                metrics.show_report(&report, last_success, config.max_resource_series);
+                metrics.show_report(&report, last_success, series_limits(&config));
                 tracing::info!(environment = %name, status = %report.status, id = report.id().unwrap_or(""), "restored the latest stored scan");
                 view.keep(report, true, config.max_resource_series);
             }
@@ -193,7 +193,7 @@ impl State {
                 let mut view = EnvView::default();
                 if let Some(report) = latest {
                     self.metrics
-                        .show_report(&report, None, config.max_resource_series);
+                        .show_report(&report, None, series_limits(&config));
                     view.keep(report, true, config.max_resource_series);
                 }
                 envs.insert(name, view);
@@ -298,10 +298,18 @@ impl State {
                 v.last_success = report.finished_at();
             }
             self.metrics
-                .show_report(&report, v.last_success, max_series);
+                .show_report(&report, v.last_success, series_limits(&config));
             self.metrics.count_scan(&name, report.status);
             self.metrics.set_expired_rules(&name, expired);
             v.keep(report, stored, max_series);
         });
+    }
+}
+
+/// The series limits of `config`.
+fn series_limits(config: &Config) -> crate::metrics::SeriesLimits {
+    crate::metrics::SeriesLimits {
+        per_environment: config.max_resource_series,
+        total: config.max_resource_series_total,
     }
 }

@@ -38,6 +38,8 @@ mod explain_fixtures;
 mod faults;
 #[path = "suite/flags.rs"]
 mod flags;
+#[path = "suite/fleet.rs"]
+mod fleet;
 #[path = "suite/fuzz.rs"]
 mod fuzz;
 #[path = "suite/hostile_text.rs"]

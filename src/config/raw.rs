@@ -50,6 +50,7 @@ pub(super) struct RawScheduler {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub(super) max_resource_series: Option<usize>,
+    pub(super) max_resource_series_total: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

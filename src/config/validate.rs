@@ -186,6 +186,7 @@ pub(super) fn validate(file: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         },
         max_concurrent_scans,
         max_resource_series: raw.metrics.max_resource_series.unwrap_or(100),
+        max_resource_series_total: raw.metrics.max_resource_series_total.unwrap_or(10_000),
         proxmox,
         discovery,
         sharding: sharding(raw.sharding).map_err(|e| e.in_file(file))?,

@@ -92,12 +92,15 @@ async fn drain(body: axum::body::Body) -> Result<(), Answer> {
         .map_err(|_| too_large())
 }
 
-async fn landing(State(app): AppState) -> Answer {
-    respond(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        crate::page::render(&app.state),
-    )
+async fn landing(State(app): AppState, Query(pairs): Query<Vec<(String, String)>>) -> Answer {
+    match crate::page::Listing::parse(pairs) {
+        Ok(listing) => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::page::render(&app.state, &listing),
+        ),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
 }
 
 async fn metrics(State(app): AppState, headers: HeaderMap) -> Answer {

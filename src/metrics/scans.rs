@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::labels::{Env, EnvAction, EnvReason, EnvStatus, EnvTrigger, ErrorInfo, Resource};
-use super::{FloatGauge, env, unix};
+use super::{FloatGauge, SeriesLimits, env, unix};
 use crate::report::{Action, ErrorReason, Report, Status, TriggerKind};
 use crate::text::label;
 
@@ -40,6 +40,7 @@ pub(super) struct ScanMetrics {
     outside: Family<Env, Gauge>,
     ignored: Family<Env, Gauge>,
     resources: Family<Resource, Gauge>,
+    dropped: Family<Env, Gauge>,
     scan_error: Family<EnvReason, Gauge>,
     error_info: Family<ErrorInfo, Gauge>,
     duration: Family<Env, FloatGauge>,
@@ -81,8 +82,13 @@ impl ScanMetrics {
         );
         r.register(
             "resource_change_info",
-            "One series per changed resource of the last plan (bounded per environment)",
+            "One series per changed resource of the last plan (metrics.max_resource_series per environment, metrics.max_resource_series_total in all)",
             self.resources.clone(),
+        );
+        r.register(
+            "resource_series_dropped",
+            "Changed resources of the last plan without a resource_change_info series (over a series limit); absent when none",
+            self.dropped.clone(),
         );
         r.register(
             "scan_error",
@@ -143,7 +149,7 @@ impl ScanMetrics {
         name: &str,
         report: &Report,
         last_success: Option<DateTime<Utc>>,
-        max_series: usize,
+        limits: SeriesLimits,
     ) {
         let e = env(name);
         self.status.get_or_create(&e).set(report.status.gauge());
@@ -217,16 +223,44 @@ impl ScanMetrics {
                 self.drift_since.remove(&e);
             }
         }
-        self.show_resources(name, report, max_series);
+        self.show_resources(name, report, limits);
     }
 
-    /// Replaces the environment's `tfdrift_resource_change_info` series whole.
-    fn show_resources(&self, name: &str, report: &Report, max_series: usize) {
+    /// Replaces the environment's `tfdrift_resource_change_info` series whole: at most
+    /// `limits.per_environment`, and no more than the total leaves after the other
+    /// environments' series; how many changes got none is `tfdrift_resource_series_dropped`.
+    fn show_resources(&self, name: &str, report: &Report, limits: SeriesLimits) {
+        let mut known = self
+            .resource_series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let others: usize = known
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .map(|(_, s)| s.len())
+            .sum();
+        let room = limits
+            .per_environment
+            .min(limits.total.saturating_sub(others));
+        let counted = report
+            .changes
+            .iter()
+            .filter(|c| c.action.is_counted())
+            .count();
+        let e = env(name);
+        match counted.saturating_sub(room) {
+            0 => {
+                self.dropped.remove(&e);
+            }
+            dropped => {
+                self.dropped.get_or_create(&e).set(dropped as i64);
+            }
+        }
         let series: Vec<Resource> = report
             .changes
             .iter()
             .filter(|c| c.action.is_counted())
-            .take(max_series)
+            .take(room)
             .map(|c| Resource {
                 environment: name.to_owned(),
                 address: label(&c.address, ADDRESS_MAX),
@@ -245,10 +279,6 @@ impl ScanMetrics {
                     .unwrap_or_default(),
             })
             .collect();
-        let mut known = self
-            .resource_series
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
         for old in known.remove(name).unwrap_or_default() {
             self.resources.remove(&old);
         }
@@ -351,6 +381,7 @@ impl ScanMetrics {
             self.resources.remove(&old);
         }
         drop(known);
+        self.dropped.remove(&env(name));
         self.forget_error_info(name);
     }
 }

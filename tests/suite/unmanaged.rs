@@ -862,7 +862,7 @@ fn two_hundred_environments_never_run_more_terraform_at_once_than_the_limit() {
              case \"$1 $2\" in\n\
              \"state pull\") cat terraform.tfstate 2>/dev/null;;\n\
              version*) echo '{{\"terraform_version\":\"1.11.4\"}}';;\n\
-             plan*) echo '{{\"@level\":\"info\",\"@message\":\"Plan: 0 to add, 0 to change, 0 to destroy.\",\"type\":\"change_summary\",\"changes\":{{\"add\":0,\"change\":0,\"import\":0,\"remove\":0,\"operation\":\"plan\"}}}}';;\n\
+             plan*) for a in \"$@\"; do case \"$a\" in -out=*) : > \"${{a#-out=}}\";; esac; done; echo '{{\"type\":\"version\",\"terraform\":\"1.11.4\"}}'; echo '{{\"@level\":\"info\",\"@message\":\"Plan: 0 to add, 0 to change, 0 to destroy.\",\"type\":\"change_summary\",\"changes\":{{\"add\":0,\"change\":0,\"import\":0,\"remove\":0,\"operation\":\"plan\"}}}}';;\n\
              esac\n\
              echo end >> '{log}'\nexit 0\n",
             log = log.display()
