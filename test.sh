@@ -49,14 +49,15 @@ fi
 
 # moto's S3 server stands in for MinIO (tests/suite/s3.rs), from PyPI, in target/venv.
 venv=$PWD/target/venv
-# prometheus-client's OpenMetrics parser checks the exporter's OpenMetrics output.
+# prometheus-client's OpenMetrics parser checks the exporter's OpenMetrics output;
+# kubernetes-validate (its schemas inside it: offline) the manifests of examples/kubernetes.
 # pip mostly waits on the network and the disk: it installs while cargo builds below.
 venv_log=$(mktemp)
 installing=
-if ! "$venv/bin/python3" -c 'import moto.server, boto3, prometheus_client.openmetrics.parser' 2>/dev/null; then
-  say "installing moto[server] and prometheus-client into $venv (beside the build)"
+if ! "$venv/bin/python3" -c 'import moto.server, boto3, prometheus_client.openmetrics.parser, kubernetes_validate' 2>/dev/null; then
+  say "installing moto[server], prometheus-client and kubernetes-validate into $venv (beside the build)"
   ( python3 -m venv "$venv" &&
-    "$venv/bin/python3" -m pip install --quiet 'moto[server]>=5.2,<5.3' 'prometheus-client>=0.21,<1' ) > "$venv_log" 2>&1 &
+    "$venv/bin/python3" -m pip install --quiet 'moto[server]>=5.2,<5.3' 'prometheus-client>=0.21,<1' 'kubernetes-validate>=1.37,<2' ) > "$venv_log" 2>&1 &
   installing=$!
 fi
 export MOTO_PYTHON=$venv/bin/python3
@@ -84,7 +85,7 @@ say "package: $PACKAGE_DEB"
 
 if [ -n "$installing" ] && ! wait "$installing"; then
   cat "$venv_log" >&2
-  say "installing moto into $venv failed (above); run: python3 -m venv $venv && $venv/bin/python3 -m pip install 'moto[server]>=5.2,<5.3' 'prometheus-client>=0.21,<1'"
+  say "installing the Python tools into $venv failed (above); run: python3 -m venv $venv && $venv/bin/python3 -m pip install 'moto[server]>=5.2,<5.3' 'prometheus-client>=0.21,<1' 'kubernetes-validate>=1.37,<2'"
   exit 1
 fi
 rm -f "$venv_log"

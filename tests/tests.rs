@@ -44,6 +44,8 @@ mod fleet;
 mod fuzz;
 #[path = "suite/hostile_text.rs"]
 mod hostile_text;
+#[path = "suite/kubernetes.rs"]
+mod kubernetes;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
 #[path = "suite/package.rs"]
