@@ -26,6 +26,9 @@ pub enum Change {
     ScanFinished(Box<Finished>, oneshot::Sender<()>),
     /// An unmanaged-guest check ended (already stored).
     UnmanagedFinished(Unmanaged, oneshot::Sender<()>),
+    /// The guests each environment's state manages, read by a shard that does not check
+    /// (shard 0 has them from its check).
+    Managed(crate::state::Managed, oneshot::Sender<()>),
     /// A scan of the environment started (with what started it) or ended (`None`).
     Running {
         environment: String,
@@ -145,6 +148,12 @@ impl Changes {
             .await;
     }
 
+    /// Says which guests each environment's state manages.
+    pub async fn managed(&self, managed: crate::state::Managed) {
+        self.apply(|applied| Change::Managed(managed, applied))
+            .await;
+    }
+
     /// Sends a change and waits until it is applied (or the supervisor is gone).
     async fn apply(&self, change: impl FnOnce(oneshot::Sender<()>) -> Change) {
         let (applied, done) = oneshot::channel();
@@ -162,7 +171,9 @@ impl Changes {
                     Change::Reload(answer) => {
                         let _ = answer.send(Ok(()));
                     }
-                    Change::ScanFinished(_, applied) | Change::UnmanagedFinished(_, applied) => {
+                    Change::ScanFinished(_, applied)
+                    | Change::UnmanagedFinished(_, applied)
+                    | Change::Managed(_, applied) => {
                         let _ = applied.send(());
                     }
                     Change::Running { .. }

@@ -216,16 +216,22 @@ impl State {
             return;
         }
         if result.error.is_none() {
-            let mut managed = write(&self.managed);
-            let mut map = (**managed).clone();
-            map.extend(result.managed.clone());
-            map.retain(|e, _| config.environments.contains_key(e));
-            *managed = Arc::new(map);
+            self.record_managed(result.managed.clone());
         }
         let mut current = write(&self.unmanaged);
         self.metrics
             .show_unmanaged(Some(&result), config.max_resource_series);
         *current = Some(Arc::new(result));
+    }
+
+    /// Takes the guests the states of environments manage (this replica's only).
+    pub fn record_managed(&self, found: Managed) {
+        let config = self.config();
+        let mut managed = write(&self.managed);
+        let mut map = (**managed).clone();
+        map.extend(found);
+        map.retain(|e, _| config.environments.contains_key(e));
+        *managed = Arc::new(map);
     }
 
     /// The vmids each environment manages, as last known.

@@ -62,6 +62,10 @@ impl Supervisor {
                     self.state.record_unmanaged(result);
                     let _ = applied.send(());
                 }
+                Change::Managed(managed, applied) => {
+                    self.state.record_managed(managed);
+                    let _ = applied.send(());
+                }
                 Change::Running {
                     environment,
                     started,

@@ -89,7 +89,9 @@ fn applying(state: Arc<State>) -> Changes {
                     period_seconds,
                 } => state.set_next_scan(&environment, due, period_seconds),
                 Change::Reload(answer) => drop(answer.send(Ok(()))),
-                Change::ScanFinished(_, applied) | Change::UnmanagedFinished(_, applied) => {
+                Change::ScanFinished(_, applied)
+                | Change::UnmanagedFinished(_, applied)
+                | Change::Managed(_, applied) => {
                     let _ = applied.send(());
                 }
                 Change::Attribution { .. } | Change::Signals { .. } | Change::Rediscover => {}

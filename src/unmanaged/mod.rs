@@ -276,6 +276,18 @@ pub(crate) async fn prepare(
     })
 }
 
+/// The vmids each environment's state manages (`state pull`s taking their turns at
+/// `limit`), without the inventory: what a shard other than 0 routes change signals by.
+pub async fn managed(
+    config: &Config,
+    limit: &Arc<Gate>,
+    cancel: &CancellationToken,
+) -> Result<Result<BTreeMap<String, BTreeSet<u32>>, CheckError>, Cancelled> {
+    Ok(managed_by_states(config, limit, cancel)
+        .await?
+        .map(|(managed, _)| managed))
+}
+
 /// The vmids each environment's state manages, and each environment's Proxmox provider.
 type ManagedByStates = (BTreeMap<String, BTreeSet<u32>>, BTreeMap<String, Provider>);
 

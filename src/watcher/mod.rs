@@ -2,8 +2,10 @@
 //! every shard's states): every `proxmox.interval` (counted from the end of the last check,
 //! also across a restart), stored under `storage.path` and handed to the supervisor for the
 //! exporter's state. A reload that changes `[proxmox]` checks again at once; one that
-//! removes it stops the checks. The attribution poller (the `poller` submodule) runs beside
-//! it on the same settings, on every shard, for that shard's environments.
+//! removes it stops the checks. The other shards read only their own environments' states,
+//! as often, for the guests each manages. The attribution poller (the `poller` submodule)
+//! runs beside it on the same settings, on every shard, routing change signals to that
+//! shard's environments.
 
 mod entries;
 mod poller;
@@ -133,7 +135,7 @@ async fn watch_loop(
         }
         // Shard 0 alone checks, over every shard's states.
         let checking = config.sharding.checks_unmanaged();
-        let Some(proxmox) = config.proxmox.clone().filter(|_| checking) else {
+        let Some(proxmox) = config.proxmox.clone() else {
             tokio::select! {
                 changed = settings.changed() => if changed.is_err() { return },
                 _ = cancel.cancelled() => return,
@@ -142,7 +144,7 @@ async fn watch_loop(
         };
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
-            _ = checker.check_now.notified() => {
+            _ = checker.check_now.notified(), if checking => {
                 tracing::info!("a guest was created or destroyed outside the states: checking now");
             }
             changed = settings.changed() => {
@@ -152,6 +154,20 @@ async fn watch_loop(
                 continue;
             }
             _ = cancel.cancelled() => return,
+        }
+        if !checking {
+            // Another shard checks; this one reads its own states for the signals' routing.
+            let Ok(read) = crate::unmanaged::managed(&config, &checker.limit, &cancel).await else {
+                return;
+            };
+            match read {
+                Ok(managed) => checker.changes.managed(managed).await,
+                Err(error) => {
+                    tracing::warn!(reason = %error.reason, error = %error.summary, "cannot read which guests the states manage; change signals use what was known");
+                }
+            }
+            due = Instant::now() + proxmox.interval;
+            continue;
         }
         tracing::debug!("unmanaged-guest check started");
         let fleet = config.with_every_shard();

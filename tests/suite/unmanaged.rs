@@ -846,6 +846,28 @@ fn with_two_shards_shard_0_checks_once_over_every_shards_states() {
         "shard 1 never checks"
     );
     assert!(!c.root.path().join("storage-1/unmanaged.json").exists());
+
+    // A change by hand of a guest of shard 1's environment is scanned by shard 1 alone,
+    // which knows its guests from its own states (neither replica has scanned yet).
+    let (guest, env) = if elsewhere.contains(&"lab") {
+        ("/nodes/pve2/qemu/110/config", "lab")
+    } else {
+        ("/nodes/pve1/qemu/120/config", "monitoring")
+    };
+    assert_eq!(c.sim.call("PUT", guest, Some(json!({"memory": 4096}))), 200);
+    let signalled = [("environment", env), ("trigger", "proxmox")];
+    crate::chain::wait_until(
+        "shard 1 scans on the change signal",
+        Duration::from_secs(60),
+        || {
+            metric(&one.metrics(), "tfdrift_scan_triggers_total", &signalled)
+                .is_some_and(|n| n >= 1.0)
+        },
+    );
+    assert!(
+        !zero.metrics().contains(&format!("environment=\"{env}\"")),
+        "shard 0 knows nothing of {env}"
+    );
 }
 
 #[test]
