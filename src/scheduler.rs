@@ -6,17 +6,16 @@
 //! At start-up every environment due at once (`run_on_start`, or overdue after a restart)
 //! queues at the gate: never more than `max_concurrent_scans` terraform run, the environment
 //! never scanned or scanned longest ago first. Each next scan is due one interval (plus
-//! jitter) after the environment's own scan ended, so the first round's spread carries on.
+//! jitter) after the environment's own scan ended, so the first round's spread carries on
+//! (the `timing` submodule computes when).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::cancel::CancellationToken;
-use chrono::{DateTime, Local, Utc};
-use rand::Rng;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -25,7 +24,6 @@ use crate::config::{Config, Environment};
 use crate::gate::{Gate, Priority};
 use crate::report::{Trigger, TriggerKind};
 use crate::scan::Finished;
-use crate::schedule::Schedule;
 use crate::signals::Batch;
 use crate::state::State;
 
@@ -121,83 +119,6 @@ pub struct Scheduler {
     limit_size: usize,
     tasks: Mutex<BTreeMap<String, EnvTask>>,
     shutdown: CancellationToken,
-}
-
-/// A random delay in `[0, jitter]` that spreads scans.
-fn jitter_sample(jitter: Duration) -> Duration {
-    if jitter.is_zero() {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
-}
-
-/// Delay before the first scan: at once with `run_on_start`, else one period after the last
-/// stored scan (or from now when there is none).
-pub fn first_delay(
-    env: &Environment,
-    last_finished: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Duration {
-    if env.run_on_start {
-        return Duration::ZERO;
-    }
-    // A scan stamped in the future (a clock that was wrong) counts as ending now: the next
-    // one is never pushed past one interval.
-    match (&env.schedule, last_finished.map(|t| t.min(now))) {
-        (Schedule::Interval(i), Some(t)) => {
-            let due = chrono::Duration::from_std(*i)
-                .ok()
-                .and_then(|i| t.checked_add_signed(i));
-            due.and_then(|due| (due - now).to_std().ok())
-                .unwrap_or(Duration::ZERO)
-        }
-        _ => next_delay(env, now),
-    }
-}
-
-/// Since when the first scan of an environment is due, for its place at the gate: one
-/// period after its last scan (at most now), or ever when it was never scanned.
-pub fn first_due_since(
-    env: &Environment,
-    last_finished: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    delay: Duration,
-) -> DateTime<Utc> {
-    if !env.run_on_start && !delay.is_zero() {
-        return at(now, delay);
-    }
-    match last_finished {
-        Some(t) => at(t.min(now), env.schedule.period()).min(now),
-        None => DateTime::<Utc>::MIN_UTC,
-    }
-}
-
-/// `now` plus `delay`, the latest time there is when it overflows.
-fn at(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(delay)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// When the first scan of an environment task starts, and its place at the gate.
-#[derive(Debug, Clone, Copy)]
-struct First {
-    delay: Duration,
-    since: DateTime<Utc>,
-}
-
-/// Delay before the next scheduled scan, counted from `now` (the end of the last scan).
-pub fn next_delay(env: &Environment, now: DateTime<Utc>) -> Duration {
-    let base = match &env.schedule {
-        Schedule::Interval(i) => *i,
-        Schedule::Cron { .. } => env
-            .schedule
-            .next_after(now.with_timezone(&Local))
-            .and_then(|t| (t.with_timezone(&Utc) - now).to_std().ok())
-            .unwrap_or(Duration::from_secs(86_400)),
-    };
-    base + jitter_sample(env.jitter)
 }
 
 impl Scheduler {
@@ -427,27 +348,6 @@ impl Loop {
     }
 }
 
-/// The timer of an environment's next scheduled scan.
-struct Timer {
-    /// When it fires.
-    deadline: tokio::time::Instant,
-    /// The same, as the state shows it.
-    due: DateTime<Utc>,
-    /// Its place at the gate: since when the scan is due.
-    since: DateTime<Utc>,
-}
-
-impl Timer {
-    fn after(delay: Duration) -> Timer {
-        let due = at(Utc::now(), delay);
-        Timer {
-            deadline: tokio::time::Instant::now() + delay,
-            due,
-            since: due,
-        }
-    }
-}
-
 async fn env_loop(mut l: Loop) {
     let mut timer = Timer {
         since: l.first.since,
@@ -526,6 +426,11 @@ async fn env_loop(mut l: Loop) {
         told = false;
     }
 }
+
+mod timing;
+
+use timing::{First, Timer, at};
+pub use timing::{first_delay, first_due_since, next_delay};
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,8 @@
 //! The scheduler on paused tokio time, with scanners that imitate scans.
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::Local;
 
 use super::*;
 use crate::report::{PlanOutcome, Report, Scanned, Tool, Trigger, TriggerKind};
