@@ -126,9 +126,11 @@ impl Supervisor {
         let Ok((config, web)) = self.load_checked().await else {
             return;
         };
+        // The other shards' too: shard 0's unmanaged-guest check reads their states.
         let dirs = |c: &Config| -> Vec<(String, PathBuf)> {
             c.environments
                 .values()
+                .chain(c.elsewhere.values())
                 .map(|e| (e.name.clone(), e.dir.clone()))
                 .collect()
         };

@@ -946,3 +946,84 @@ fn two_hundred_environments_never_run_more_terraform_at_once_than_the_limit() {
         "never more terraform at once than max_concurrent_scans, and that many"
     );
 }
+
+#[test]
+fn shard_0_checks_against_a_directory_another_shard_owns_as_soon_as_it_is_found() {
+    use tfdrift_exporter::shard::Shard;
+    let Some(c) = Cluster::new() else { return };
+    let listed = c.config("interval = \"1s\"\n[proxmox.ignore]\ntags = [\"unmanaged\"]");
+    // The three environments found under envs/ instead of listed, looked at every second.
+    let text = std::fs::read_to_string(&listed).unwrap();
+    let mut kept: Vec<&str> = Vec::new();
+    let mut skip = false;
+    for line in text.lines() {
+        if line.starts_with("[environments.") {
+            skip = true;
+            continue;
+        }
+        if line.starts_with('[') {
+            skip = false;
+        }
+        if !skip && !line.starts_with("dir = ") {
+            kept.push(line);
+        }
+    }
+    let config = c.root.path().join("discovered.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[discovery]\nroot = \"envs\"\ninclude = [\"*\"]\ninterval = \"1s\"\n",
+            kept.join("\n")
+        ),
+    )
+    .unwrap();
+    let mut zero = Server::start_with(&config, "", &["--shard", "0", "--total-shards", "2"]);
+    let first = wait_unmanaged(&zero, Duration::from_secs(30), |v| {
+        v["checked_at"].is_string()
+    });
+    assert_eq!(first["guests"], json!([]), "{first}");
+
+    // A new root module of shard 1's, managing a new VM.
+    let name = (0..)
+        .map(|i| format!("new{i}"))
+        .find(|n| {
+            !Shard {
+                ordinal: 0,
+                total: 2,
+            }
+            .owns(n)
+        })
+        .unwrap();
+    c.write_state(
+        &name,
+        &state(&[(
+            None,
+            "proxmox_virtual_environment_vm",
+            "new",
+            json!({"id": "160", "vm_id": 160, "node_name": "pve1"}),
+        )]),
+    );
+    c.create("pve1", "qemu", json!({"vmid": 160, "name": "new"}));
+    let changed = zero.wait_log(
+        "discovery: the environments changed",
+        Duration::from_secs(30),
+    );
+    assert!(changed.contains(&name), "{changed}");
+    // A check that began before the new configuration was applied may end a little
+    // later: wait for one that ends well after.
+    let fresh = chrono::Utc::now().timestamp() + 3;
+    let after = wait_unmanaged(&zero, Duration::from_secs(30), |v| {
+        v["checked_at"].as_str().is_some_and(|t| {
+            chrono::DateTime::parse_from_rfc3339(t).is_ok_and(|t| t.timestamp() >= fresh)
+        })
+    });
+    assert_eq!(
+        after["guests"],
+        json!([]),
+        "VM 160 is managed by {name}, which shard 0 never scans: {after}"
+    );
+    assert!(
+        !zero.metrics().contains(&format!("environment=\"{name}\"")),
+        "shard 0 does not scan it"
+    );
+}
