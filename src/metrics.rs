@@ -32,8 +32,6 @@ use unmanaged::UnmanagedMetrics;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// Every metric family of the exporter, registered by the component that sets it, and the
-/// encoding shared by the scrapes between two changes.
 /// How many `tfdrift_resource_change_info` series there may be: per environment
 /// (`metrics.max_resource_series`) and across all of them
 /// (`metrics.max_resource_series_total`), so that `/metrics` stays bounded however many
@@ -44,6 +42,8 @@ pub struct SeriesLimits {
     pub total: usize,
 }
 
+/// Every metric family of the exporter, registered by the component that sets it, and the
+/// encoding shared by the scrapes between two changes.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,

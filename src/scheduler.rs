@@ -203,13 +203,13 @@ impl Scheduler {
                         .view(name)
                         .and_then(|v| v.latest.as_ref().and_then(|r| r.finished_at()));
                     let delay = first_delay(env, last, now);
-                    let first = First {
-                        delay,
+                    let first = Timer {
                         since: first_due_since(env, last, now, delay),
+                        ..Timer::after(delay)
                     };
                     planned.push(Planned {
                         environment: name.clone(),
-                        due: at(now, delay),
+                        due: first.due,
                         period_seconds: env.schedule.period().as_secs_f64(),
                     });
                     let task = self.spawn(env.clone(), first);
@@ -220,7 +220,7 @@ impl Scheduler {
         planned
     }
 
-    fn spawn(&self, env: Environment, first: First) -> EnvTask {
+    fn spawn(&self, env: Environment, first: Timer) -> EnvTask {
         let (settings, rx) = watch::channel(env.clone());
         let trigger = Arc::new(Notify::new());
         let slot = Arc::new(Mutex::new(Slot::default()));
@@ -310,7 +310,8 @@ struct Loop {
     scanner: Arc<dyn Scanner>,
     limit: Arc<Gate>,
     name: String,
-    first: First,
+    /// The first scan's timer, as the scheduler's apply showed it.
+    first: Timer,
     settings: watch::Receiver<Environment>,
     trigger: Arc<Notify>,
     slot: Arc<Mutex<Slot>>,
@@ -349,10 +350,7 @@ impl Loop {
 }
 
 async fn env_loop(mut l: Loop) {
-    let mut timer = Timer {
-        since: l.first.since,
-        ..Timer::after(l.first.delay)
-    };
+    let mut timer = l.first;
     // The first timer of an environment with run_on_start is its start scan.
     let mut on_start = l.settings.borrow().run_on_start;
     // Signals came during the last scan: the next one starts at once.
@@ -429,7 +427,7 @@ async fn env_loop(mut l: Loop) {
 
 mod timing;
 
-use timing::{First, Timer, at};
+use timing::Timer;
 pub use timing::{first_delay, first_due_since, next_delay};
 
 #[cfg(test)]

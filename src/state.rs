@@ -250,11 +250,12 @@ impl State {
         *managed = Arc::new(map);
     }
 
-    /// Says how people reach the exporter (the base of alert links).
+    /// Shows this replica's shard.
     pub fn show_shard(&self, shard: crate::shard::Shard) {
         self.metrics.show_shard(shard);
     }
 
+    /// Says how people reach the exporter (the base of alert links).
     pub fn show_web(&self, external_url: Option<&str>, tls: bool) {
         self.metrics.show_web(external_url, tls);
     }

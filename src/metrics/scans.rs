@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 use super::labels::{Env, EnvAction, EnvReason, EnvStatus, EnvTrigger, ErrorInfo, Resource};
 use super::{FloatGauge, SeriesLimits, env, unix};
-use crate::report::{Action, ErrorReason, Report, Status, TriggerKind};
+use crate::report::{Action, Change, ErrorReason, Report, Status, TriggerKind};
 use crate::text::label;
 
 /// Each value in the `attributes` label is cut at this many UTF-16 units ...
@@ -242,13 +242,13 @@ impl ScanMetrics {
         let room = limits
             .per_environment
             .min(limits.total.saturating_sub(others));
-        let counted = report
+        let counted: Vec<&Change> = report
             .changes
             .iter()
             .filter(|c| c.action.is_counted())
-            .count();
+            .collect();
         let e = env(name);
-        match counted.saturating_sub(room) {
+        match counted.len().saturating_sub(room) {
             0 => {
                 self.dropped.remove(&e);
             }
@@ -256,10 +256,8 @@ impl ScanMetrics {
                 self.dropped.get_or_create(&e).set(dropped as i64);
             }
         }
-        let series: Vec<Resource> = report
-            .changes
-            .iter()
-            .filter(|c| c.action.is_counted())
+        let series: Vec<Resource> = counted
+            .into_iter()
             .take(room)
             .map(|c| Resource {
                 environment: name.to_owned(),

@@ -60,18 +60,11 @@ pub fn first_due_since(
 }
 
 /// `now` plus `delay`, the latest time there is when it overflows.
-pub(super) fn at(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
+fn at(now: DateTime<Utc>, delay: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(delay)
         .ok()
         .and_then(|d| now.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// When the first scan of an environment task starts, and its place at the gate.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct First {
-    pub(super) delay: Duration,
-    pub(super) since: DateTime<Utc>,
 }
 
 /// Delay before the next scheduled scan, counted from `now` (the end of the last scan).
@@ -88,6 +81,7 @@ pub fn next_delay(env: &Environment, now: DateTime<Utc>) -> Duration {
 }
 
 /// The timer of an environment's next scheduled scan.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Timer {
     /// When it fires.
     pub(super) deadline: tokio::time::Instant,
