@@ -429,22 +429,8 @@ fn a_plan_of_thousands_of_changes_is_served_whole_from_disk_and_the_page_is_boun
     // A stand-in terraform whose show prints a plan of 3,000 updates.
     let w = Workspace::new("");
     let n = 3000;
-    let changes: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"address":"terraform_data.vm[{i}]","mode":"managed","type":"terraform_data","name":"vm","index":{i},"change":{{"actions":["update"],"before":{{"memory":3072}},"after":{{"memory":2048}},"after_unknown":{{}},"before_sensitive":{{}},"after_sensitive":{{}}}}}}"#
-            )
-        })
-        .collect();
     let show = w.root.path().join("show.json");
-    std::fs::write(
-        &show,
-        format!(
-            r#"{{"format_version":"1.2","terraform_version":"1.11.4","resource_changes":[{}]}}"#,
-            changes.join(",")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&show, crate::support::plan_of_updates(n)).unwrap();
     let binary = w.root.path().join("fake-terraform");
     script(
         &binary,

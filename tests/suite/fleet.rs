@@ -24,22 +24,8 @@ const DRIFTED: usize = 30;
 /// A configuration of environments whose plans find nothing, fail, or drift, and of some
 /// never scanned; `extra` goes in `[defaults]`'s place, before it.
 fn fleet(root: &Path, kinds: Kinds, extra: &str) -> PathBuf {
-    let changes: Vec<String> = (0..DRIFTED)
-        .map(|i| {
-            format!(
-                r#"{{"address":"terraform_data.vm[{i}]","mode":"managed","type":"terraform_data","name":"vm","index":{i},"change":{{"actions":["update"],"before":{{"memory":3072}},"after":{{"memory":2048}},"after_unknown":{{}},"before_sensitive":{{}},"after_sensitive":{{}}}}}}"#
-            )
-        })
-        .collect();
     let show = root.join("show.json");
-    std::fs::write(
-        &show,
-        format!(
-            r#"{{"format_version":"1.2","terraform_version":"1.11.4","resource_changes":[{}]}}"#,
-            changes.join(",")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&show, crate::support::plan_of_updates(DRIFTED)).unwrap();
     let fake = root.join("fake-terraform");
     crate::support::script(
         &fake,

@@ -175,3 +175,19 @@ pub fn script(path: &Path, body: &str) {
 pub fn python() -> std::ffi::OsString {
     std::env::var_os("MOTO_PYTHON").unwrap_or_else(|| "python3".into())
 }
+
+/// A `terraform show -json` plan of `n` updates of `terraform_data.vm[i]` (memory 3072 ->
+/// 2048), for stand-in terraforms.
+pub fn plan_of_updates(n: usize) -> String {
+    let changes: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"address":"terraform_data.vm[{i}]","mode":"managed","type":"terraform_data","name":"vm","index":{i},"change":{{"actions":["update"],"before":{{"memory":3072}},"after":{{"memory":2048}},"after_unknown":{{}},"before_sensitive":{{}},"after_sensitive":{{}}}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"format_version":"1.2","terraform_version":"1.11.4","resource_changes":[{}]}}"#,
+        changes.join(",")
+    )
+}
