@@ -22,7 +22,7 @@ struct Kinds {
 const DRIFTED: usize = 30;
 
 /// A configuration of environments whose plans find nothing, fail, or drift, and of some
-/// never scanned; `extra` goes in `[defaults]`'s place, before it.
+/// never scanned; `extra` follows `[defaults]`' keys (a section of its own, as `[metrics]`).
 fn fleet(root: &Path, kinds: Kinds, extra: &str) -> PathBuf {
     let show = root.join("show.json");
     std::fs::write(&show, crate::support::plan_of_updates(DRIFTED)).unwrap();
